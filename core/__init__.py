@@ -1,0 +1,1 @@
+"""Pure-Python core of the MNIST dashboard: data, models, training, inference. Never imports streamlit."""
