@@ -1,0 +1,16 @@
+"""Router and shared frame: page config, navigation, and the sidebar every page shares."""
+
+import streamlit as st
+
+from pages.common import dataset_sidebar
+
+st.set_page_config(page_title="MNIST Lab", page_icon="✍️", layout="wide")
+
+# Only pages that really work are listed; each later feature adds its own line.
+PAGES = [
+    st.Page("pages/dataset.py", title="Dataset", icon="🖼️", default=True),
+]
+
+navigation = st.navigation(PAGES)
+dataset_sidebar()
+navigation.run()
