@@ -29,7 +29,7 @@ def sample_controls(dataset: Dataset) -> tuple[bool, list[int], int]:
         key="dataset_classes",
     )
     side = right.select_slider("Grid", options=[4, 6, 8, 10, 12], value=8, key="dataset_grid", help="images per side")
-    if button.button("Another sample", icon="🎲", key="dataset_resample"):
+    if button.button("Another sample", icon=":material/casino:", key="dataset_resample"):
         st.session_state[SEED_KEY] += 1
     return split == "train", list(classes), int(side)
 
@@ -148,7 +148,7 @@ def show_augmentation(image: torch.Tensor, label: str) -> None:
         "±10°, shifted up to ±10% (±2.8 px) and scaled 0.9–1.1× — so it learns the digit, not its exact pixels. "
         "It helps most with digits drawn by hand, which are never placed like MNIST's."
     )
-    if st.button("New draws", icon="🔄", key="aug_redraw"):
+    if st.button("New draws", icon=":material/refresh:", key="aug_redraw"):
         st.session_state["aug_seed"] += 1
     draws = augmentation_preview(image, 8, seed=st.session_state["aug_seed"])
     columns = st.columns(9)

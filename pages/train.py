@@ -145,12 +145,12 @@ def controls(config: TrainConfig | None, snapshot: JobSnapshot | None) -> None:
     """Start and Stop; one run per browser session at a time."""
     active = snapshot is not None and snapshot.active
     start, stop, _ = st.columns([1, 1, 4])
-    if start.button("Start training", type="primary", icon="▶️", disabled=active or config is None, key="tr_start"):
+    if start.button("Start training", type="primary", icon=":material/play_arrow:", disabled=active or config is None, key="tr_start"):
         dataset = get_dataset(config.data.dataset if config else None)
         name = st.session_state[PREFIX + "run_name"].strip() or None
         st.session_state[JOB_KEY] = TrainingJob(config, run_name=name, dataset=dataset).start()
         st.rerun()
-    if stop.button("Stop", icon="⏹️", disabled=not active, key="tr_stop"):
+    if stop.button("Stop", icon=":material/stop:", disabled=not active, key="tr_stop"):
         st.session_state[JOB_KEY].stop()
 
 
@@ -167,7 +167,7 @@ def resume_section(snapshot: JobSnapshot | None) -> None:
         epochs = st.number_input("Train until epoch", chosen.epoch + 1, 500, max(chosen.total_epochs, chosen.epoch + 1),
                                  key="tr_resume_epochs")
         busy = snapshot is not None and snapshot.active
-        if st.button("Resume", icon="⏯️", disabled=busy, key="tr_resume"):
+        if st.button("Resume", icon=":material/resume:", disabled=busy, key="tr_resume"):
             dataset = get_dataset(chosen.dataset)
             st.session_state[JOB_KEY] = resume_job(chosen.run_id, dataset=dataset, epochs=int(epochs)).start()
             st.rerun()
