@@ -4,11 +4,11 @@ import streamlit as st
 
 from pages.common import dataset_sidebar
 
-st.set_page_config(page_title="MNIST Lab", page_icon="✍️", layout="wide")
+st.set_page_config(page_title="MNIST Lab", page_icon=":material/draw:", layout="wide")
 
 # Only pages that really work are listed; each later feature adds its own line.
 PAGES = [
-    st.Page("pages/dataset.py", title="Dataset", icon="🖼️", default=True),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:", default=True),
 ]
 
 navigation = st.navigation(PAGES)

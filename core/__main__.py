@@ -13,6 +13,8 @@ import sys
 # Feature modules that add sub-commands, in the order `--help` lists them.
 CLI_MODULES = [
     "core.data",
+    "core.train_cli",
+    "core.bench",
     "core.summary",
 ]
 

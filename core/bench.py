@@ -1,0 +1,275 @@
+"""`python -m core bench ACTION`: speed benchmarks, each an action of the `bench` command.
+
+`bench train` runs, in one process, on the same preset and machine, a tutorial's own pipeline
+(torchvision dataset with per-sample ToTensor/Normalize, a DataLoader, a plain loop) and our engine,
+and compares epoch times and accuracies. With --to-99 it also times `fast` against the tutorial
+pipeline of seed002 to 99.0% test accuracy. Other benchmarks join as more actions (see ACTIONS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from core import models
+from core.data import DataError, data_dir, get_spec, load_dataset, normalization
+from core.train import (
+    ConfigError,
+    EpochEnd,
+    Failed,
+    RunStarted,
+    TrainConfig,
+    build_optimizer,
+    count_correct,
+    loss_function,
+    preset_config,
+    train,
+)
+
+TARGET_ACCURACY = 0.99  # the "time to 99%" threshold
+TUTORIAL_TEST_BATCH = 64  # the tutorials evaluate with DataLoader(test, batch_size=64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tutorials' own pipeline
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One epoch of a pipeline: wall time (training + evaluation) and test accuracy."""
+
+    epoch: int
+    seconds: float  # training and evaluating this epoch
+    train_seconds: float  # of which training
+    test_accuracy: float
+
+
+def tutorial_loaders(config: TrainConfig) -> tuple[DataLoader, DataLoader]:
+    """torchvision's dataset with per-sample ToTensor (+ Normalize) and DataLoaders, as the tutorials do."""
+    dataset = load_dataset(config.data.dataset)  # makes sure the files are there; its tensors are not used
+    norm = normalization(config.data.normalization, dataset)
+    steps: list[Any] = [transforms.ToTensor()]
+    if config.data.normalization != "none":
+        steps.append(transforms.Normalize((norm.mean,), (norm.std,)))
+    transform = transforms.Compose(steps)
+    spec = get_spec(config.data.dataset)
+    train_set = spec.torchvision_class(str(data_dir()), train=True, transform=transform)
+    test_set = spec.torchvision_class(str(data_dir()), train=False, transform=transform)
+    if config.data.train_subset:
+        train_set = torch.utils.data.Subset(train_set, range(config.data.train_subset))
+    return (
+        DataLoader(train_set, batch_size=config.data.batch_size, shuffle=True),
+        DataLoader(test_set, batch_size=TUTORIAL_TEST_BATCH, shuffle=False),
+    )
+
+
+def tutorial_epochs(config: TrainConfig, max_epochs: int) -> Iterator[EpochResult]:
+    """The tutorial loop: model, optimizer, batch size and loss of the preset, a plain for loop per epoch."""
+    torch.manual_seed(config.seed)
+    num_outputs = 1 if config.task.kind == "binary" else 10
+    model: nn.Module = models.build_model(config.model.arch, num_outputs, config.model.options)
+    loss_fn = loss_function(config.task, models.output_kind(model))
+    optimizer = build_optimizer(config.optimizer, model.parameters())
+    train_loader, test_loader = tutorial_loaders(config)
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        for images, labels in train_loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(images), labels)
+            loss.backward()
+            optimizer.step()
+        trained = time.perf_counter()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for images, labels in test_loader:
+                correct += int(count_correct(model(images), labels, config.task))
+        yield EpochResult(epoch, time.perf_counter() - start, trained - start, correct / len(test_loader.dataset))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Our engine, measured the same way
+
+
+def engine_epochs(config: TrainConfig) -> Iterator[EpochResult]:
+    """Our `train()` on the same config, in a throw-away runs folder; wall time between epoch ends.
+
+    Timing starts at RunStarted (data loaded, model built), as the tutorial loop's starts at its
+    first batch, and includes our per-epoch checkpoint saving.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-runs-") as root:
+        mark, train_size = time.perf_counter(), 1
+        for event in train(config, runs_root=root):
+            if isinstance(event, RunStarted):
+                mark, train_size = time.perf_counter(), event.train_size
+            elif isinstance(event, EpochEnd):
+                now = time.perf_counter()
+                train_seconds = train_size / event.samples_per_second
+                yield EpochResult(event.epoch, now - mark, train_seconds, event.test_accuracy)
+                mark = time.perf_counter()  # the consumer's own time between epochs does not count
+            elif isinstance(event, Failed):
+                raise ConfigError(f"our engine failed: {event.message}")
+
+
+def seconds_to(results: Iterator[EpochResult], target: float) -> tuple[float | None, int, float]:
+    """Wall seconds until an epoch ends at `target` accuracy or better (None if never); epochs; last accuracy."""
+    total, epochs, accuracy = 0.0, 0, 0.0
+    for result in results:
+        total += result.seconds
+        epochs, accuracy = result.epoch, result.test_accuracy
+        if accuracy >= target:
+            break
+    else:
+        return None, epochs, accuracy
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()  # end the pipeline now: a run closed early is marked stopped and its folder removed
+    return total, epochs, accuracy
+
+
+# ---------------------------------------------------------------------------------------------
+# The floor: the model's arithmetic at the CPU's matrix-multiply peak
+
+
+def matmul_flops_per_second(size: int = 1024, repeats: int = 10) -> float:
+    """float32 FLOP/s of a square matmul at the current thread count: the CPU's practical peak."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def floor_epoch_seconds(config: TrainConfig, train_size: int, test_size: int, flops_per_second: float) -> float:
+    """The epoch time if every multiply-accumulate ran at matmul peak: 3x the forward for training, 1x for test."""
+    from core.summary import summarize_architecture
+
+    num_outputs = 1 if config.task.kind == "binary" else 10
+    macs = summarize_architecture(config.model.arch, num_outputs, config.model.options).total_macs
+    return 2 * macs * (3 * train_size + test_size) / flops_per_second
+
+
+# ---------------------------------------------------------------------------------------------
+# bench train
+
+
+def bench_train(
+    preset: str, epochs: int, threads: int, train_subset: int = 0, to_99: bool = False, max_epochs_99: int = 10
+) -> dict[str, Any]:
+    """Run both pipelines and return the numbers `--json` prints."""
+    torch.set_num_threads(threads)
+    config = preset_config(preset, epochs=epochs, threads=threads, train_subset=train_subset, device="cpu")
+    baseline = list(tutorial_epochs(config, epochs))
+    ours = list(engine_epochs(config))
+    base_epoch = sum(r.seconds for r in baseline) / len(baseline)
+    our_epoch = sum(r.seconds for r in ours) / len(ours)
+    dataset = load_dataset(config.data.dataset)
+    train_size = train_subset or len(dataset.train_labels)
+    floor = floor_epoch_seconds(config, train_size, len(dataset.test_labels), matmul_flops_per_second())
+    result: dict[str, Any] = {
+        "preset": preset, "epochs": epochs, "threads": threads, "train_size": train_size,
+        "baseline_epoch_seconds": base_epoch, "ours_epoch_seconds": our_epoch, "ratio": our_epoch / base_epoch,
+        "baseline_test_accuracy": baseline[-1].test_accuracy, "ours_test_accuracy": ours[-1].test_accuracy,
+        "floor_epoch_seconds": floor, "floor_ratio": floor / base_epoch,
+    }
+    if to_99:
+        result.update(_time_to_99(threads, max_epochs_99))
+    return result
+
+
+def _time_to_99(threads: int, max_epochs: int) -> dict[str, Any]:
+    """seed002's tutorial pipeline vs our `fast` preset, each until 99.0% test accuracy."""
+    baseline_config = preset_config("seed002", epochs=max_epochs, threads=threads, device="cpu")
+    base_seconds, base_epochs, base_accuracy = seconds_to(tutorial_epochs(baseline_config, max_epochs), TARGET_ACCURACY)
+    fast_config = preset_config("fast", threads=threads, device="cpu")
+    fast_seconds, fast_epochs, fast_accuracy = seconds_to(engine_epochs(fast_config), TARGET_ACCURACY)
+    return {
+        "baseline_seconds_to_99": base_seconds, "baseline_epochs_to_99": base_epochs,
+        "baseline_accuracy_at_stop": base_accuracy,
+        "fast_seconds_to_99": fast_seconds, "fast_epochs_to_99": fast_epochs, "fast_accuracy_at_stop": fast_accuracy,
+        "time_to_99_ratio": fast_seconds / base_seconds if fast_seconds and base_seconds else None,
+    }
+
+
+def _reached(result: dict[str, Any], who: str) -> str:
+    seconds, epochs = result[f"{who}_seconds_to_99"], result[f"{who}_epochs_to_99"]
+    if seconds is None:
+        return f"not reached ({result[f'{who}_accuracy_at_stop']:.2%} after {epochs} epochs)"
+    return f"{seconds:.1f} s ({epochs} epochs)"
+
+
+def print_train_report(result: dict[str, Any]) -> None:
+    """The human-readable table of `bench train`."""
+    base, ours, floor = result["baseline_epoch_seconds"], result["ours_epoch_seconds"], result["floor_epoch_seconds"]
+    print(f"bench train: preset {result['preset']}, {result['epochs']} epoch(s), {result['train_size']} images, "
+          f"{result['threads']} threads")
+    print(f"  tutorial pipeline: {base:7.2f} s/epoch, test accuracy {result['baseline_test_accuracy']:.2%}")
+    print(f"  our engine:        {ours:7.2f} s/epoch, test accuracy {result['ours_test_accuracy']:.2%}")
+    print(f"  ratio ours/tutorial: {result['ratio']:.2f}x (target <= 0.5x)")
+    print(f"  floor (the model's arithmetic at matmul peak): {floor:.2f} s/epoch = {result['floor_ratio']:.2f}x "
+          f"the tutorial's; our epoch is {ours / floor:.1f}x the floor")
+    if "fast_seconds_to_99" in result:
+        print(f"  time to 99.0%: seed002 tutorial pipeline {_reached(result, 'baseline')}, "
+              f"fast preset {_reached(result, 'fast')}")
+        if result["time_to_99_ratio"] is not None:
+            print(f"  ratio fast/tutorial: {result['time_to_99_ratio']:.2f}x (target < 0.25x)")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    result = bench_train(args.preset, args.epochs, args.threads, args.train_subset, args.to_99, args.max_epochs_99)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_train_report(result)
+    return 0
+
+
+def _add_train(actions: argparse._SubParsersAction) -> None:
+    from core.train import PRESETS
+
+    parser = actions.add_parser("train", help="tutorial pipeline vs our engine: epoch time, accuracy, time to 99%")
+    parser.add_argument("--preset", default="seed002", choices=list(PRESETS))
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of each pipeline (default 1)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for both (default 2)")
+    parser.add_argument("--train-subset", type=int, default=0, help="first N training images (0 = all)")
+    parser.add_argument("--to-99", action="store_true", help="also time seed002's pipeline and `fast` to 99.0%%")
+    parser.add_argument("--max-epochs-99", type=int, default=10, help="give up on 99%% after this many epochs")
+    parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
+    parser.set_defaults(func=_with_user_errors(_cmd_train))
+
+
+def _with_user_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (ConfigError, DataError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+# Each action adds its parser to `bench`'s sub-commands; issue 5 adds ("predict", _add_predict).
+ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """`python -m core bench ACTION ...`."""
+    bench = subparsers.add_parser("bench", help="speed benchmarks", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = bench.add_subparsers(dest="action", required=True)
+    for add_action in ACTIONS:
+        add_action(actions)

@@ -1,0 +1,992 @@
+"""Training: the config objects, the presets, and `train(config)`, a generator of small events.
+
+The Train page, the CLI, the benchmark and the tests all build the same `TrainConfig`, consume the
+same event stream, and read the same run folders (core.runs). Nothing here prints or imports
+streamlit.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core import models, runs
+from core.checkpoints import read_checkpoint, save_checkpoint
+from core.data import (
+    Augmentation,
+    Dataset,
+    Normalization,
+    iterate_batches,
+    load_dataset,
+    normalization,
+    random_affine,
+    to_model_input,
+)
+from core.metrics import Evaluation, binary_evaluation, multiclass_evaluation
+
+# ---------------------------------------------------------------------------------------------
+# Configuration: one dataclass per concern, as in nanoGPT's GPTConfig
+
+
+class ConfigError(ValueError):
+    """A training setting the user can fix; the message names the field and the allowed values."""
+
+
+TASKS = ("multiclass", "binary")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "cosine", "step", "onecycle")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train."""
+
+    arch: str = "fastcnn"  # architecture name in core.models' registry
+    options: dict[str, Any] = field(default_factory=dict)  # architecture settings, e.g. {"softmax": False}
+
+
+@dataclass
+class TaskConfig:
+    """What the network learns to answer, and the loss that follows from it."""
+
+    kind: str = "multiclass"  # "multiclass": which of 10 classes; "binary": is it the target digit?
+    target_digit: int = 8  # binary only: the positive class (0-9)
+    label_smoothing: float = 0.0  # multiclass on a logits head only: share of target mass spread evenly
+
+
+@dataclass
+class DataConfig:
+    """Which images, how they are scaled, batched and augmented."""
+
+    dataset: str = "mnist"  # "mnist" or "fashion-mnist"
+    normalization: str = "dataset"  # "none": [0, 1]; "half": [-1, 1]; "dataset": training mean/std
+    augment: bool = False  # a small random affine per training image (core.data.Augmentation)
+    batch_size: int = 64  # training images per optimizer step
+    train_subset: int = 0  # train on the first N training images (0 = all 60,000)
+    test_subset: int = 0  # evaluate on the first N test images (0 = all 10,000)
+
+
+@dataclass
+class OptimizerConfig:
+    """How the weights move."""
+
+    name: str = "adam"  # "sgd", "adam" or "adamw"
+    lr: float = 1e-3  # learning rate; the peak learning rate for onecycle
+    weight_decay: float = 0.0  # L2 penalty (sgd, adam) or decoupled decay (adamw), per step
+    momentum: float = 0.9  # sgd only; 0 = plain SGD
+    nesterov: bool = False  # sgd only, needs momentum > 0
+    betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw: decay rates of the moment estimates
+
+
+@dataclass
+class SchedulerConfig:
+    """How the learning rate changes over the run."""
+
+    name: str = "none"  # "none", "cosine" (per epoch), "step" (per epoch) or "onecycle" (per batch)
+    t_max: int = 0  # cosine: epochs from the peak to the minimum (0 = the run's epochs)
+    min_lr: float = 0.0  # cosine: learning rate at the bottom of the curve
+    step_size: int = 1  # step: epochs between decays
+    gamma: float = 0.1  # step: learning-rate multiplier at each decay
+    pct_start: float = 0.25  # onecycle: share of all steps spent warming up to the peak
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; `config_to_dict` of it is saved in every run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    epochs: int = 1  # passes over the training set
+    seed: int = 0  # model init, shuffling, augmentation and dropout all follow from it
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
+    threads: int = 0  # CPU threads for torch during the run (0 = torch's default)
+    preset: str = ""  # the preset this config started from ("" = none), for the record
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "task": TaskConfig,
+    "data": DataConfig,
+    "optimizer": OptimizerConfig,
+    "scheduler": SchedulerConfig,
+}
+
+# Flat names accepted by `preset_config(**overrides)` and `override`: name -> (section, field).
+# Section None means a top-level field of TrainConfig.
+FLAT_FIELDS: dict[str, tuple[str | None, str]] = {
+    "arch": ("model", "arch"),
+    "options": ("model", "options"),
+    "task": ("task", "kind"),
+    "target_digit": ("task", "target_digit"),
+    "label_smoothing": ("task", "label_smoothing"),
+    "dataset": ("data", "dataset"),
+    "normalization": ("data", "normalization"),
+    "augment": ("data", "augment"),
+    "batch_size": ("data", "batch_size"),
+    "train_subset": ("data", "train_subset"),
+    "test_subset": ("data", "test_subset"),
+    "optimizer": ("optimizer", "name"),
+    "lr": ("optimizer", "lr"),
+    "weight_decay": ("optimizer", "weight_decay"),
+    "momentum": ("optimizer", "momentum"),
+    "nesterov": ("optimizer", "nesterov"),
+    "betas": ("optimizer", "betas"),
+    "scheduler": ("scheduler", "name"),
+    "t_max": ("scheduler", "t_max"),
+    "min_lr": ("scheduler", "min_lr"),
+    "step_size": ("scheduler", "step_size"),
+    "gamma": ("scheduler", "gamma"),
+    "pct_start": ("scheduler", "pct_start"),
+    "epochs": (None, "epochs"),
+    "seed": (None, "seed"),
+    "device": (None, "device"),
+    "threads": (None, "threads"),
+    "preset": (None, "preset"),
+}
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """A JSON-safe dict of the config (tuples become lists); `config_from_dict` reads it back."""
+    data = asdict(config)
+    data["optimizer"]["betas"] = list(data["optimizer"]["betas"])
+    return data
+
+
+def _coerce(where: str, annotation: str, value: Any) -> Any:
+    """Check one JSON value against a field's annotation; raise ConfigError naming the field."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "bool" and isinstance(value, bool):
+        return value
+    if annotation == "int" and is_number and float(value).is_integer():
+        return int(value)
+    if annotation == "float" and is_number:
+        return float(value)
+    if annotation == "str" and isinstance(value, str):
+        return value
+    if annotation.startswith("dict") and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    if annotation.startswith("tuple") and isinstance(value, list | tuple) and len(value) == 2:
+        return tuple(_coerce(where, "float", item) for item in value)
+    expected = {"dict[str, Any]": "a mapping", "tuple[float, float]": "a pair of numbers"}.get(annotation, annotation)
+    raise ConfigError(f"{where} must be {expected}, got {value!r}")
+
+
+def _section_from_dict(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{name} must be a mapping of its fields, got {values!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown field {name}.{unknown[0]}; {name} has {', '.join(known)}")
+    return cls(**{key: _coerce(f"{name}.{key}", str(known[key].type), value) for key, value in values.items()})
+
+
+def config_from_dict(data: Any) -> TrainConfig:
+    """Build and validate a TrainConfig from `config_to_dict` output; missing fields take defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
+    top = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - set(top))
+    if unknown:
+        raise ConfigError(f"unknown config field {unknown[0]!r}; known fields: {', '.join(top)}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            values[key] = _section_from_dict(key, SECTIONS[key], value)
+        else:
+            values[key] = _coerce(key, str(top[key].type), value)
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def override(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A copy of `config` with flat-named fields replaced (see FLAT_FIELDS), validated."""
+    data = config_to_dict(config)
+    for name, value in overrides.items():
+        if name not in FLAT_FIELDS:
+            raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(FLAT_FIELDS)}")
+        section, key = FLAT_FIELDS[name]
+        target = data if section is None else data[section]
+        target[key] = list(value) if isinstance(value, tuple) else value
+    return config_from_dict(data)
+
+
+def _check(errors: list[str], ok: bool, message: str) -> None:
+    if not ok:
+        errors.append(message)
+
+
+def _config_errors(config: TrainConfig) -> list[str]:
+    """Every problem in the config, as messages a person can act on."""
+    from core.data import DATASETS, NORMALIZATIONS
+
+    errors: list[str] = []
+    task, data, opt, sched = config.task, config.data, config.optimizer, config.scheduler
+    _check(errors, task.kind in TASKS, f"task must be one of {', '.join(TASKS)}, got {task.kind!r}")
+    _check(errors, 0 <= task.target_digit <= 9, f"target_digit must be 0-9, got {task.target_digit}")
+    _check(errors, 0 <= task.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {task.label_smoothing}")
+    _check(errors, data.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {data.dataset!r}")
+    _check(
+        errors,
+        data.normalization in NORMALIZATIONS,
+        f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {data.normalization!r}",
+    )
+    _check(errors, data.batch_size >= 1, f"batch_size must be at least 1, got {data.batch_size}")
+    _check(errors, data.train_subset >= 0, f"train_subset must be 0 (all) or more, got {data.train_subset}")
+    _check(errors, data.test_subset >= 0, f"test_subset must be 0 (all) or more, got {data.test_subset}")
+    _check(errors, opt.name in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {opt.name!r}")
+    _check(errors, math.isfinite(opt.lr) and opt.lr > 0, f"lr must be a positive number, got {opt.lr}")
+    _check(errors, opt.weight_decay >= 0, f"weight_decay must be 0 or more, got {opt.weight_decay}")
+    _check(errors, 0 <= opt.momentum < 1, f"momentum must be in [0, 1), got {opt.momentum}")
+    _check(errors, not opt.nesterov or opt.momentum > 0, "nesterov needs momentum > 0")
+    _check(errors, all(0 <= b < 1 for b in opt.betas), f"betas must be in [0, 1), got {opt.betas}")
+    _check(errors, sched.name in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}, got {sched.name!r}")
+    _check(errors, sched.t_max >= 0, f"t_max must be 0 (the run's epochs) or more, got {sched.t_max}")
+    _check(errors, sched.min_lr >= 0, f"min_lr must be 0 or more, got {sched.min_lr}")
+    _check(errors, sched.step_size >= 1, f"step_size must be at least 1, got {sched.step_size}")
+    _check(errors, sched.gamma > 0, f"gamma must be positive, got {sched.gamma}")
+    _check(errors, 0 < sched.pct_start < 1, f"pct_start must be in (0, 1), got {sched.pct_start}")
+    _check(errors, config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}")
+    _check(errors, config.seed >= 0, f"seed must be 0 or more, got {config.seed}")
+    _check(errors, config.threads >= 0, f"threads must be 0 (torch's default) or more, got {config.threads}")
+    device_message = f"device must be auto, cpu, cuda, cuda:N or mps, got {config.device!r}"
+    _check(errors, _device_name_ok(config.device), device_message)
+    errors += _model_errors(config)
+    return errors
+
+
+def _device_name_ok(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def _model_errors(config: TrainConfig) -> list[str]:
+    """Problems with the architecture choice; the registry itself judges names and options."""
+    names = models.list_architectures()
+    if config.model.arch not in names:
+        return [f"arch must be one of {', '.join(names)}, got {config.model.arch!r}"]
+    try:
+        models.arch_config(config.model.arch, _num_outputs(config), config.model.options)
+    except models.ArchitectureError as error:
+        return [str(error)]
+    return []
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ConfigError listing every problem in the config (one per line)."""
+    errors = _config_errors(config)
+    if errors:
+        raise ConfigError("; ".join(errors))
+
+
+def _num_outputs(config: TrainConfig) -> int:
+    """Binary one-vs-rest uses a single logit (BCE-with-logits), as the "is it an 8?" tutorial."""
+    return 1 if config.task.kind == "binary" else 10
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: each tutorial's whole recipe, plus `fast` and `best`
+
+
+def _preset(arch: str, **settings: Any) -> TrainConfig:
+    """A preset built from flat settings (see FLAT_FIELDS), without touching the registry."""
+    config = TrainConfig(model=ModelConfig(arch=arch))
+    data = config_to_dict(config)
+    for name, value in settings.items():
+        section, key = FLAT_FIELDS[name]
+        (data if section is None else data[section])[key] = list(value) if isinstance(value, tuple) else value
+    sections = {name: SECTIONS[name](**data.pop(name)) for name in SECTIONS}
+    sections["optimizer"].betas = tuple(sections["optimizer"].betas)
+    return TrainConfig(**sections, **data)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "seed000": _preset(
+        "seed000", preset="seed000", task="binary", target_digit=8, optimizer="adam", lr=1e-3,
+        batch_size=64, epochs=5, normalization="half",
+    ),
+    "seed001": _preset(
+        "seed001", preset="seed001", optimizer="adam", lr=1e-2, betas=(0.9, 0.999), scheduler="none",
+        t_max=32, batch_size=32, epochs=50, normalization="none",
+    ),
+    "seed002": _preset(
+        "seed002", preset="seed002", optimizer="adam", lr=1e-3, batch_size=64, epochs=20, normalization="dataset",
+    ),
+    "seed003": _preset(
+        "seed003", preset="seed003", optimizer="sgd", lr=0.01, momentum=0.0, batch_size=64, epochs=1,
+        normalization="dataset",
+    ),
+    "fast": _preset(
+        "fastcnn", preset="fast", optimizer="adam", lr=3e-3, scheduler="onecycle", pct_start=0.25,
+        batch_size=128, epochs=2, normalization="dataset",
+    ),
+    "best": _preset(
+        "fastcnn", preset="best", optimizer="adamw", lr=3e-3, weight_decay=5e-4, scheduler="onecycle",
+        pct_start=0.2, batch_size=128, epochs=12, augment=True, label_smoothing=0.1, normalization="dataset",
+    ),
+}
+
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "seed000": (
+        'Tutorial 000, "is it an 8?": its two-conv CNN with one output, BCE-with-logits on label == 8, '
+        "Adam lr 1e-3, batch 64, 5 epochs, Normalize(0.5, 0.5). About 90% of digits are not 8s, so "
+        "compare the accuracy with always answering no."
+    ),
+    "seed001": (
+        "Tutorial 001: DemoModel ending in Softmax, CrossEntropyLoss applied to that softmax output (as "
+        "the tutorial does), Adam lr 1e-2 betas (0.9, 0.999), batch 32, 50 epochs, ToTensor only. The "
+        "tutorial creates CosineAnnealingLR(T_max=32) but never calls its step(), so its learning rate "
+        "stays 1e-2: the preset keeps that (scheduler none); choose scheduler cosine to get the decay it "
+        "meant (t_max 32 is kept)."
+    ),
+    "seed002": (
+        "Tutorial 002: Digit (conv5-pool-conv3-fc500) ending in log_softmax, NLL loss, Adam lr 1e-3, "
+        "batch 64, 20 epochs, Normalize(0.1307, 0.3081) = the training set's mean and std."
+    ),
+    "seed003": (
+        "Tutorial 003: LeNet-5 style Net, plain SGD lr 0.01 without momentum, batch 64, a single "
+        "epoch, Normalize(0.1307, 0.3081). Expect well under 99%: one epoch of plain SGD is not enough."
+    ),
+    "fast": "The shortest wall time to 99.0% test accuracy on a 2-core CPU: a small modern CNN, one-cycle Adam.",
+    "best": (
+        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: the small modern CNN with "
+        "random affine augmentation, label smoothing and a one-cycle AdamW schedule."
+    ),
+}
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """A fresh copy of a preset with flat-named overrides applied (see FLAT_FIELDS), validated."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return override(PRESETS[name], **overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# Events: what `train` yields, in order
+#   RunStarted, then per epoch: BatchEnd x steps, EpochEnd, CheckpointSaved (last, and best when it
+#   improved); then exactly one of Finished, Stopped or Failed.
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """The run folder exists and the first batch is about to start."""
+
+    run_id: str
+    run_dir: Path
+    config: TrainConfig
+    start_epoch: int  # epochs already done (0 for a new run; more when resuming)
+    total_epochs: int  # the epoch count the run will reach
+    steps_per_epoch: int  # optimizer steps (batches) per epoch
+    train_size: int  # training images per epoch
+    test_size: int  # test images evaluated per epoch
+    param_count: int  # trainable parameters
+    device: str  # where the run computes, e.g. "cpu" or "cuda:0"
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    """One optimizer step done."""
+
+    epoch: int  # 1-based epoch this step belongs to
+    step: int  # 1-based step within the epoch
+    steps_per_epoch: int
+    global_step: int  # 1-based step counted over the whole run, resumed epochs included
+    loss: float  # mean training loss of this batch
+    lr: float  # learning rate used for this step
+    samples_per_second: float  # training throughput so far in this epoch
+    elapsed_seconds: float  # training time of the whole run so far, resumed epochs included
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """One epoch trained and evaluated; the same numbers are one line of metrics.jsonl."""
+
+    epoch: int  # 1-based
+    total_epochs: int
+    train_loss: float  # mean over the epoch's batches
+    train_accuracy: float  # fraction right during the epoch's training batches (model in train mode)
+    test_loss: float  # mean over the test images
+    test_accuracy: float  # fraction of test images right
+    lr: float  # learning rate at the end of the epoch
+    seconds: float  # wall time of this epoch, evaluation included
+    elapsed_seconds: float  # wall time of the whole run so far, resumed epochs included
+    samples_per_second: float  # training images per second during this epoch
+    is_best: bool  # the best test accuracy so far
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    """A checkpoint file was written (atomically)."""
+
+    path: Path
+    epoch: int
+    is_best: bool  # True for best.pt, False for last.pt
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run went through all its epochs; `evaluation` is of the last epoch's model."""
+
+    run_id: str
+    run_dir: Path
+    epochs: int  # epochs done, resumed ones included
+    test_accuracy: float  # last epoch
+    test_loss: float  # last epoch
+    best_test_accuracy: float
+    best_epoch: int
+    train_seconds: float  # wall time of all epochs, resumed ones included
+    samples_per_second: float  # training images per second over the whole run
+    best_checkpoint: Path
+    evaluation: Evaluation  # the last epoch's model on the test set
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A stop was requested; the run is saved up to its last whole epoch and can be resumed."""
+
+    run_id: str
+    run_dir: Path
+    epoch: int  # last whole epoch saved (0 if none finished)
+    message: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The run could not go on; the run folder (if any) is marked failed with the same message."""
+
+    message: str
+    run_id: str = ""
+    run_dir: Path | None = None
+    epoch: int = 0  # last whole epoch saved
+
+
+Event = RunStarted | BatchEnd | EpochEnd | CheckpointSaved | Finished | Stopped | Failed
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks: device, data, loss, optimizer, scheduler
+
+AUGMENTATION = Augmentation()  # core.data's defaults: ±10°, ±10% shift, 0.9-1.1 zoom
+EVAL_BATCH_SIZE = 1000  # test images per forward pass when evaluating
+PER_BATCH_SCHEDULERS = ("onecycle",)  # stepped after every batch; the others after every epoch
+# NHWC activations: oneDNN's convolutions, pooling and batch norm run up to 2x faster in this layout
+# on a 2-core CPU (measured on fastcnn and seed002, training and evaluation; see the README).
+MEMORY_FORMAT = torch.channels_last
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the message names the likely cause."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda, then mps, then cpu; a named device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' asked for, but Apple's MPS is not available here; use auto or cpu")
+    return device
+
+
+@dataclass(frozen=True, eq=False)
+class TrainData:
+    """The images a run uses, already on its device (uint8, normalized per batch)."""
+
+    train_images: torch.Tensor  # (N, 28, 28) uint8
+    train_labels: torch.Tensor  # (N,) int64, digit 0-9
+    test_images: torch.Tensor  # (M, 28, 28) uint8
+    test_labels: torch.Tensor  # (M,) int64
+    norm: Normalization
+    classes: tuple[str, ...]
+
+
+def load_train_data(config: TrainConfig, device: torch.device, dataset: Dataset | None = None) -> TrainData:
+    """The config's dataset (loaded unless given), cut to its subsets and moved to `device` once."""
+    if dataset is None:
+        dataset = load_dataset(config.data.dataset)
+    elif dataset.spec.key != config.data.dataset:
+        raise ConfigError(f"the dataset passed in is {dataset.spec.key!r}, the config asks for {config.data.dataset!r}")
+    train_count = config.data.train_subset or len(dataset.train_labels)
+    test_count = config.data.test_subset or len(dataset.test_labels)
+    return TrainData(
+        train_images=dataset.train_images[:train_count].to(device),
+        train_labels=dataset.train_labels[:train_count].to(device),
+        test_images=dataset.test_images[:test_count].to(device),
+        test_labels=dataset.test_labels[:test_count].to(device),
+        norm=normalization(config.data.normalization, dataset),
+        classes=dataset.classes,
+    )
+
+
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def loss_function(task: TaskConfig, head: str) -> LossFunction:
+    """(outputs, digits) -> mean loss, chosen by the task and the network's last layer.
+
+    outputs: (B, 10) for multiclass, (B, 1) for binary; digits: (B,) int64 0-9.
+    """
+    if task.kind == "binary":
+        target = task.target_digit
+        return lambda outputs, digits: F.binary_cross_entropy_with_logits(
+            outputs.squeeze(1), (digits == target).to(outputs.dtype)
+        )
+    if head == "log_softmax" and task.label_smoothing == 0:
+        return F.nll_loss
+    # Logits; or, faithful to tutorial 001, a softmax output that cross-entropy treats as logits.
+    # On a log_softmax head cross-entropy equals NLL (log_softmax is idempotent), and allows smoothing.
+    return partial(F.cross_entropy, label_smoothing=task.label_smoothing)
+
+
+def count_correct(outputs: torch.Tensor, digits: torch.Tensor, task: TaskConfig) -> torch.Tensor:
+    """How many answers are right, as a 0-d tensor (no sync)."""
+    if task.kind == "binary":
+        return ((outputs.squeeze(1) >= 0) == (digits == task.target_digit)).sum()
+    return (outputs.argmax(dim=1) == digits).sum()
+
+
+def probabilities(outputs: torch.Tensor, task: TaskConfig, head: str) -> torch.Tensor:
+    """Binary: P(target) (B,); multiclass: class probabilities (B, 10), whatever the head."""
+    if task.kind == "binary":
+        return torch.sigmoid(outputs.squeeze(1))
+    if head == "log_softmax":
+        return outputs.exp()
+    if head == "softmax":
+        return outputs
+    return outputs.softmax(dim=1)
+
+
+def build_optimizer(config: OptimizerConfig, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD (with momentum), Adam or AdamW from the config."""
+    if config.name == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+    optimizer_class = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
+    return optimizer_class(parameters, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
+def build_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """torch's own schedulers; cosine and step count epochs, onecycle counts batches."""
+    sched = config.scheduler
+    if sched.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=sched.t_max or config.epochs, eta_min=sched.min_lr
+        )
+    if sched.name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=sched.step_size, gamma=sched.gamma)
+    if sched.name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.optimizer.lr, total_steps=config.epochs * steps_per_epoch,
+            pct_start=sched.pct_start,
+        )
+    return None
+
+
+def _model_input(images: torch.Tensor, norm: Normalization, augment: torch.Generator | None) -> torch.Tensor:
+    """uint8 (B, 28, 28) on the run's device -> float (B, 1, 28, 28), augmented when a generator is given."""
+    x = to_model_input(images, norm)
+    if augment is not None:
+        # random_affine draws its parameters from a CPU generator, so it runs on the CPU.
+        x = random_affine(x.cpu(), AUGMENTATION, augment).to(images.device)
+    return x.contiguous(memory_format=MEMORY_FORMAT)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, data: TrainData, task: TaskConfig, head: str, loss_fn: LossFunction
+) -> tuple[float, torch.Tensor]:
+    """Mean test loss and the probabilities of every test image (CPU), batched, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), dtype=torch.float64, device=data.test_labels.device)
+    chunks = []
+    try:
+        for start in range(0, len(data.test_labels), EVAL_BATCH_SIZE):
+            digits = data.test_labels[start : start + EVAL_BATCH_SIZE]
+            outputs = model(_model_input(data.test_images[start : start + EVAL_BATCH_SIZE], data.norm, None))
+            total_loss += loss_fn(outputs, digits).double() * len(digits)
+            chunks.append(probabilities(outputs, task, head).float().cpu())
+    finally:
+        model.train(was_training)
+    return float(total_loss) / max(len(data.test_labels), 1), torch.cat(chunks)
+
+
+def accuracy_of(probs: torch.Tensor, digits: torch.Tensor, task: TaskConfig) -> float:
+    """Fraction right from `evaluate`'s probabilities; binary answers "target" at P >= 0.5."""
+    digits = digits.cpu()
+    if task.kind == "binary":
+        return float(((probs >= 0.5) == (digits == task.target_digit)).double().mean())
+    return float((probs.argmax(dim=1) == digits).double().mean())
+
+
+def evaluation_of(loss: float, probs: torch.Tensor, data: TrainData, task: TaskConfig) -> Evaluation:
+    """The full core.metrics.Evaluation from `evaluate`'s output."""
+    digits = data.test_labels.cpu()
+    if task.kind == "binary":
+        return binary_evaluation(digits, probs, task.target_digit, loss)
+    return multiclass_evaluation(digits, probs, loss)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run: set up (new or resumed), then the loop
+
+
+@dataclass(eq=False)
+class _Run:
+    """Everything the loop needs, and what it has done so far."""
+
+    config: TrainConfig
+    run_id: str
+    run_dir: Path
+    device: torch.device
+    data: TrainData
+    model: nn.Module
+    head: str  # "logits", "log_softmax" or "softmax"
+    arch_config: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    loss_fn: LossFunction
+    epoch: int = 0  # last whole epoch done (and saved)
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    elapsed_seconds: float = 0.0  # wall time of all whole epochs, resumed ones included
+    train_phase_seconds: float = 0.0  # of which training (not evaluating), for throughput
+    last_eval: tuple[float, torch.Tensor] | None = None  # (loss, probabilities) of the last epoch
+    ended: bool = False  # a final status has been written
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train_labels) / self.config.data.batch_size)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+def _build_network(config: TrainConfig, device: torch.device) -> tuple[nn.Module, str, dict[str, Any]]:
+    """The seeded, freshly initialized network on `device`, its head kind and its arch_config."""
+    arch_config = models.arch_config(config.model.arch, _num_outputs(config), config.model.options)
+    torch.manual_seed(config.seed)  # the same seed gives the same initial weights
+    model = models.build_model(**arch_config)
+    head = models.output_kind(model)
+    if config.task.kind == "binary" and head != "logits":
+        raise ConfigError(
+            f"the binary task needs a network that outputs a logit, but {config.model.arch} ends in {head}; "
+            "pick another architecture (or its option that drops the softmax)"
+        )
+    return model.to(device).to(memory_format=MEMORY_FORMAT), head, arch_config
+
+
+def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: tuple[Any, ...]) -> _Run:
+    device, data, (model, head, arch_config) = parts
+    optimizer = build_optimizer(config.optimizer, model.parameters())
+    run = _Run(
+        config=config, run_id=run_id, run_dir=folder, device=device, data=data, model=model, head=head,
+        arch_config=arch_config, optimizer=optimizer, scheduler=None, loss_fn=loss_function(config.task, head),
+    )
+    run.scheduler = build_scheduler(config, optimizer, run.steps_per_epoch)
+    return run
+
+
+def _prepare(config: TrainConfig, dataset: Dataset | None) -> tuple[Any, ...]:
+    validate(config)
+    device = resolve_device(config.device)
+    return device, load_train_data(config, device, dataset), _build_network(config, device)
+
+
+def _new_run(config: TrainConfig, run_name: str | None, root: Path | str | None, dataset: Dataset | None) -> _Run:
+    """Check everything, then make the run folder."""
+    parts = _prepare(config, dataset)
+    model = parts[2][0]
+    runs.slugify(run_name or "")  # reject a bad name before anything is written
+    param_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    run_id, folder = runs.new_run(
+        config_to_dict(config), name=run_name, arch_config=parts[2][2], param_count=param_count, root=root
+    )
+    return _assemble(config, run_id, folder, parts)
+
+
+def _resumed_config(saved: TrainConfig, given: TrainConfig | None, state: dict[str, Any], epoch: int) -> TrainConfig:
+    """The saved config, with epochs/device/threads from `given`; ConfigError if nothing is left to do."""
+    config = saved if given is None else replace(saved, epochs=given.epochs, device=given.device, threads=given.threads)
+    if epoch >= config.epochs:
+        raise ConfigError(f"the run already has {epoch} of {config.epochs} epochs; ask for more epochs to go on")
+    if state and config.scheduler.name == "onecycle" and state.get("total_epochs") != config.epochs:
+        raise ConfigError("a one-cycle schedule is fixed to its run's length; start a new run to train longer")
+    return config
+
+
+def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None, dataset: Dataset | None) -> _Run:
+    """Reopen a run folder at its last saved epoch: weights, optimizer, scheduler, best so far, metrics."""
+    folder = runs.run_dir(run_id, root)
+    saved = config_from_dict(runs.read_config(folder)["config"])
+    last = folder / runs.LAST_CHECKPOINT
+    payload = read_checkpoint(last) if last.is_file() else None  # none: stopped in its first epoch
+    epoch = int(payload["meta"]["epoch"]) if payload else 0
+    state = payload.get("training_state", {}) if payload else {}
+    config = _resumed_config(saved, given, state, epoch)
+    run = _assemble(config, run_id, folder, _prepare(config, dataset))
+    if config != saved:
+        runs.update_config(folder, config_to_dict(config))
+    if payload:
+        run.model.load_state_dict(payload["state_dict"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.scheduler is not None and state.get("scheduler"):
+            run.scheduler.load_state_dict(state["scheduler"])
+        run.best_accuracy, run.best_epoch = state["best_test_accuracy"], state["best_epoch"]
+    run.epoch = epoch
+    rows = runs.truncate_metrics(folder, epoch)  # drop lines past the checkpoint, or cut short by a crash
+    run.elapsed_seconds = sum(row.get("seconds", 0.0) for row in rows)
+    run.train_phase_seconds = sum(row.get("train_seconds", 0.0) for row in rows)
+    return run
+
+
+EpochTotals = dict[str, float]  # train_loss, train_accuracy, train_seconds, samples_per_second
+
+
+def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generator[BatchEnd, None, EpochTotals | None]:
+    """One pass over the training images, yielding BatchEnd; returns its totals, or None if stopped."""
+    config, data = run.config, run.data
+    run.model.train()
+    torch.manual_seed(config.seed * 1000 + epoch)  # dropout draws depend on (seed, epoch): resumable
+    augment = torch.Generator().manual_seed(config.seed * 1000 + epoch) if config.data.augment else None
+    batches = iterate_batches(
+        data.train_images, data.train_labels, config.data.batch_size, shuffle=True, seed=config.seed, epoch=epoch
+    )
+    loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.int64, device=run.device), 0
+    start = time.perf_counter()
+    for step, (images, digits) in enumerate(batches, 1):
+        if stop is not None and stop.is_set():
+            return None
+        outputs = run.model(_model_input(images, data.norm, augment))
+        loss = run.loss_fn(outputs, digits)
+        loss_value, lr = loss.item(), run.lr()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLoss(_non_finite_message(config, loss_value, epoch, step, lr))
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        if run.scheduler is not None and config.scheduler.name in PER_BATCH_SCHEDULERS:
+            run.scheduler.step()
+        correct += count_correct(outputs.detach(), digits, config.task)
+        loss_sum += loss_value * len(digits)
+        seen += len(digits)
+        seconds = time.perf_counter() - start
+        yield BatchEnd(
+            epoch=epoch, step=step, steps_per_epoch=run.steps_per_epoch,
+            global_step=(epoch - 1) * run.steps_per_epoch + step, loss=loss_value, lr=lr,
+            samples_per_second=seen / max(seconds, 1e-9), elapsed_seconds=run.elapsed_seconds + seconds,
+        )
+    if run.scheduler is not None and config.scheduler.name not in PER_BATCH_SCHEDULERS:
+        run.scheduler.step()
+    seconds = time.perf_counter() - start
+    return {
+        "train_loss": loss_sum / seen, "train_accuracy": int(correct) / seen, "train_seconds": seconds,
+        "samples_per_second": seen / max(seconds, 1e-9),
+    }
+
+
+def _non_finite_message(config: TrainConfig, value: float, epoch: int, step: int, lr: float) -> str:
+    return (
+        f"the training loss became {value} at epoch {epoch}, step {step}: the learning rate {lr:g} is "
+        f"probably too high for {config.optimizer.name} on {config.model.arch}. Try {lr / 10:g} or lower."
+    )
+
+
+def _meta(run: _Run, row: dict[str, Any]) -> dict[str, Any]:
+    """The plain metadata saved in both checkpoints."""
+    return {
+        "run_id": run.run_id,
+        "arch_config": run.arch_config,
+        "config": config_to_dict(run.config),
+        "epoch": row["epoch"],
+        "metrics": row,
+        "normalization": asdict(run.data.norm),
+        "dataset": run.config.data.dataset,
+        "classes": list(run.data.classes),
+        "task": run.config.task.kind,
+        "target_digit": run.config.task.target_digit,
+        "head": run.head,
+    }
+
+
+def _save(run: _Run, row: dict[str, Any], is_best: bool) -> Iterator[CheckpointSaved]:
+    """last.pt (with the optimizer and scheduler, for resuming) every epoch; best.pt when it improved."""
+    meta = _meta(run, row)
+    state = {
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "best_test_accuracy": run.best_accuracy,
+        "best_epoch": run.best_epoch,
+        "total_epochs": run.config.epochs,
+    }
+    last = save_checkpoint(run.run_dir / runs.LAST_CHECKPOINT, run.model, meta, training_state=state)
+    yield CheckpointSaved(path=last, epoch=row["epoch"], is_best=False)
+    if is_best:
+        best = save_checkpoint(run.run_dir / runs.BEST_CHECKPOINT, run.model, meta)
+        yield CheckpointSaved(path=best, epoch=row["epoch"], is_best=True)
+
+
+def _end_epoch(run: _Run, epoch: int, totals: dict[str, float], started: float) -> Iterator[Event]:
+    """Evaluate, append the metrics line, save the checkpoints, update the status."""
+    test_loss, probs = evaluate(run.model, run.data, run.config.task, run.head, run.loss_fn)
+    test_accuracy = accuracy_of(probs, run.data.test_labels, run.config.task)
+    seconds = time.perf_counter() - started
+    run.elapsed_seconds += seconds
+    run.train_phase_seconds += totals["train_seconds"]
+    is_best = test_accuracy > run.best_accuracy
+    if is_best:
+        run.best_accuracy, run.best_epoch = test_accuracy, epoch
+    row = {
+        "epoch": epoch, **totals, "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": run.lr(),
+        "seconds": seconds, "elapsed_seconds": run.elapsed_seconds,
+    }
+    runs.append_metrics(run.run_dir, row)
+    run.epoch, run.last_eval = epoch, (test_loss, probs)
+    yield EpochEnd(
+        epoch=epoch, total_epochs=run.config.epochs, train_loss=totals["train_loss"],
+        train_accuracy=totals["train_accuracy"], test_loss=test_loss, test_accuracy=test_accuracy, lr=row["lr"],
+        seconds=seconds, elapsed_seconds=run.elapsed_seconds, samples_per_second=totals["samples_per_second"],
+        is_best=is_best,
+    )
+    yield from _save(run, row, is_best)
+    _write_status(run, "running", f"epoch {epoch} of {run.config.epochs} done")
+
+
+def _write_status(run: _Run, status: str, message: str) -> None:
+    accuracy = accuracy_of(run.last_eval[1], run.data.test_labels, run.config.task) if run.last_eval else None
+    runs.write_status(
+        run.run_dir, status, message=message, epoch=run.epoch, total_epochs=run.config.epochs,
+        test_accuracy=accuracy, best_test_accuracy=run.best_accuracy if run.best_epoch else None,
+    )
+    run.ended = status != "running"
+
+
+def _write_evaluation(run: _Run) -> Evaluation | None:
+    if run.last_eval is None:
+        return None
+    evaluation = evaluation_of(*run.last_eval, run.data, run.config.task)
+    runs.write_evaluation(run.run_dir, evaluation)
+    return evaluation
+
+
+def _finish(run: _Run) -> Finished:
+    evaluation = _write_evaluation(run)
+    assert evaluation is not None  # at least one epoch ran: resuming a complete run is refused
+    _write_status(run, "finished", f"finished {run.epoch} epochs")
+    trained_images = run.epoch * len(run.data.train_labels)
+    return Finished(
+        run_id=run.run_id, run_dir=run.run_dir, epochs=run.epoch, test_accuracy=evaluation.accuracy,
+        test_loss=evaluation.test_loss, best_test_accuracy=run.best_accuracy, best_epoch=run.best_epoch,
+        train_seconds=run.elapsed_seconds, samples_per_second=trained_images / max(run.train_phase_seconds, 1e-9),
+        best_checkpoint=run.run_dir / runs.BEST_CHECKPOINT, evaluation=evaluation,
+    )
+
+
+def _stopped(run: _Run, epoch: int) -> Stopped:
+    message = (
+        f"stopped during epoch {epoch}; saved up to epoch {run.epoch}"
+        if run.epoch
+        else f"stopped during epoch {epoch}, before any epoch was saved"
+    )
+    _write_evaluation(run)
+    _write_status(run, "stopped", message)
+    return Stopped(run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch, message=message)
+
+
+def _failed(run: _Run, message: str, details: str = "") -> Failed:
+    runs.write_status(
+        run.run_dir, "failed", message=message, epoch=run.epoch, total_epochs=run.config.epochs, details=details
+    )
+    run.ended = True
+    return Failed(message=message, run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch)
+
+
+def _loop(run: _Run, stop: threading.Event | None) -> Iterator[Event]:
+    """The epochs of a prepared run; always ends the run folder with a final status."""
+    previous_threads = torch.get_num_threads()
+    try:
+        if run.config.threads:
+            torch.set_num_threads(run.config.threads)
+        _write_status(run, "running", f"starting epoch {run.epoch + 1} of {run.config.epochs}")
+        yield RunStarted(
+            run_id=run.run_id, run_dir=run.run_dir, config=run.config, start_epoch=run.epoch,
+            total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch,
+            train_size=len(run.data.train_labels), test_size=len(run.data.test_labels),
+            param_count=sum(p.numel() for p in run.model.parameters() if p.requires_grad), device=str(run.device),
+        )
+        for epoch in range(run.epoch + 1, run.config.epochs + 1):
+            started = time.perf_counter()
+            totals = yield from _train_epoch(run, epoch, stop)
+            if totals is None:
+                yield _stopped(run, epoch)
+                return
+            yield from _end_epoch(run, epoch, totals, started)
+        yield _finish(run)
+    except NonFiniteLoss as error:
+        yield _failed(run, str(error))
+    except Exception as error:  # a crash mid-run: the folder says so, the traceback is kept in status.json
+        yield _failed(run, f"{type(error).__name__}: {error}", traceback.format_exc())
+    finally:
+        torch.set_num_threads(previous_threads)
+        if not run.ended:  # the reader closed the stream or Ctrl-C interrupted: resumable from last.pt
+            _write_status(run, "stopped", f"interrupted during epoch {run.epoch + 1}; saved up to epoch {run.epoch}")
+
+
+def train(
+    config: TrainConfig | None,
+    *,
+    run_name: str | None = None,
+    resume: str | None = None,
+    stop: threading.Event | None = None,
+    runs_root: Path | str | None = None,
+    dataset: Dataset | None = None,
+) -> Iterator[Event]:
+    """Train a network and yield what happens, as events (see the order above).
+
+    - `config`: the settings; may be None when resuming (the run's saved config is used).
+    - `run_name`: a name typed by a person; it becomes the slug of the run id.
+    - `resume`: a run id to continue from its last saved epoch. Its saved config is used, except
+      `epochs`, `device` and `threads` taken from `config` when given (so a run can be extended).
+    - `stop`: set it from another thread to stop before the next batch; the run is marked stopped.
+    - `runs_root`: the folder of run folders (default: $DIGITS_RUNS_DIR or checkpoints/runs).
+    - `dataset`: an already loaded core.data.Dataset to reuse (must match config.data.dataset).
+
+    An invalid config, unknown run id or missing dataset raises ConfigError / RunError / DataError /
+    CheckpointError at the first `next()`, before any run folder is made. Problems after that (a
+    non-finite loss, a crash) end the stream with Failed, and the run folder is marked failed.
+    """
+    if resume is not None:
+        run = _resume_run(resume, config, runs_root, dataset)
+    elif config is None:
+        raise ConfigError("train() needs a config unless it resumes a run")
+    else:
+        run = _new_run(config, run_name, runs_root, dataset)
+    yield from _loop(run, stop)

@@ -1,0 +1,270 @@
+"""`python -m core train ...`: train a preset (with overrides), resume a run, or list the presets.
+
+A progress bar with ETA goes to stderr in a terminal, a plain line per epoch otherwise; `--json`
+prints one JSON line with the outcome on stdout. The first Ctrl-C stops after the current batch
+(the run is saved up to its last whole epoch and can be resumed); a second one aborts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TextIO
+
+from core import runs
+from core.checkpoints import CheckpointError
+from core.data import DataError
+from core.runs import RunError
+from core.train import (
+    OPTIMIZERS,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    SCHEDULERS,
+    BatchEnd,
+    CheckpointSaved,
+    ConfigError,
+    EpochEnd,
+    Event,
+    Failed,
+    Finished,
+    RunStarted,
+    Stopped,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    override,
+    preset_config,
+    train,
+)
+
+USER_ERRORS = (ConfigError, RunError, DataError, CheckpointError)
+# CLI option -> FLAT_FIELDS name, for the overrides a person may type.
+OVERRIDES = {
+    "arch": "arch", "task": "task", "target_digit": "target_digit", "dataset": "dataset",
+    "normalization": "normalization", "augment": "augment", "batch_size": "batch_size",
+    "train_subset": "train_subset", "test_subset": "test_subset", "optimizer": "optimizer", "lr": "lr",
+    "weight_decay": "weight_decay", "momentum": "momentum", "scheduler": "scheduler", "t_max": "t_max",
+    "label_smoothing": "label_smoothing", "epochs": "epochs", "seed": "seed", "device": "device",
+    "threads": "threads",
+}
+RESUME_OVERRIDES = ("epochs", "device", "threads")  # what `--resume` may change
+
+
+def format_duration(seconds: float) -> str:
+    """1:02:03 / 2:03 style."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressReporter:
+    """Turns the event stream into a redrawn bar (terminal) or one line per epoch (pipe, log)."""
+
+    def __init__(self, stream: TextIO, interactive: bool) -> None:
+        self.stream, self.interactive = stream, interactive
+        self.started = time.perf_counter()
+        self.last_draw = 0.0
+        self.total_steps = self.done_at_start = 1
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.total_steps = event.total_epochs * event.steps_per_epoch
+            self.done_at_start = event.start_epoch * event.steps_per_epoch
+            self._line(
+                f"run {event.run_id}: {event.config.model.arch}, {event.train_size} training images, "
+                f"epochs {event.start_epoch + 1}-{event.total_epochs}, {event.param_count:,} parameters, "
+                f"{event.device}"
+            )
+        elif isinstance(event, BatchEnd) and self.interactive:
+            self._bar(event)
+        elif isinstance(event, EpochEnd):
+            best = " (best)" if event.is_best else ""
+            self._line(
+                f"epoch {event.epoch}/{event.total_epochs}: train loss {event.train_loss:.4f} "
+                f"acc {event.train_accuracy:.2%} | test loss {event.test_loss:.4f} acc {event.test_accuracy:.2%}"
+                f"{best} | {event.seconds:.1f}s, {event.samples_per_second:,.0f} img/s, lr {event.lr:.3g}"
+            )
+        elif isinstance(event, Stopped | Failed):
+            self._line(f"{'stopped' if isinstance(event, Stopped) else 'failed'}: {event.message}")
+        elif isinstance(event, Finished):
+            self._line(
+                f"finished: test accuracy {event.test_accuracy:.2%} (best {event.best_test_accuracy:.2%} at "
+                f"epoch {event.best_epoch}) in {format_duration(event.train_seconds)}; best checkpoint "
+                f"{event.best_checkpoint}"
+            )
+
+    def _bar(self, event: BatchEnd) -> None:
+        now = time.perf_counter()
+        if now - self.last_draw < 0.1 and event.step != event.steps_per_epoch:
+            return  # redraw at most ten times a second
+        self.last_draw = now
+        done = event.global_step - self.done_at_start
+        eta = (now - self.started) / max(done, 1) * (self.total_steps - event.global_step)
+        fraction = event.global_step / max(self.total_steps, 1)
+        filled = int(fraction * 30)
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} epoch {event.epoch} "
+            f"step {event.step}/{event.steps_per_epoch} loss {event.loss:.4f} "
+            f"{event.samples_per_second:,.0f} img/s ETA {format_duration(eta)} \x1b[K"
+        )
+        self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        prefix = "\r\x1b[K" if self.interactive else ""
+        self.stream.write(f"{prefix}{text}\n")
+        self.stream.flush()
+
+
+def outcome_json(event: Finished | Stopped | Failed) -> dict[str, Any]:
+    """The one JSON line `--json` prints."""
+    if isinstance(event, Finished):
+        return {
+            "status": "finished", "run_id": event.run_id, "run_dir": str(event.run_dir),
+            "test_accuracy": event.test_accuracy, "test_loss": event.test_loss, "epochs": event.epochs,
+            "train_seconds": event.train_seconds, "samples_per_second": event.samples_per_second,
+            "best_test_accuracy": event.best_test_accuracy, "best_epoch": event.best_epoch,
+            "best_checkpoint": str(event.best_checkpoint),
+        }
+    status = "stopped" if isinstance(event, Stopped) else "failed"
+    return {
+        "status": status, "run_id": event.run_id, "run_dir": str(event.run_dir or ""), "epochs": event.epoch,
+        "message": event.message,
+    }
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset named on the command line with the options typed there applied."""
+    overrides = {name: getattr(args, option) for option, name in OVERRIDES.items() if getattr(args, option) is not None}
+    return preset_config(args.preset, **overrides)
+
+
+def resume_config(args: argparse.Namespace) -> TrainConfig | None:
+    """For --resume: None (keep the saved config) unless epochs/device/threads were given."""
+    given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    refused = sorted(set(given) - set(RESUME_OVERRIDES))
+    if refused:
+        raise ConfigError(f"--resume keeps the run's config; only --epochs, --device and --threads may change, "
+                          f"not --{refused[0].replace('_', '-')}")
+    if not given:
+        return None
+    saved = config_from_dict(runs.read_config(runs.run_dir(args.resume, args.runs_dir))["config"])
+    return override(saved, **given)
+
+
+def _install_stop_handler(stop: threading.Event, stream: TextIO) -> Callable[[], None]:
+    """First Ctrl-C: set `stop` (the run ends after this batch, saved and resumable). Second: abort."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stream.write("\nstopping after this batch… (Ctrl-C again to abort)\n")
+        stream.flush()
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handle)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
+
+
+def _list_presets(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps({name: {"description": PRESET_DESCRIPTIONS[name], "config": config_to_dict(config)}
+                          for name, config in PRESETS.items()}))
+        return 0
+    for name, config in PRESETS.items():
+        opt, data = config.optimizer, config.data
+        print(
+            f"{name:8} {config.model.arch:9} {config.task.kind:10} {opt.name} lr {opt.lr:g}, "
+            f"{config.scheduler.name}, batch {data.batch_size}, {config.epochs} epochs, "
+            f"normalize {data.normalization}{', augment' if data.augment else ''}"
+        )
+        print(f"         {PRESET_DESCRIPTIONS[name]}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        return _list_presets(args)
+    config = resume_config(args) if args.resume else config_from_args(args)
+    stop = threading.Event()
+    report = ProgressReporter(sys.stderr, interactive=sys.stderr.isatty())
+    restore = _install_stop_handler(stop, sys.stderr)
+    outcome: Finished | Stopped | Failed | None = None
+    try:
+        events = train(config, run_name=args.run_name, resume=args.resume, stop=stop, runs_root=args.runs_dir)
+        for event in events:
+            if not args.quiet or not isinstance(event, BatchEnd | CheckpointSaved):
+                report(event)
+            if isinstance(event, Finished | Stopped | Failed):
+                outcome = event
+    finally:
+        restore()
+    assert outcome is not None  # the stream always ends with one of the three
+    if args.json:
+        print(json.dumps(outcome_json(outcome)))
+    return {Finished: 0, Stopped: 130, Failed: 1}[type(outcome)]
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point of `python -m core train`: user errors become one line on stderr and exit code 2."""
+    try:
+        return _run(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\naborted; the run is marked stopped and can be resumed from its last whole epoch", file=sys.stderr)
+        return 130
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    from core.data import DATASETS, NORMALIZATIONS
+
+    add = parser.add_argument
+    add("--arch", help="architecture (see `python -m core summary --list`)")
+    add("--task", choices=("multiclass", "binary"), help="10-class, or one digit against the rest")
+    add("--target-digit", type=int, help="binary task: the digit to recognise (default 8)")
+    add("--dataset", choices=sorted(DATASETS))
+    add("--normalization", choices=list(NORMALIZATIONS))
+    add("--augment", action=argparse.BooleanOptionalAction, default=None, help="random affine per image")
+    add("--batch-size", type=int)
+    add("--train-subset", type=int, help="train on the first N images (0 = all)")
+    add("--test-subset", type=int, help="evaluate on the first N test images (0 = all)")
+    add("--optimizer", choices=OPTIMIZERS)
+    add("--lr", type=float, help="learning rate (the peak for onecycle)")
+    add("--weight-decay", type=float)
+    add("--momentum", type=float, help="sgd only")
+    add("--scheduler", choices=SCHEDULERS)
+    add("--t-max", type=int, help="cosine: epochs from the peak to the minimum (0 = all)")
+    add("--label-smoothing", type=float)
+    add("--epochs", type=int)
+    add("--seed", type=int)
+    add("--device", help="auto, cpu, cuda, cuda:N or mps")
+    add("--threads", type=int, help="CPU threads for torch (0 = its default)")
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """`python -m core train`."""
+    parser = subparsers.add_parser(
+        "train", help="train a preset, resume a run, or list the presets",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", default="fast", choices=list(PRESETS), help="starting recipe (default fast)")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last whole epoch")
+    parser.add_argument("--list-presets", action="store_true", help="show the presets and exit")
+    parser.add_argument("--run-name", help="a name for the run; it becomes part of the run id")
+    parser.add_argument("--runs-dir", help="folder of run folders (default $DIGITS_RUNS_DIR or checkpoints/runs)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line with the outcome on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the per-epoch lines")
+    _add_overrides(parser)
+    parser.set_defaults(func=run_cli)

@@ -1,0 +1,253 @@
+"""The training engine on small real subsets: convergence, events, resume, stop, failure, config checks."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core import runs
+from core.__main__ import main
+from core.checkpoints import load_checkpoint
+from core.train import (
+    PRESETS,
+    BatchEnd,
+    CheckpointSaved,
+    ConfigError,
+    EpochEnd,
+    Failed,
+    Finished,
+    RunStarted,
+    Stopped,
+    TaskConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    loss_function,
+    preset_config,
+    train,
+)
+
+TINY = {"train_subset": 640, "test_subset": 300, "threads": 2}  # a few seconds on 2 cores
+
+
+def run_all(config, **kwargs):
+    return list(train(config, **kwargs))
+
+
+def test_short_run_on_5000_real_images_converges(mnist, tmp_path):
+    config = preset_config("fast", epochs=1, train_subset=5000, test_subset=2000, threads=2)
+    events = run_all(config, runs_root=tmp_path, dataset=mnist, run_name="smoke test")
+
+    started, finished = events[0], events[-1]
+    assert isinstance(started, RunStarted) and started.steps_per_epoch == 40 and started.train_size == 5000
+    assert isinstance(finished, Finished)
+    assert finished.test_accuracy > 0.90
+    batches = [e for e in events if isinstance(e, BatchEnd)]
+    assert [b.step for b in batches] == list(range(1, 41))
+    assert [type(e) for e in events[41:]] == [EpochEnd, CheckpointSaved, CheckpointSaved, Finished]
+    assert finished.run_id.endswith("-smoke-test")
+
+    evaluation = finished.evaluation
+    assert len(evaluation.predictions) == len(evaluation.confidences) == 2000
+    assert evaluation.labels == mnist.test_labels[:2000].tolist()
+    assert sum(map(sum, evaluation.confusion)) == 2000
+    assert len(evaluation.per_class_accuracy) == 10
+    assert all(0.1 <= c <= 1.0 for c in evaluation.confidences)
+    assert runs.read_evaluation(finished.run_dir) == evaluation
+    assert runs.read_status(finished.run_dir)["status"] == "finished"
+    [row] = runs.read_metrics(finished.run_dir)
+    assert row["test_accuracy"] == finished.test_accuracy and row["epoch"] == 1
+
+
+def test_best_checkpoint_reproduces_the_reported_accuracy(mnist, tmp_path):
+    config = preset_config("seed003", **TINY)
+    finished = run_all(config, runs_root=tmp_path, dataset=mnist)[-1]
+    loaded = load_checkpoint(finished.best_checkpoint)
+    assert loaded.epoch == 1 and loaded.task == "multiclass" and loaded.dataset == "mnist"
+    images = mnist.test_images[:300].unsqueeze(1).float() / 255
+    x = (images - loaded.normalization.mean) / loaded.normalization.std
+    with torch.inference_mode():
+        predictions = loaded.model(x).argmax(dim=1)
+    accuracy = (predictions == mnist.test_labels[:300]).double().mean().item()
+    assert accuracy == pytest.approx(finished.best_test_accuracy, abs=1.5 / 300)  # a float tie may flip one
+
+
+def test_resume_continues_epoch_count_and_metrics_file(mnist, tmp_path):
+    first = run_all(preset_config("seed003", epochs=1, **TINY), runs_root=tmp_path, dataset=mnist)[-1]
+    assert isinstance(first, Finished)
+    events = run_all(preset_config("seed003", epochs=3, **TINY), resume=first.run_id, runs_root=tmp_path, dataset=mnist)
+    assert events[0].start_epoch == 1 and events[0].total_epochs == 3
+    assert [e.epoch for e in events if isinstance(e, EpochEnd)] == [2, 3]
+    assert events[-1].epochs == 3
+    rows = runs.read_metrics(first.run_dir)
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert rows[0]["elapsed_seconds"] < rows[1]["elapsed_seconds"] < rows[2]["elapsed_seconds"]
+    assert load_checkpoint(first.run_dir / "last.pt").epoch == 3
+    with pytest.raises(ConfigError, match="already has 3 of 3 epochs"):
+        run_all(None, resume=first.run_id, runs_root=tmp_path, dataset=mnist)
+
+
+def test_stop_takes_effect_within_one_batch_and_run_resumes(mnist, tmp_path):
+    stop = threading.Event()
+    config = preset_config("seed003", epochs=2, **TINY)
+    events = []
+    for event in train(config, stop=stop, runs_root=tmp_path, dataset=mnist):
+        events.append(event)
+        if isinstance(event, BatchEnd) and event.epoch == 2 and event.step == 3:
+            stop.set()
+    batches = [e for e in events if isinstance(e, BatchEnd)]
+    assert (batches[-1].epoch, batches[-1].step) == (2, 3)  # no step after the request
+    stopped = events[-1]
+    assert isinstance(stopped, Stopped) and stopped.epoch == 1
+    assert runs.read_status(stopped.run_dir)["status"] == "stopped"
+
+    resumed = run_all(None, resume=stopped.run_id, runs_root=tmp_path, dataset=mnist)
+    assert resumed[0].start_epoch == 1 and isinstance(resumed[-1], Finished)
+    assert [row["epoch"] for row in runs.read_metrics(stopped.run_dir)] == [1, 2]
+
+
+def test_closing_the_stream_marks_the_run_stopped(mnist, tmp_path):
+    events = train(preset_config("seed003", **TINY), runs_root=tmp_path, dataset=mnist)
+    started = next(events)
+    next(events)
+    events.close()
+    assert runs.read_status(started.run_dir)["status"] == "stopped"
+
+
+def test_non_finite_loss_fails_with_a_message_naming_the_learning_rate(mnist, tmp_path):
+    config = preset_config("seed003", lr=1e12, momentum=0.0, **TINY)
+    events = run_all(config, runs_root=tmp_path, dataset=mnist)
+    failed = events[-1]
+    assert isinstance(failed, Failed)
+    assert "learning rate 1e+12 is probably too high for sgd" in failed.message
+    assert not any(isinstance(e, EpochEnd) for e in events)
+    status = runs.read_status(failed.run_dir)
+    assert status["status"] == "failed" and status["message"] == failed.message
+
+
+def test_binary_task_reports_metrics_next_to_always_no(mnist, tmp_path):
+    config = preset_config("seed000", epochs=1, train_subset=1000, test_subset=500, threads=2)
+    finished = run_all(config, runs_root=tmp_path, dataset=mnist)[-1]
+    binary = finished.evaluation.binary
+    eights = (mnist.test_labels[:500] == 8).double().mean().item()
+    assert binary.baseline_accuracy == pytest.approx(1 - eights)
+    assert binary.accuracy == pytest.approx(finished.test_accuracy)
+    assert len(finished.evaluation.confusion) == 2 and set(finished.evaluation.predictions) <= {0, 1}
+    assert runs.read_evaluation(finished.run_dir).binary == binary
+
+
+def test_binary_task_refuses_a_network_without_a_logit_head(mnist, tmp_path):
+    config = preset_config("seed002", task="binary", **TINY)
+    with pytest.raises(ConfigError, match="binary task needs a network that outputs a logit"):
+        run_all(config, runs_root=tmp_path, dataset=mnist)
+    assert not list(tmp_path.iterdir())  # refused before any run folder was made
+
+
+def test_loss_follows_the_head():
+    logits = torch.randn(6, 10)
+    digits = torch.tensor([0, 1, 2, 3, 8, 9])
+    multiclass = TaskConfig()
+    expected = F.cross_entropy(logits, digits)
+    assert torch.allclose(loss_function(multiclass, "logits")(logits, digits), expected)
+    assert torch.allclose(loss_function(multiclass, "log_softmax")(logits.log_softmax(1), digits), expected)
+    probs = logits.softmax(1)  # tutorial 001: cross-entropy on top of a softmax output, faithfully
+    assert torch.allclose(loss_function(multiclass, "softmax")(probs, digits), F.cross_entropy(probs, digits))
+    binary = TaskConfig(kind="binary", target_digit=8)
+    one_logit = torch.randn(6, 1)
+    is_eight = torch.tensor([0.0, 0, 0, 0, 1, 0])
+    expected_bce = F.binary_cross_entropy_with_logits(one_logit.squeeze(1), is_eight)
+    assert torch.allclose(loss_function(binary, "logits")(one_logit, digits), expected_bce)
+
+
+def test_presets_follow_the_tutorials():
+    seed000, seed001, seed002, seed003 = (PRESETS[f"seed00{i}"] for i in range(4))
+    assert (seed000.task.kind, seed000.task.target_digit, seed000.data.normalization) == ("binary", 8, "half")
+    assert (seed000.optimizer.lr, seed000.data.batch_size, seed000.epochs) == (1e-3, 64, 5)
+    assert (seed001.optimizer.lr, seed001.optimizer.betas, seed001.data.batch_size) == (1e-2, (0.9, 0.999), 32)
+    assert (seed001.scheduler.name, seed001.scheduler.t_max, seed001.epochs) == ("none", 32, 50)
+    assert seed001.data.normalization == "none"
+    assert (seed002.optimizer.name, seed002.optimizer.lr, seed002.epochs, seed002.data.normalization) == (
+        "adam", 1e-3, 20, "dataset",
+    )
+    assert (seed003.optimizer.name, seed003.optimizer.momentum, seed003.optimizer.lr) == ("sgd", 0.0, 0.01)
+    assert (seed003.epochs, seed003.data.batch_size) == (1, 64)
+    for name in PRESETS:
+        assert preset_config(name).preset == name  # every preset validates against the registry
+
+
+def test_config_round_trips_through_json():
+    config = preset_config("best", lr=0.01, betas=(0.8, 0.99), options={"dropout": 0.2}, arch="bestcnn")
+    again = config_from_dict(json.loads(json.dumps(config_to_dict(config))))
+    assert again == config and isinstance(again.optimizer.betas, tuple)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"optimizer": {"lr": -1}}, "lr must be a positive number"),
+        ({"optimizer": {"name": "rmsprop"}}, "optimizer must be one of sgd, adam, adamw"),
+        ({"optimizer": {"lr": "fast"}}, "optimizer.lr must be float"),
+        ({"data": {"batch_size": 0}}, "batch_size must be at least 1"),
+        ({"data": {"colour": True}}, "unknown field data.colour"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"epochs": True}, "epochs must be int"),
+        ({"task": {"kind": "binary", "target_digit": 12}}, "target_digit must be 0-9"),
+        ({"model": {"arch": "resnet152"}}, "arch must be one of"),
+        ({"model": {"arch": "fastcnn", "options": {"wings": 2}}}, "unknown option"),
+        ({"scheduler": {"name": "onecycle", "pct_start": 1.5}}, "pct_start must be in"),
+        ({"device": "tpu"}, "device must be auto, cpu"),
+        ({"learning_rate": 1}, "unknown config field 'learning_rate'"),
+    ],
+)
+def test_config_validation_names_the_problem(change, message):
+    data = config_to_dict(TrainConfig())
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def test_unknown_preset_and_override_are_refused():
+    with pytest.raises(ConfigError, match="unknown preset 'fastest'"):
+        preset_config("fastest")
+    with pytest.raises(ConfigError, match="unknown setting 'learning_rate'"):
+        preset_config("fast", learning_rate=0.1)
+
+
+def test_cli_trains_and_prints_one_json_line(tmp_path, capsys):
+    code = main([
+        "train", "--preset", "seed003", "--train-subset", "640", "--test-subset", "300", "--threads", "2",
+        "--runs-dir", str(tmp_path), "--run-name", "cli", "--json",
+    ])
+    out, err = capsys.readouterr()
+    assert code == 0
+    [line] = out.strip().splitlines()
+    result = json.loads(line)
+    expected = {"run_id", "run_dir", "test_accuracy", "test_loss", "epochs", "train_seconds", "samples_per_second",
+                "best_checkpoint"}
+    assert expected <= set(result) and result["epochs"] == 1
+    assert load_checkpoint(result["best_checkpoint"]).epoch == 1
+    assert "epoch 1/1" in err  # a plain line per epoch when stderr is not a terminal
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--lr", "-1"], "lr must be a positive number"),
+        (["train", "--resume", "../../etc"], "invalid run id"),
+        (["train", "--resume", "no-such-run"], "no run 'no-such-run'"),
+        (["train", "--run-name", "../outside", "--train-subset", "64"], "must not contain"),
+    ],
+)
+def test_cli_user_errors_exit_2_without_traceback(argv, message, tmp_path, capsys):
+    assert main([*argv, "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
