@@ -7,17 +7,26 @@ does, so a model shared with a page or a training run is left exactly as it was 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-from collections.abc import Iterator
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from core.checkpoints import CheckpointError, load_checkpoint
 from core.data import Normalization
 from core.models import output_kind
-from core.preprocess import Preprocessed, PreprocessOptions, preprocess
+from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
+
+# The shipped model the Draw page and `predict` use unless told otherwise.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "default" / "model.pt"
 
 UNSURE_TOP = 0.6  # a top probability below this is a guess
 # Top two probabilities closer than this: the model hesitates between two answers. Above 0.2 on
@@ -141,7 +150,7 @@ def feature_maps(model: nn.Module, model_input: torch.Tensor) -> list[FeatureMap
     captured: dict[str, torch.Tensor] = {}
     handles = []
 
-    def keep(label: str):  # type: ignore[no-untyped-def]
+    def keep(label: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
             captured[label] = output[0].detach().clone()  # (C, H, W); clone: a later ReLU may be in-place
 
@@ -171,3 +180,106 @@ def saliency(model: nn.Module, model_input: torch.Tensor, class_index: int | Non
         index = int(outputs.argmax()) if class_index is None and outputs.numel() > 1 else (class_index or 0)
         (gradient,) = torch.autograd.grad(outputs[index], pixels)
     return gradient[0, 0].abs()
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed: preprocessing + prediction per image, as the Draw page does it on every stroke
+
+
+@dataclass(frozen=True)
+class PredictTiming:
+    """Wall time of preprocess + predict for one canvas-sized image, over many images."""
+
+    count: int  # images timed (after the warm-up)
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+    accuracy: float  # fraction of the timed images predicted right (a sanity check, not a metric)
+
+
+def time_predictions(
+    model: nn.Module, norm: Normalization, images: list[np.ndarray], labels: list[int], warmup: int = 20
+) -> PredictTiming:
+    """Time `predict_image` on each RGBA image once, after `warmup` untimed calls."""
+    for image in images[:warmup]:
+        predict_image(model, norm, image)
+    times, right = [], 0
+    for image, label in zip(images, labels, strict=True):
+        start = time.perf_counter()
+        _, prediction = predict_image(model, norm, image)
+        times.append(time.perf_counter() - start)
+        right += prediction is not None and prediction.label == label
+    millis = np.array(times) * 1000.0
+    return PredictTiming(
+        count=len(times),
+        p50_ms=float(np.percentile(millis, 50)),
+        p95_ms=float(np.percentile(millis, 95)),
+        max_ms=float(millis.max()),
+        accuracy=right / len(times),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: `python -m core predict --image FILE [--checkpoint PATH] [--json]`
+
+
+def prediction_record(prediction: Prediction | None, task: str, target_digit: int) -> dict[str, object]:
+    """The JSON the CLI prints: prediction, probabilities (10, or 1 for binary), empty."""
+    record: dict[str, object] = {
+        "prediction": None if prediction is None else prediction.label,
+        "probabilities": None if prediction is None else [round(p, 6) for p in prediction.probabilities],
+        "empty": prediction is None,
+        "task": task,
+    }
+    if task == "binary":
+        record["target_digit"] = target_digit  # prediction 1 = "is this digit", 0 = "is not"
+    return record
+
+
+def _describe(record: dict[str, object]) -> str:
+    """The human-readable line(s) for one CLI answer."""
+    probabilities = record["probabilities"]
+    if not isinstance(probabilities, list):
+        return "no ink found: nothing to predict (draw or scan a digit, light on dark or dark on light)"
+    if record["task"] == "binary":
+        target = record["target_digit"]
+        verdict = "is" if record["prediction"] == 1 else "is not"
+        return f"{verdict} a {target}: P({target}) = {probabilities[0]:.1%}"
+    ranked = sorted(enumerate(probabilities), key=lambda item: -item[1])
+    others = ", ".join(f"{digit}: {p:.1%}" for digit, p in ranked[1:4])
+    return f"prediction: {ranked[0][0]} ({ranked[0][1]:.1%}); next: {others}"
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    path = Path(args.image)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return _fail(f"cannot read {path}: {error.strerror or error}")
+    try:
+        image = decode_image(data)
+        loaded = load_checkpoint(args.checkpoint)
+    except (ImageError, CheckpointError) as error:
+        return _fail(f"{path if isinstance(error, ImageError) else args.checkpoint}: {error}")
+    _, prediction = predict_image(loaded.model, loaded.normalization, image)
+    record = prediction_record(prediction, loaded.task, loaded.target_digit)
+    print(json.dumps(record) if args.json else _describe(record))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """`python -m core predict --image FILE [--checkpoint PATH] [--json]`."""
+    parser = subparsers.add_parser(
+        "predict", help="run the Draw page's pipeline on an image file and print the prediction"
+    )
+    parser.add_argument("--image", required=True, help="a PNG or JPEG of one digit, any size and polarity")
+    parser.add_argument(
+        "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="a model checkpoint (default: the shipped model)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.set_defaults(func=_cmd_predict)
