@@ -3,7 +3,7 @@
 MNIST digits were scaled to fit a 20x20 box keeping their aspect ratio (anti-aliased, hence the
 grey levels), then pasted into 28x28 so that their center of mass sits at pixel (14, 14). The
 steps below redo that for any image: ink map -> bounding box -> crop -> fit to 20 px -> center
-of mass -> the chosen model's normalization. Each is a pure function on tensors; `preprocess`
+of mass -> the chosen model's normalization. Each is a pure function on numpy arrays; `preprocess`
 runs them in order and keeps every intermediate image so a page can show them side by side.
 """
 
@@ -13,6 +13,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,6 +29,9 @@ MNIST_CENTER = 14.0
 MIN_CONTRAST = 0.2  # ink must stand this far (on a 0-1 scale) above the background to count
 MAX_IMAGE_BYTES = 2 * 1024 * 1024  # largest upload / image file we read
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger images are refused before decoding (decompression bombs)
+
+
+Pixels = npt.NDArray[np.float32]  # an (H, W) grey image, 0 = background, 1 = full ink
 
 
 class ImageError(ValueError):
@@ -49,13 +53,13 @@ class PreprocessOptions:
 
 @dataclass(frozen=True)
 class Preprocessed:
-    """Every stage of one image's trip through the pipeline; images are float32 in [0, 1]."""
+    """Every stage of one image's trip through the pipeline; images are float32 arrays in [0, 1]."""
 
-    ink: torch.Tensor  # (H, W) bright ink on dark, at the input's resolution
+    ink: Pixels  # (H, W) bright ink on dark, at the input's resolution
     box: tuple[int, int, int, int] | None  # (top, left, bottom, right), exclusive; None = no ink
-    cropped: torch.Tensor | None  # (h, w) the ink's bounding box (or the whole ink map)
-    fitted: torch.Tensor | None  # (h', w') longer side 20 px, or (28, 28) stretched when fit is off
-    centered: torch.Tensor | None  # (28, 28) what the model sees, before normalization
+    cropped: Pixels | None  # (h, w) the ink's bounding box (or the whole ink map)
+    fitted: Pixels | None  # (h', w') longer side 20 px, or (28, 28) stretched when fit is off
+    centered: Pixels | None  # (28, 28) what the model sees, before normalization
     model_input: torch.Tensor | None  # (1, 1, 28, 28) normalized as the model was trained
 
     @property
@@ -65,16 +69,16 @@ class Preprocessed:
 
 
 # ---------------------------------------------------------------------------------------------
-# The steps
+# The steps (numpy and Pillow: single-threaded C, so a busy machine's thread pool never stalls them)
 
 
-def _border(values: torch.Tensor) -> torch.Tensor:
+def _border(values: Pixels) -> Pixels:
     """The one-pixel ring around an (H, W) image, flattened: what the background looks like."""
-    return torch.cat([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
+    return np.concatenate([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
 
 
-def ink_map(image: np.ndarray, polarity: bool = True) -> torch.Tensor:
-    """Bright-on-dark ink in [0, 1], (H, W), from an RGBA, RGB or grey uint8 array.
+def ink_map(image: np.ndarray, polarity: bool = True) -> Pixels:
+    """Bright-on-dark ink in [0, 1], (H, W) float32, from an RGBA, RGB or grey uint8 array.
 
     With `polarity`, white-on-black, black-on-white and black-on-transparent all give the same
     map: a transparent background means the alpha channel is the ink, a light one is inverted.
@@ -82,52 +86,50 @@ def ink_map(image: np.ndarray, polarity: bool = True) -> torch.Tensor:
     image whose brightest ink is less than MIN_CONTRAST above the background has no ink.
     Without it, the luminance is taken as it is, as a naive pipeline would.
     """
-    pixels = torch.tensor(np.asarray(image), dtype=torch.float32) / 255.0  # a copy: canvas arrays are read-only
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
     if pixels.ndim == 2:
-        pixels = pixels.unsqueeze(-1)  # (H, W, 1)
+        pixels = pixels[..., None]  # (H, W, 1)
     channels = pixels.shape[-1]
     alpha = pixels[..., -1] if channels in (2, 4) else None  # grey+alpha or RGBA
-    colour = pixels[..., :3] if channels >= 3 else pixels[..., :1]
-    luminance = colour[..., 0] if channels < 3 else colour @ torch.tensor([0.299, 0.587, 0.114])
+    rgb_weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as PIL's convert("L")
+    luminance = np.asarray(pixels[..., :3] @ rgb_weights if channels >= 3 else pixels[..., 0], dtype=np.float32)
     if not polarity:
         return luminance
-    if alpha is not None and _border(alpha).median() < 0.5:
+    ink: Pixels
+    if alpha is not None and np.median(_border(alpha)) < 0.5:
         ink = alpha  # transparent background: coverage is the ink, whatever its colour
-    elif _border(luminance).median() > 0.5:
-        ink = 1.0 - luminance
+    elif np.median(_border(luminance)) > 0.5:
+        ink = np.asarray(1.0 - luminance, dtype=np.float32)
     else:
         ink = luminance
-    background = _border(ink).median()
-    peak = ink.max()
+    background, peak = float(np.median(_border(ink))), float(ink.max())
     if peak - background < MIN_CONTRAST:  # a blank canvas, or only JPEG noise / paper grain
-        return torch.zeros_like(ink)
-    return ((ink - background) / (peak - background)).clamp_(0.0, 1.0)
+        return np.zeros_like(ink)
+    return np.clip((ink - background) / (peak - background), 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def ink_box(ink: torch.Tensor, threshold: float) -> tuple[int, int, int, int] | None:
+def ink_box(ink: Pixels, threshold: float) -> tuple[int, int, int, int] | None:
     """(top, left, bottom, right) of the pixels above `threshold`, exclusive; None when there are none."""
     mask = ink > threshold
-    rows = torch.nonzero(mask.any(1)).flatten()
-    if rows.numel() == 0:
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
         return None
-    cols = torch.nonzero(mask.any(0)).flatten()
+    cols = np.flatnonzero(mask.any(0))
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
-def crop_to_box(ink: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+def crop_to_box(ink: Pixels, box: tuple[int, int, int, int]) -> Pixels:
     """The part of the ink map inside the box."""
     top, left, bottom, right = box
     return ink[top:bottom, left:right]
 
 
-def resize(image: torch.Tensor, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
-    """(h, w) -> `size`, area-weighted (bilinear with anti-aliasing) or nearest neighbour."""
-    batch = image[None, None]  # (1, 1, h, w) as interpolate wants it
-    if antialias:
-        out = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
-    else:
-        out = F.interpolate(batch, size=size, mode="nearest-exact")
-    return out[0, 0].clamp_(0.0, 1.0)
+def resize(image: Pixels, size: tuple[int, int], antialias: bool = True) -> Pixels:
+    """(h, w) -> `size` (h', w'): bilinear with a filter widened to the scale (anti-aliased), or nearest."""
+    height, width = size
+    resample = Image.Resampling.BILINEAR if antialias else Image.Resampling.NEAREST
+    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize((width, height), resample)
+    return np.clip(np.asarray(resized), 0.0, 1.0)
 
 
 def fitted_size(height: int, width: int, box: int = MNIST_BOX) -> tuple[int, int]:
@@ -136,17 +138,17 @@ def fitted_size(height: int, width: int, box: int = MNIST_BOX) -> tuple[int, int
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def fit_to_mnist_box(image: torch.Tensor, antialias: bool = True) -> torch.Tensor:
+def fit_to_mnist_box(image: Pixels, antialias: bool = True) -> Pixels:
     """Scale so the longer side is 20 px, keeping the aspect ratio: (h, w) -> (h', w')."""
     return resize(image, fitted_size(*image.shape), antialias)
 
 
-def center_of_mass(image: torch.Tensor) -> tuple[float, float]:
+def center_of_mass(image: np.ndarray) -> tuple[float, float]:
     """(row, column) of the intensity-weighted mean position, in index coordinates."""
-    total = image.sum()
-    rows = torch.arange(image.shape[0], dtype=image.dtype)
-    cols = torch.arange(image.shape[1], dtype=image.dtype)
-    return float(image.sum(1) @ rows / total), float(image.sum(0) @ cols / total)
+    weights = np.asarray(image, dtype=np.float64)
+    total = weights.sum()
+    rows, cols = np.arange(weights.shape[0]), np.arange(weights.shape[1])
+    return float(weights.sum(1) @ rows / total), float(weights.sum(0) @ cols / total)
 
 
 def paste_offset(length: int, mass_center: float | None, size: int = MNIST_SIZE) -> int:
@@ -162,19 +164,19 @@ def paste_offset(length: int, mass_center: float | None, size: int = MNIST_SIZE)
     return min(max(offset, 0), max(size - length, 0))
 
 
-def place_in_frame(image: torch.Tensor, by_mass: bool = True, size: int = MNIST_SIZE) -> torch.Tensor:
+def place_in_frame(image: Pixels, by_mass: bool = True, size: int = MNIST_SIZE) -> Pixels:
     """Paste an (h, w) image with h, w <= size into a black (size, size) frame."""
     mass = center_of_mass(image) if by_mass and image.sum() > 0 else (None, None)
     top = paste_offset(image.shape[0], mass[0], size)
     left = paste_offset(image.shape[1], mass[1], size)
-    frame = torch.zeros(size, size, dtype=image.dtype)
+    frame = np.zeros((size, size), dtype=np.float32)
     frame[top : top + image.shape[0], left : left + image.shape[1]] = image
     return frame
 
 
-def normalize(centered: torch.Tensor, norm: Normalization | None) -> torch.Tensor:
+def normalize(centered: Pixels, norm: Normalization | None) -> torch.Tensor:
     """(28, 28) in [0, 1] -> (1, 1, 28, 28) as the model was trained: via uint8, like the dataset."""
-    pixels = (centered * 255.0).round_().to(torch.uint8)[None]  # (1, 28, 28) uint8
+    pixels = torch.from_numpy(np.rint(centered * 255.0).astype(np.uint8)[None])  # (1, 28, 28) uint8
     return to_model_input(pixels, norm or Normalization("none", 0.0, 1.0))
 
 

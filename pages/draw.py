@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-import torch
 
 from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from core.data import get_spec
@@ -171,22 +170,21 @@ def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Predic
         )
 
 
-def as_display(image: torch.Tensor) -> np.ndarray:
+def as_display(image: np.ndarray) -> np.ndarray:
     """A [0, 1] image padded to a black square and enlarged with crisp pixels, as uint8."""
     height, width = image.shape
     side = max(height, width)
-    square = torch.zeros(side, side)
+    square = np.zeros((side, side), dtype=np.uint8)
     top, left = (side - height) // 2, (side - width) // 2
-    square[top : top + height, left : left + width] = image
-    pixels = (square * 255).round().clamp(0, 255).to(torch.uint8)
-    return upscale(pixels, max(1, STRIP_PX // side))
+    square[top : top + height, left : left + width] = np.rint(np.clip(image, 0, 1) * 255)
+    return upscale(square, max(1, STRIP_PX // side))
 
 
 def show_strip(stages: Preprocessed, checkpoint: LoadedCheckpoint) -> None:
     """The image after each step, then what happened to it, in words and numbers."""
     assert stages.box is not None and stages.cropped is not None and stages.fitted is not None
     assert stages.centered is not None and stages.model_input is not None
-    model_view = stages.model_input[0, 0]
+    model_view = stages.model_input[0, 0].numpy()
     low, high = float(model_view.min()), float(model_view.max())
     fitted_h, fitted_w = stages.fitted.shape
     images = [

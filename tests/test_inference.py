@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from core.data import Normalization
+from core.__main__ import main
+from core.checkpoints import LoadedCheckpoint, load_checkpoint
+from core.data import Dataset, Normalization, to_model_input
 from core.inference import (
+    DEFAULT_CHECKPOINT,
     Prediction,
     conv_blocks,
     evaluating,
@@ -19,6 +24,7 @@ from core.inference import (
     saliency,
     unsure_reason,
 )
+from core.preprocess import render_as_canvas
 
 
 def small_cnn(outputs: int = 10, head: nn.Module | None = None) -> nn.Sequential:
@@ -148,3 +154,61 @@ def test_predict_image_empty_and_drawn() -> None:
     drawn[60:220, 130:150] = 255  # a '1'
     stages, prediction = predict_image(model, raw, drawn)
     assert not stages.empty and prediction is not None and len(prediction.probabilities) == 10
+
+
+# The shipped default model, on real MNIST test digits
+
+
+@pytest.fixture(scope="module")
+def default_model() -> LoadedCheckpoint:
+    return load_checkpoint(DEFAULT_CHECKPOINT)
+
+
+def plain_accuracy(loaded: LoadedCheckpoint, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy on the dataset's own 28x28 images, batched, as training evaluated it."""
+    with torch.inference_mode():
+        outputs = loaded.model(to_model_input(images, loaded.normalization))
+    return float((outputs.argmax(1) == labels).float().mean())
+
+
+def test_default_model_files_and_claimed_accuracy(mnist: Dataset, default_model: LoadedCheckpoint) -> None:
+    folder = DEFAULT_CHECKPOINT.parent
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 2 * 1024 * 1024
+    metrics = json.loads((folder / "metrics.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    assert config["config"]["data"]["augment"] is True and default_model.task == "multiclass"
+    accuracy = plain_accuracy(default_model, mnist.test_images, mnist.test_labels)  # all 10,000
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+    assert accuracy >= 0.993
+
+
+def test_drawn_test_digits_keep_their_accuracy(mnist: Dataset, default_model: LoadedCheckpoint) -> None:
+    """Test digits drawn large on an RGBA canvas and sent through the pipeline lose at most a point."""
+    count = 2000
+    images, labels = mnist.test_images[:count], mnist.test_labels[:count]
+    plain = plain_accuracy(default_model, images, labels)
+    right = 0
+    for image, label in zip(images, labels.tolist(), strict=True):
+        _, prediction = predict_image(default_model.model, default_model.normalization, render_as_canvas(image))
+        right += prediction is not None and prediction.label == label
+    drawn = right / count
+    print(f"\nfirst {count} test digits: plain {plain:.2%}, drawn at 280x280 and preprocessed {drawn:.2%}")
+    assert drawn >= plain - 0.01
+
+
+def test_default_model_feature_maps_and_saliency(mnist: Dataset, default_model: LoadedCheckpoint) -> None:
+    stages, prediction = predict_image(
+        default_model.model, default_model.normalization, render_as_canvas(mnist.test_images[0])
+    )
+    assert prediction is not None and stages.model_input is not None
+    blocks = feature_maps(default_model.model, stages.model_input)
+    assert [tuple(b.maps.shape) for b in blocks] == [(16, 28, 28), (32, 14, 14), (64, 7, 7)]  # fastcnn
+    assert saliency(default_model.model, stages.model_input).shape == (28, 28)
+    assert hook_count(default_model.model) == 0 and not default_model.model.training
+
+
+def test_bench_predict_reports_percentiles(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "predict", "--count", "40", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 40 and 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"]
+    assert result["accuracy"] >= 0.9
