@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -267,31 +268,32 @@ def _with_user_errors(command: Callable[[argparse.Namespace], int]) -> Callable[
 # bench predict
 
 
-def bench_predict(checkpoint: str, count: int, threads: int) -> dict[str, Any]:
-    """Time preprocess + predict per canvas-like image: `count` real test digits drawn at 280x280."""
+def bench_predict(checkpoint: str, count: int) -> dict[str, Any]:
+    """Time preprocess + predict per canvas-like image: `count` real test digits drawn at 280x280.
+
+    Prediction runs on one CPU thread by design (core.inference.one_thread), as on the Draw page.
+    """
     from core.checkpoints import load_checkpoint
     from core.inference import time_predictions
     from core.preprocess import render_as_canvas
 
-    if threads:
-        torch.set_num_threads(threads)
     loaded = load_checkpoint(checkpoint)
     dataset = load_dataset(loaded.dataset)
     images = [render_as_canvas(image) for image in dataset.test_images[:count]]  # (280, 280, 4) RGBA each
     timing = time_predictions(loaded.model, loaded.normalization, images, dataset.test_labels[:count].tolist())
     return {
-        "checkpoint": checkpoint, "images": timing.count, "threads": torch.get_num_threads(),
+        "checkpoint": checkpoint, "images": timing.count, "load_average_1min": os.getloadavg()[0],
         "p50_ms": timing.p50_ms, "p95_ms": timing.p95_ms, "max_ms": timing.max_ms, "accuracy": timing.accuracy,
     }
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    result = bench_predict(args.checkpoint, args.count, args.threads)
+    result = bench_predict(args.checkpoint, args.count)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"bench predict: {result['images']} MNIST test digits drawn as 280x280 RGBA canvases, "
-          f"{result['threads']} thread(s), {result['checkpoint']}")
+          f"{result['checkpoint']}, CPU load average {result['load_average_1min']:.1f}")
     print(f"  preprocess + predict per image: p50 {result['p50_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms "
           f"(target <= 5 ms), max {result['max_ms']:.2f} ms")
     print(f"  accuracy on these images: {result['accuracy']:.2%}")
@@ -304,7 +306,6 @@ def _add_predict(actions: argparse._SubParsersAction) -> None:
     parser = actions.add_parser("predict", help="Draw page speed: preprocessing + prediction per image, p50/p95")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
     parser.add_argument("--count", type=int, default=500, help="test digits to time (default 500)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0 = torch's own)")
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
     parser.set_defaults(func=_with_user_errors(_cmd_predict))
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.data import Normalization, to_model_input
@@ -221,13 +220,12 @@ def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
         raise ImageError(f"not an image we can read (PNG or JPEG expected): {error}") from error
 
 
-def render_as_canvas(image: torch.Tensor, size: int = 280) -> np.ndarray:
+def render_as_canvas(image: torch.Tensor | np.ndarray, size: int = 280) -> np.ndarray:
     """A uint8 (28, 28) digit drawn large, white on opaque black like the canvas: (size, size, 4).
 
     Bilinear upscaling gives smooth strokes of the right width; the benchmark and the tests push
     real test digits through `preprocess` this way, "as if drawn".
     """
-    big = F.interpolate(image[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)
-    grey = big[0, 0].round_().clamp_(0, 255).to(torch.uint8).numpy()
-    opaque = np.full_like(grey, 255)
-    return np.stack([grey, grey, grey, opaque], axis=-1)
+    pixels = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    big = np.asarray(Image.fromarray(pixels.astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR))
+    return np.stack([big, big, big, np.full_like(big, 255)], axis=-1)

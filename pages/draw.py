@@ -104,7 +104,7 @@ def draw_input() -> np.ndarray | None:
     from streamlit_drawable_canvas import st_canvas  # a component: importable only inside a running page
 
     st.session_state.setdefault("canvas_version", 0)
-    stroke_col, clear_col = st.columns([3, 1], vertical_alignment="bottom")
+    stroke_col, clear_col = st.columns([2, 1], vertical_alignment="bottom")
     stroke = stroke_col.slider("Stroke width (px)", 8, 40, 22, key="stroke")
     if clear_col.button("Clear", icon=":material/delete:", key="clear", width="stretch"):
         st.session_state["canvas_version"] += 1  # a new key is a new, empty canvas
@@ -147,6 +147,12 @@ def step_toggles() -> PreprocessOptions:
 # Rendering
 
 
+def big_answer(text: str) -> None:
+    """The answer in very large type; the class lets browser tests find it."""
+    style = "font-size:6rem;font-weight:700;line-height:1.1;margin:0"
+    st.markdown(f"<p class='big-answer' style='{style}'>{text}</p>", unsafe_allow_html=True)
+
+
 def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Prediction) -> None:
     """The big answer, the bar chart and, when the model hesitates, a warning saying why."""
     names = class_names(checkpoint)
@@ -154,11 +160,10 @@ def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Predic
     st.caption(label)
     if prediction.binary:
         digit = checkpoint.target_digit
-        st.markdown(f"<p class='big-answer'>P({digit}) = {prediction.probabilities[0]:.0%}</p>",
-                    unsafe_allow_html=True)
+        big_answer(f"P({digit}) = {prediction.probabilities[0]:.0%}")
         st.markdown(f"A one-vs-rest model: it only answers whether this is a {digit}. Its answer: **{answer}**.")
     else:
-        st.markdown(f"<p class='big-answer'>{answer}</p>", unsafe_allow_html=True)
+        big_answer(answer)
         st.markdown(f"Predicted **{answer}** with probability **{prediction.confidence:.1%}**.")
     figure = probability_figure(prediction.class_probabilities, names, prediction.label)
     st.plotly_chart(figure, key=f"bars-{label}", config={"displayModeBar": False})
@@ -242,15 +247,15 @@ def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> Non
         "activation): bright where that filter found its pattern, each scaled to its own maximum. "
         f"{sizes}. Pooling halves the maps while the channels grow: fewer *where*, more *what*."
     )
+    columns = st.columns(3)  # three blocks side by side; deeper networks wrap to the next row
     for index, block in enumerate(blocks):
         title = f"{block.name}: {block.maps.shape[0]} × {block.maps.shape[1]}×{block.maps.shape[2]}"
-        st.plotly_chart(feature_map_figure(title, block.maps.numpy()), key=f"maps-{index}")
+        columns[index % 3].plotly_chart(feature_map_figure(title, block.maps.numpy()), key=f"maps-{index}")
 
 
 # ---------------------------------------------------------------------------------------------
 # The page: inputs -> guard -> one core call per model -> render
 
-st.html("<style>.big-answer{font-size:6rem;font-weight:700;line-height:1.1;margin:0}</style>")
 st.title("Draw a digit")
 st.markdown(
     "Draw a digit with the mouse and the network answers after every stroke. Below: the steps that turn "
