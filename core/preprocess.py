@@ -216,8 +216,10 @@ def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
                 raise ImageError(f"the image is {image.width}x{image.height} px; at most 4096x4096 is read")
             upright = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
             return np.asarray(upright.convert("RGBA"))
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageError(f"not an image we can read (PNG or JPEG expected): {error}") from error
+    except UnidentifiedImageError as error:
+        raise ImageError("not a PNG or JPEG image (or any format Pillow can read)") from error
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(f"the image is damaged or truncated ({error})") from error
 
 
 def render_as_canvas(image: torch.Tensor | np.ndarray, size: int = 280) -> np.ndarray:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 TRAIN_COLOR, TEST_COLOR = "#2563eb", "#dc2626"
 
@@ -127,14 +128,32 @@ def tile_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tiles, ids
 
 
-def feature_map_figure(title: str, maps: np.ndarray) -> go.Figure:
-    """Every channel of one conv block as one image grid; hover names the channel."""
-    tiles, ids = tile_maps(maps)
-    figure = go.Figure(go.Heatmap(
-        z=tiles, customdata=ids, colorscale="Viridis", showscale=False, hoverongaps=False,
-        hovertemplate="channel %{customdata}<br>activation / its max: %{z:.2f}<extra></extra>",
-    ))
-    figure.update_yaxes(autorange="reversed", visible=False, scaleanchor="x", constrain="domain")
-    figure.update_xaxes(visible=False, constrain="domain")
-    figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10))
+def feature_maps_figure(blocks: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
+    """Every conv block's channels as image grids side by side in one figure; hover names the channel."""
+    figure = make_subplots(1, len(blocks), subplot_titles=[title for title, _ in blocks], horizontal_spacing=0.03)
+    for index, (_, maps) in enumerate(blocks, start=1):
+        tiles, ids = tile_maps(maps)
+        figure.add_trace(go.Heatmap(
+            z=tiles, customdata=ids, colorscale="Viridis", showscale=False, hoverongaps=False,
+            hovertemplate="channel %{customdata}<br>activation / its max: %{z:.2f}<extra></extra>",
+        ), 1, index)
+        figure.update_yaxes(autorange="reversed", visible=False, scaleanchor=f"x{index}", constrain="domain",
+                            row=1, col=index)
+        figure.update_xaxes(visible=False, constrain="domain", row=1, col=index)
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def saliency_figure(model_input: np.ndarray, gradient: np.ndarray, class_name: str) -> go.Figure:
+    """The 28x28 model input beside |d score / d pixel|, in one figure; each pixel's value on hover."""
+    figure = make_subplots(1, 2, subplot_titles=("What the network sees (28×28)", f"Saliency for {class_name}"),
+                           horizontal_spacing=0.12)
+    for col, (image, scale, label) in enumerate(((model_input, "gray", "input"), (gradient, "Hot", "|gradient|")), 1):
+        figure.add_trace(go.Heatmap(
+            z=image, colorscale=scale, colorbar=dict(x=0.44 if col == 1 else 1.0, len=0.9),
+            hovertemplate=f"row %{{y}}, col %{{x}}<br>{label} %{{z:.3g}}<extra></extra>",
+        ), 1, col)
+        figure.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", constrain="domain", row=1, col=col)
+        figure.update_xaxes(constrain="domain", row=1, col=col)
+    figure.update_layout(height=400, margin=dict(l=10, r=10, t=40, b=10))
     return figure

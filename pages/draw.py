@@ -21,8 +21,8 @@ from core.inference import (
 )
 from core.preprocess import MAX_IMAGE_BYTES, ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
 from core.runs import BEST_CHECKPOINT, list_runs
-from pages.charts import feature_map_figure, probability_figure
-from pages.common import pixel_heatmap, upscale
+from pages.charts import feature_maps_figure, probability_figure, saliency_figure
+from pages.common import upscale
 
 CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
 STRIP_PX = 140  # about how wide each image of the preprocessing strip is shown
@@ -227,11 +227,7 @@ def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction
         f"strongest sit around row {row:.0f}, column {col:.0f}. Bright means a little more or less ink there "
         "would change the answer most."
     )
-    left, right = st.columns(2)
-    left.plotly_chart(pixel_heatmap(stages.model_input[0, 0], "What the network sees", "input"), key="input_map")
-    heat = pixel_heatmap(gradient, f"Saliency for {name}", "|gradient|")
-    heat.update_traces(colorscale="Hot")
-    right.plotly_chart(heat, key="saliency_map")
+    st.plotly_chart(saliency_figure(stages.model_input[0, 0].numpy(), gradient.numpy(), name), key="saliency")
 
 
 def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> None:
@@ -247,10 +243,9 @@ def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> Non
         "activation): bright where that filter found its pattern, each scaled to its own maximum. "
         f"{sizes}. Pooling halves the maps while the channels grow: fewer *where*, more *what*."
     )
-    columns = st.columns(3)  # three blocks side by side; deeper networks wrap to the next row
-    for index, block in enumerate(blocks):
-        title = f"{block.name}: {block.maps.shape[0]} × {block.maps.shape[1]}×{block.maps.shape[2]}"
-        columns[index % 3].plotly_chart(feature_map_figure(title, block.maps.numpy()), key=f"maps-{index}")
+    titles = [f"{b.name}: {b.maps.shape[0]} × {b.maps.shape[1]}×{b.maps.shape[2]}" for b in blocks]
+    figure = feature_maps_figure([(title, b.maps.numpy()) for title, b in zip(titles, blocks, strict=True)])
+    st.plotly_chart(figure, key="feature_maps")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,8 +253,9 @@ def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> Non
 
 st.title("Draw a digit")
 st.markdown(
-    "Draw a digit with the mouse and the network answers after every stroke. Below: the steps that turn "
-    "the drawing into a 28×28 MNIST-style image, and what the network looks at."
+    "Draw a digit with the mouse and the network answers after every stroke. Below, in tabs: the steps "
+    "that turn the drawing into a 28×28 MNIST-style image, which pixels the answer depends on (saliency), "
+    "and what each convolution layer detects (feature maps)."
 )
 models = choose_models()
 if not models:
@@ -268,7 +264,7 @@ source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", requi
 input_col, answer_col = st.columns(2, gap="large")
 with input_col:
     image = draw_input() if source == "Draw" else upload_input()
-st.subheader("Preprocessing: from your drawing to an MNIST digit")
+st.subheader("Preprocessing steps")
 options = step_toggles()
 if image is None:
     answer_col.info("Draw a digit on the black canvas: an empty canvas gets no prediction."
@@ -286,9 +282,18 @@ for column, (label, checkpoint) in zip(answer_col.columns(len(models)), models, 
     predictions.append(predict(checkpoint.model, own.model_input))
     with column:
         show_prediction(label, checkpoint, predictions[-1])
-show_strip(stages, first)
-st.subheader("What the network sees")
 if len(models) > 1:
-    st.caption(f"For the first model: {first_label}.")
-show_saliency(first, stages, predictions[0])
-show_feature_maps(first, stages)
+    st.caption(f"Below, for the first model: {first_label}.")
+# Only the open tab is computed and drawn, so the answer to a stroke appears quickly.
+strip_tab, saliency_tab, maps_tab = st.tabs(
+    ["From drawing to MNIST digit", "Saliency", "Feature maps"], key="view", on_change="rerun"
+)
+if strip_tab.open:
+    with strip_tab:
+        show_strip(stages, first)
+if saliency_tab.open:
+    with saliency_tab:
+        show_saliency(first, stages, predictions[0])
+if maps_tab.open:
+    with maps_tab:
+        show_feature_maps(first, stages)

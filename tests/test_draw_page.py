@@ -99,10 +99,23 @@ def test_drawn_seven_is_predicted_with_strip_and_network_view(runs_dir: Path, se
     page = texts(at)
     assert "Predicted **7**" in page
     assert "longer side is 20 px" in page and "lands on pixel 14" in page
-    assert "Saliency" in page and "Feature maps" in page
+    assert "**Saliency**" not in page  # only the open tab is computed
     captions = [image.captions[0] for image in images_of(at)]
     assert [caption.split(" ")[1] for caption in captions] == ["ink", "cropped", "fitted", "centered", "model"]
     assert "fitted 20×20" not in captions[2]  # a 7 is taller than wide
+
+
+def test_saliency_and_feature_map_tabs(runs_dir: Path, seven: np.ndarray) -> None:
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "Saliency"
+    at.run()
+    assert not at.exception, at.exception
+    assert "**Saliency**: how strongly the network's score for *7*" in texts(at) and not images_of(at)
+    at.session_state["view"] = "Feature maps"
+    at.run()
+    page = texts(at)
+    assert "*conv1 → bn1 → relu1*: 16 maps of 28×28" in page and "*conv3 → bn3 → relu3*: 64 maps of 7×7" in page
 
 
 def test_switching_a_step_off_changes_the_input(runs_dir: Path, seven: np.ndarray) -> None:
@@ -123,7 +136,7 @@ def test_upload_png_and_bad_files(runs_dir: Path, seven: np.ndarray) -> None:
     at.file_uploader(key="upload").set_value(("seven.png", png(paper), "image/png")).run()
     assert not at.exception and "Predicted **7**" in texts(at)
     at.file_uploader(key="upload").set_value(("notes.png", b"not really a png", "image/png")).run()
-    assert "not an image we can read" in texts(at) and "Predicted" not in texts(at)
+    assert "not a PNG or JPEG image" in texts(at) and "Predicted" not in texts(at)
     at.file_uploader(key="upload").set_value(("huge.png", b"\0" * (3 * 2**20), "image/png")).run()
     assert "the limit is" in texts(at)
 

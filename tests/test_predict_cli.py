@@ -18,6 +18,15 @@ from core.models import arch_config, build_model
 from core.preprocess import render_as_canvas
 
 
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG_HEADER_AND_A_BIT = png_bytes(np.full((50, 50), 255, np.uint8))[:60]  # a real PNG cut short
+
+
 def write_png(path: Path, array: np.ndarray) -> Path:
     Image.fromarray(array).save(path)
     return path
@@ -66,7 +75,12 @@ def test_binary_checkpoint_gives_one_probability(tmp_path: Path, capsys: pytest.
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read"), (b"just some text", "not an image"), (b"\x89PNG\r\n\x1a\nbroken", "not an image")],
+    [
+        (None, "cannot read"),
+        (b"just some text", "not a PNG or JPEG image"),
+        (b"\x89PNG\r\n\x1a\nbroken", "not a PNG or JPEG image"),
+        (PNG_HEADER_AND_A_BIT, "damaged or truncated"),
+    ],
 )
 def test_user_errors_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str

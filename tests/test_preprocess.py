@@ -219,7 +219,9 @@ def test_decode_image_reads_png_and_jpeg() -> None:
 
 
 def test_decode_image_refuses_non_images_and_large_files() -> None:
-    with pytest.raises(ImageError, match="not an image"):
+    with pytest.raises(ImageError, match="not a PNG or JPEG image"):
         decode_image(b"hello, this is text")
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        decode_image(png_bytes(stroke_digit())[:100])
     with pytest.raises(ImageError, match="limit"):
         decode_image(png_bytes(stroke_digit()), max_bytes=100)
