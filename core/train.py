@@ -333,13 +333,17 @@ PRESETS: dict[str, TrainConfig] = {
         "seed003", preset="seed003", optimizer="sgd", lr=0.01, momentum=0.0, batch_size=64, epochs=1,
         normalization="dataset",
     ),
+    # fast, tuned on full MNIST for one epoch: 99.15/99.21/99.24% test accuracy over seeds 0/1/2. Adam
+    # (lr 5e-3) at batch 64 gives 99.10-99.14%; batch 128 falls short (98.84-99.04%); channels halved
+    # land on 99.00-99.02%, too close to the line.
     "fast": _preset(
-        "fastcnn", preset="fast", optimizer="adam", lr=3e-3, scheduler="onecycle", pct_start=0.25,
-        batch_size=128, epochs=2, normalization="dataset",
+        "fastcnn", preset="fast", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        scheduler="onecycle", pct_start=0.25, batch_size=64, epochs=1, normalization="dataset",
     ),
     "best": _preset(
-        "fastcnn", preset="best", optimizer="adamw", lr=3e-3, weight_decay=5e-4, scheduler="onecycle",
-        pct_start=0.2, batch_size=128, epochs=12, augment=True, label_smoothing=0.1, normalization="dataset",
+        "fastcnn", preset="best", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        scheduler="onecycle", pct_start=0.2, batch_size=64, epochs=15, augment=True, label_smoothing=0.1,
+        normalization="dataset",
     ),
 }
 
@@ -364,10 +368,13 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
         "Tutorial 003: LeNet-5 style Net, plain SGD lr 0.01 without momentum, batch 64, a single "
         "epoch, Normalize(0.1307, 0.3081). Expect well under 99%: one epoch of plain SGD is not enough."
     ),
-    "fast": "The shortest wall time to 99.0% test accuracy on a 2-core CPU: a small modern CNN, one-cycle Adam.",
+    "fast": (
+        "The shortest wall time to 99.0% test accuracy on a 2-core CPU: one epoch of the small "
+        "conv-BatchNorm CNN (fastcnn) with Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
+    ),
     "best": (
-        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: the small modern CNN with "
-        "random affine augmentation, label smoothing and a one-cycle AdamW schedule."
+        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: the small conv-BatchNorm CNN "
+        "with random affine augmentation, label smoothing 0.1 and one-cycle Nesterov SGD."
     ),
 }
 

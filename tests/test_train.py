@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import pytest
@@ -43,12 +44,13 @@ def test_short_run_on_5000_real_images_converges(mnist, tmp_path):
     events = run_all(config, runs_root=tmp_path, dataset=mnist, run_name="smoke test")
 
     started, finished = events[0], events[-1]
-    assert isinstance(started, RunStarted) and started.steps_per_epoch == 40 and started.train_size == 5000
+    steps = math.ceil(5000 / config.data.batch_size)
+    assert isinstance(started, RunStarted) and started.steps_per_epoch == steps and started.train_size == 5000
     assert isinstance(finished, Finished)
     assert finished.test_accuracy > 0.90
     batches = [e for e in events if isinstance(e, BatchEnd)]
-    assert [b.step for b in batches] == list(range(1, 41))
-    assert [type(e) for e in events[41:]] == [EpochEnd, CheckpointSaved, CheckpointSaved, Finished]
+    assert [b.step for b in batches] == list(range(1, steps + 1))
+    assert [type(e) for e in events[steps + 1 :]] == [EpochEnd, CheckpointSaved, CheckpointSaved, Finished]
     assert finished.run_id.endswith("-smoke-test")
 
     evaluation = finished.evaluation
