@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
@@ -89,4 +90,67 @@ def roc_figure(fpr: Sequence[float], tpr: Sequence[float], auc: float) -> go.Fig
     figure = line_figure(f"ROC curve (AUC {auc:.4f})", "false-positive rate", "true-positive rate", height=380)
     figure.add_scatter(x=list(fpr), y=list(tpr), name="model", mode="lines", line=dict(color=TRAIN_COLOR))
     figure.add_scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(color="grey", dash="dash"))
+    return figure
+
+
+# Runs side by side (Compare page): one color per run, the same in every chart.
+RUN_COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#4b5563",
+              "#ca8a04")
+
+
+@dataclass(frozen=True)
+class RunStyle:
+    """How one run looks in every chart of a page: legend name, color, and extra hover text."""
+
+    name: str
+    color: str
+    hover: str = ""  # e.g. the run's key settings
+
+
+def run_color(position: int) -> str:
+    return RUN_COLORS[position % len(RUN_COLORS)]
+
+
+def overlay_figure(lines: Sequence[tuple[RunStyle, Sequence[float], Sequence[float]]], title: str, x_title: str,
+                   y_title: str, percent: bool = False, log_y: bool = False) -> go.Figure:
+    """One line per run, (style, x, y) each; hovering a point shows the run's name and settings."""
+    figure = line_figure(title, x_title, y_title, height=380)
+    scale = 100.0 if percent else 1.0
+    value = "%{y:.2f}%" if percent else "%{y:.4g}"
+    for style, x, y in lines:
+        figure.add_scatter(
+            x=list(x), y=[v * scale for v in y], name=style.name, mode="lines+markers", line=dict(color=style.color),
+            customdata=[[style.name, style.hover]] * len(x),  # names go in as data, never into the template
+            hovertemplate=f"<b>%{{customdata[0]}}</b><br>{x_title} %{{x:.4g}}: {value}<br>%{{customdata[1]}}"
+                          "<extra></extra>",
+        )
+    figure.update_layout(hovermode="closest")  # runs' x values differ (wall time): one run per tooltip
+    if percent:
+        figure.update_yaxes(ticksuffix="%")
+    if log_y:
+        figure.update_yaxes(type="log", exponentformat="e")
+    return figure
+
+
+def params_accuracy_figure(points: Sequence[tuple[RunStyle, int, float]],
+                           others: Sequence[tuple[str, int, float]] = ()) -> go.Figure:
+    """Best test accuracy against trainable parameters, one point per run; `others` drawn faint in grey."""
+    figure = go.Figure()
+    if others:
+        figure.add_scatter(
+            x=[p for _, p, _ in others], y=[a * 100 for _, _, a in others], text=[n for n, _, _ in others],
+            name="other runs", mode="markers", marker=dict(color="#9ca3af", size=8), opacity=0.6,
+            hovertemplate="%{text}<br>%{x:,} parameters: %{y:.2f}%<extra></extra>",
+        )
+    for style, params, accuracy in points:
+        figure.add_scatter(
+            x=[params], y=[accuracy * 100], name=style.name, mode="markers+text", text=[style.name],
+            textposition="top center", marker=dict(color=style.color, size=13, line=dict(color="white", width=1)),
+            customdata=[[style.hover]],
+            hovertemplate="<b>%{text}</b><br>%{x:,} parameters: %{y:.2f}%<br>%{customdata[0]}<extra></extra>",
+        )
+    figure.update_xaxes(type="log", title="trainable parameters (log scale)")
+    figure.update_yaxes(title="best test accuracy", ticksuffix="%")
+    figure.update_layout(title="Parameters against accuracy", height=380, showlegend=False,
+                         margin=dict(l=10, r=10, t=40, b=10))
     return figure
