@@ -292,7 +292,11 @@ def _default_custom_layers() -> tuple[LayerSpec, ...]:
 
 @dataclass(frozen=True)
 class CustomOptions:
-    """A user-built stack; the output Linear's out_features is always set to num_outputs."""
+    """A user-built stack; the output Linear's out_features is always set to num_outputs.
+
+    Forcing (rather than checking) the head lets one stack serve both the 10-class and the
+    one-logit tasks; arch_config stores the forced value, so the saved config is explicit.
+    """
 
     layers: tuple[LayerSpec, ...] = field(default_factory=_default_custom_layers)  # ordered layer specs
 
@@ -326,7 +330,7 @@ def _two_conv_layers(o: TwoConvOptions, num_outputs: int) -> list[LayerSpec]:
 
 
 def _demo_layers(o: DemoOptions, num_outputs: int) -> list[LayerSpec]:
-    softmax = [{"type": "Softmax"}] if o.softmax else []
+    softmax = [{"type": "Softmax"}] if o.softmax and num_outputs > 1 else []  # softmax of one value is always 1
     return [_conv(o.channels1, 3, "same"), _pool("AvgPool2d"), _BN, _RELU,  # (8, 14, 14)
             _conv(o.channels2, 3, "same"), _RELU,  # (16, 14, 14)
             _FLATTEN, _fc(num_outputs), *softmax]
@@ -335,7 +339,8 @@ def _demo_layers(o: DemoOptions, num_outputs: int) -> list[LayerSpec]:
 def _digit_layers(o: DigitOptions, num_outputs: int) -> list[LayerSpec]:
     return [_conv(o.channels1, 5), _RELU, _pool(),  # (10, 12, 12)
             _conv(o.channels2, 3), _RELU,  # (20, 10, 10)
-            _FLATTEN, _fc(o.hidden), _RELU, _fc(num_outputs), {"type": "LogSoftmax"}]
+            _FLATTEN, _fc(o.hidden), _RELU, _fc(num_outputs),
+            *([{"type": "LogSoftmax"}] if num_outputs > 1 else [])]  # log-softmax of one value is always 0
 
 
 def _lenet_layers(o: LeNetOptions, num_outputs: int) -> list[LayerSpec]:
@@ -363,16 +368,28 @@ def _best_layers(o: SmallCNNOptions, num_outputs: int) -> list[LayerSpec]:
             _FLATTEN, *_dropout(o.dropout), _fc(num_outputs)]
 
 
+def output_layer_index(layers: list[LayerSpec]) -> int | None:
+    """0-based index of the output Linear: the last layer, or the last before a Softmax/LogSoftmax."""
+    head = len(layers) - 1
+    while head >= 0 and layers[head].get("type") in _HEAD_TAILS:
+        head -= 1
+    return head if head >= 0 and layers[head].get("type") == "Linear" else None
+
+
 def _custom_layers(o: CustomOptions, num_outputs: int) -> list[LayerSpec]:
     """The user's specs with the output head forced to num_outputs (see CustomOptions)."""
     layers = [normalize_layer(spec, i) for i, spec in enumerate(o.layers, start=1)]
-    head = len(layers) - 1
-    while head >= 0 and layers[head]["type"] in _HEAD_TAILS:
-        head -= 1
-    if head < 0 or layers[head]["type"] != "Linear":
-        where = f"layer {head + 1} {layer_label(layers[head])}" if head >= 0 else "the stack"
+    head = output_layer_index(layers)
+    if head is None:
+        last = len(layers) - 1
+        while last >= 0 and layers[last]["type"] in _HEAD_TAILS:
+            last -= 1
+        where = f"layer {last + 1} {layer_label(layers[last])}" if last >= 0 else "the stack"
         raise ArchitectureError(f"{where}: the network must end with a Linear output layer "
                                 f"(optionally followed by Softmax or LogSoftmax)")
+    if num_outputs == 1 and head < len(layers) - 1:
+        raise ArchitectureError(f"layer {head + 2} {layers[head + 1]['type']}: over a single output it is "
+                                f"constant (softmax 1, log-softmax 0), so nothing could be learned; remove it")
     layers[head] = layers[head] | {"out_features": num_outputs}
     return layers
 
@@ -403,11 +420,13 @@ _REGISTRY: dict[str, Architecture] = {
         "2x2 average pooling, BatchNorm and ReLU, a second convolution to 16 channels, then Flatten and one "
         "Linear 3136→10. Faithful to the tutorial it ends with Softmax, although it is trained with "
         "CrossEntropyLoss, which applies its own (log-)softmax: the loss then sees probabilities squashed "
-        "twice and learns more slowly. Untick the softmax option to output plain logits.")),
+        "twice and learns more slowly. Untick the softmax option to output plain logits. With a single "
+        "one-vs-rest output the Softmax is left out, since the softmax of one value is always 1.")),
     "seed002": Architecture(DigitOptions, _digit_layers, (
         "The Digit model of seed 002: a 5x5 convolution to 10 channels (28→24), ReLU, 2x2 max-pooling "
         "(→12), a 3x3 convolution to 20 channels (→10), ReLU, then 2000→500→10 fully connected layers. "
-        "It ends with log_softmax, so its natural loss is the negative log-likelihood.")),
+        "It ends with log_softmax, so its natural loss is the negative log-likelihood (left out for a single "
+        "one-vs-rest output, where it would always be 0).")),
     "seed003": Architecture(LeNetOptions, _lenet_layers, (
         "The LeNet-5 style Net of seed 003: two 5x5 convolutions (6 then 16 channels) without padding, "
         "each with ReLU and 2x2 max-pooling (28→24→12→8→4), then 256→120→84→10 fully connected layers. "
