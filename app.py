@@ -9,6 +9,7 @@ st.set_page_config(page_title="MNIST Lab", page_icon="✍️", layout="wide")
 # Only pages that really work are listed; each later feature adds its own line.
 PAGES = [
     st.Page("pages/dataset.py", title="Dataset", icon="🖼️", default=True),
+    st.Page("pages/architecture.py", title="Architecture", icon="🧱"),
 ]
 
 navigation = st.navigation(PAGES)
