@@ -17,17 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.layers import INPUT_SHAPE, conv_output_size
 from core.models import (
-    INPUT_SHAPE,
     ArchitectureError,
     OutputKind,
     build_model,
-    conv_output_size,
     list_architectures,
     output_kind,
 )
 
-__all__ = [  # conv_output_size lives with the builder in core.models; re-exported for the formula users
+__all__ = [  # conv_output_size lives with the builder in core.layers; re-exported for formula users
     "LayerRow",
     "ModelSummary",
     "conv_output_size",

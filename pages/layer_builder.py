@@ -6,15 +6,14 @@ from typing import Any
 
 import streamlit as st
 
-from core.models import (
+from core.layers import (
     LAYER_TYPES,
     LayerSpec,
-    arch_config,
-    architecture_layers,
     layer_defaults,
     normalize_layer,
     output_layer_index,
 )
+from core.models import arch_config, architecture_layers
 
 STACK_KEY = "custom_stack"  # list of {"id": int, "spec": LayerSpec}; ids keep widget keys stable on reorder
 NEXT_ID_KEY = "custom_next_id"

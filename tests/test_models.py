@@ -7,13 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from core.layers import LAYER_TYPES, layer_defaults
 from core.models import (
-    LAYER_TYPES,
     ArchitectureError,
     arch_config,
     build_model,
     describe_architecture,
-    layer_defaults,
     list_architectures,
     output_kind,
 )
