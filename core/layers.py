@@ -98,46 +98,42 @@ def checked_fraction(value: Any, what: str, where: str) -> float:
     return float(value)
 
 
+_MINIMUM = {"out_channels": 1, "kernel_size": 1, "stride": 1, "padding": 0, "output_size": 1, "out_features": 1}
+
+
+def _checked_setting(name: str, value: Any, where: str) -> Any:
+    """One setting of a layer spec, type- and range-checked."""
+    if name == "p":
+        return checked_fraction(value, name, where)
+    if name == "negative_slope":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ArchitectureError(f"{where}: negative_slope must be a number >= 0, got {value!r}")
+        return float(value)
+    return checked_int(value, name, where, _MINIMUM[name])
+
+
 def normalize_layer(spec: Any, index: int) -> LayerSpec:
     """Validate one spec's settings and fill in defaults; `index` is 1-based for messages."""
     if not isinstance(spec, dict) or spec.get("type") not in _LAYER_DEFAULTS:
         kind = spec.get("type") if isinstance(spec, dict) else spec
         raise ArchitectureError(f"layer {index}: unknown layer type {kind!r}; choose one of {', '.join(LAYER_TYPES)}")
     kind = spec["type"]
-    unknown = set(spec) - set(_LAYER_DEFAULTS[kind]) - {"type"}
     where = f"layer {index} {kind}"
+    unknown = set(spec) - set(_LAYER_DEFAULTS[kind]) - {"type"}
     if unknown:
         allowed = ", ".join(_LAYER_DEFAULTS[kind]) or "none"
         raise ArchitectureError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
     out = layer_defaults(kind) | spec
-    if kind == "Conv2d":
-        out["out_channels"] = checked_int(out["out_channels"], "out_channels", where, 1)
-        out["kernel_size"] = checked_int(out["kernel_size"], "kernel_size", where, 1)
-        out["stride"] = checked_int(out["stride"], "stride", where, 1)
-        if out["padding"] == "same":
-            if out["stride"] != 1 or out["kernel_size"] % 2 == 0:
-                raise ArchitectureError(f"{where}: padding 'same' needs stride 1 and an odd kernel")
-        else:
-            out["padding"] = checked_int(out["padding"], "padding", where, 0)
-    elif kind in _POOLS:
-        out["kernel_size"] = checked_int(out["kernel_size"], "kernel_size", where, 1)
-        stride = out["kernel_size"] if out["stride"] is None else out["stride"]
-        out["stride"] = checked_int(stride, "stride", where, 1)
-        out["padding"] = checked_int(out["padding"], "padding", where, 0)
-        if out["padding"] > out["kernel_size"] // 2:  # PyTorch refuses wider padding for pools
-            raise ArchitectureError(f"{where}: padding {out['padding']} is more than half the kernel "
-                                    f"{out['kernel_size']}")
-    elif kind == "AdaptiveAvgPool2d":
-        out["output_size"] = checked_int(out["output_size"], "output_size", where, 1)
-    elif kind == "LeakyReLU":
-        slope = out["negative_slope"]
-        if isinstance(slope, bool) or not isinstance(slope, int | float) or slope < 0:
-            raise ArchitectureError(f"{where}: negative_slope must be a number >= 0, got {slope!r}")
-        out["negative_slope"] = float(slope)
-    elif kind == "Dropout":
-        out["p"] = checked_fraction(out["p"], "p", where)
-    elif kind == "Linear":
-        out["out_features"] = checked_int(out["out_features"], "out_features", where, 1)
+    if kind in _POOLS and out["stride"] is None:
+        out["stride"] = out["kernel_size"]  # PyTorch's default for pools
+    for name, value in out.items():
+        same_padding = kind == "Conv2d" and name == "padding" and value == "same"
+        if name != "type" and not same_padding:
+            out[name] = _checked_setting(name, value, where)
+    if out.get("padding") == "same" and (out["stride"] != 1 or out["kernel_size"] % 2 == 0):
+        raise ArchitectureError(f"{where}: padding 'same' needs stride 1 and an odd kernel")
+    if kind in _POOLS and out["padding"] > out["kernel_size"] // 2:  # PyTorch refuses wider padding for pools
+        raise ArchitectureError(f"{where}: padding {out['padding']} is more than half the kernel {out['kernel_size']}")
     return out
 
 

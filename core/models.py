@@ -258,11 +258,11 @@ _REGISTRY: dict[str, Architecture] = {
         "Our small CPU-friendly CNN: three conv-BatchNorm-ReLU-maxpool blocks (16, 32, 64 channels; "
         "28→14→7→3) and one Linear head on the 64x3x3 features. BatchNorm lets it train with a high "
         "learning rate; few channels at full resolution keep it cheap (about 1.9 M multiply-accumulates "
-        "per image). Meant for the quick training preset (about 99% test accuracy in 1-2 epochs).")),
+        "per image). Meant for the quick training preset: the aim is 99% test accuracy in 1-2 epochs.")),
     "bestcnn": Architecture(SmallCNNOptions, _best_layers, (
         "A somewhat bigger version of fastcnn with two convolutions at 14x14 and a little dropout: about "
-        "twice the compute, meant for the best-accuracy preset (with augmentation, ~99.5% within a few "
-        "epochs)."), {"dropout": 0.1}),
+        "twice the compute, meant for the best-accuracy preset: the aim is 99.5% within a few epochs "
+        "with augmentation."), {"dropout": 0.1}),
     "custom": Architecture(CustomOptions, _custom_layers, (
         "Your own stack of layers. The first Linear's in-features are computed from the shapes, and the "
         "last Linear always outputs as many values as the task needs (10 classes or 1 logit).")),

@@ -163,7 +163,8 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> M
     try:
         model.eval()  # BatchNorm in train mode cannot take a single sample
         first = next(model.parameters(), None)
-        dummy = torch.zeros(1, *input_shape, device=first.device if first is not None else None)
+        dummy = torch.zeros(1, *input_shape, device=first.device if first is not None else None,
+                            dtype=first.dtype if first is not None else None)  # (1, C, H, W)
         with torch.no_grad():
             model(dummy)
     finally:
