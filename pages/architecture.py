@@ -29,7 +29,7 @@ LOSS_NOTES = {
     "softmax": "The network ends with Softmax, so it outputs **probabilities**, as the tutorial wrote it. "
                "But it is trained with CrossEntropyLoss, which applies its own softmax again: the loss sees "
                "softmax(softmax(x)), the differences between classes are squashed and learning is slower. "
-               "Training keeps this faithfully; untick *softmax* in the settings above to output logits.",
+               "Training keeps this faithfully; untick *softmax* in the settings above (or remove the Softmax layer) to output logits.",
 }
 CONV1_SLIP = ("The seed 000 tutorial prints this layer's count as (3×3×1)×32+32 = **896**. The formula is "
               "right but the arithmetic slipped: 3·3·1·32 + 32 = 288 + 32 = **320**. 896 is what a "
@@ -69,11 +69,13 @@ def show_layer_formulas(summary: ModelSummary, arch: str) -> None:
         st.markdown("**Output size** (k: window side, s: stride, p: padding added on each side):")
         for line in charts.size_formulas(row):
             st.latex(line)
+        if arch == "seed001" and row.type == "Conv2d":
+            st.caption("The tutorial writes padding='same': PyTorch then pads p = (k − 1) / 2 = 1 on each side.")
     if formula := charts.param_formula(row):
         st.markdown("**Parameters**: one weight per input value the window sees, per output, plus one bias "
                     "per output:")
         st.latex(formula)
-    else:
+    elif row.type in charts.WINDOW_TYPES[1:]:
         st.markdown("**Parameters**: none; pooling only takes the max or the average of each window.")
     if formula := charts.macs_formula(row):
         st.markdown("**Multiply-accumulates** per image: one per weight, for every output position:")
