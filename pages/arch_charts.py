@@ -9,7 +9,8 @@ from plotly.subplots import make_subplots
 
 from core.summary import LayerRow, ModelSummary
 
-WINDOW_TYPES = ("Conv2d", "MaxPool2d", "AvgPool2d")  # layers with the out = floor((in+2p-k)/s)+1 formula
+POOL_TYPES = ("MaxPool2d", "AvgPool2d")
+WINDOW_TYPES = ("Conv2d", *POOL_TYPES)  # layers with the out = floor((in+2p-k)/s)+1 formula
 COUNT_COLUMNS = {name: st.column_config.NumberColumn(format="localized")  # 401536 -> 401,536
                  for name in ("params", "MACs", "activations", "MACs per image")}
 

@@ -75,7 +75,7 @@ def show_layer_formulas(summary: ModelSummary, arch: str) -> None:
         st.markdown("**Parameters**: one weight per input value the window sees, per output, plus one bias "
                     "per output:")
         st.latex(formula)
-    elif row.type in charts.WINDOW_TYPES[1:]:
+    elif row.type in charts.POOL_TYPES:
         st.markdown("**Parameters**: none; pooling only takes the max or the average of each window.")
     if formula := charts.macs_formula(row):
         st.markdown("**Multiply-accumulates** per image: one per weight, for every output position:")
