@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,17 +63,24 @@ def lr_figure(steps: Sequence[int], lrs: Sequence[float]) -> go.Figure:
 
 def confusion_figure(matrix: Sequence[Sequence[int | float]], labels: Sequence[str], title: str = "Confusion matrix",
                      diverging: bool = False) -> go.Figure:
-    """Rows are true classes, columns predictions; the count is on hover and in each cell."""
+    """Rows are true classes, columns predictions; the count is on hover and in each cell.
+
+    `diverging` is for a difference of two matrices: red below zero, blue above, signed numbers,
+    and blank cells where nothing changed.
+    """
+    text = [[f"{v:+g}" if v else "" for v in row] for row in matrix] if diverging else matrix
     figure = go.Figure(
         go.Heatmap(
-            z=matrix, x=list(labels), y=list(labels), text=matrix, texttemplate="%{text}",
+            z=matrix, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
             colorscale="RdBu" if diverging else "Blues", zmid=0 if diverging else None,
             hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
         )
     )
     figure.update_yaxes(autorange="reversed", title="true class", type="category")
     figure.update_xaxes(title="predicted class", type="category", side="top")
-    figure.update_layout(title=title, height=460, margin=dict(l=10, r=10, t=80, b=10))
+    # The title sits at the very top, above the predicted-class axis that also lives up there.
+    figure.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top"), height=480,
+                         margin=dict(l=10, r=10, t=90, b=10))
     return figure
 
 
@@ -112,7 +120,7 @@ def run_color(position: int) -> str:
 
 
 def overlay_figure(lines: Sequence[tuple[RunStyle, Sequence[float], Sequence[float]]], title: str, x_title: str,
-                   y_title: str, percent: bool = False, log_y: bool = False) -> go.Figure:
+                   y_title: str, percent: bool = False, log_y: bool = False, whole_x: bool = False) -> go.Figure:
     """One line per run, (style, x, y) each; hovering a point shows the run's name and settings."""
     figure = line_figure(title, x_title, y_title, height=380)
     scale = 100.0 if percent else 1.0
@@ -125,6 +133,9 @@ def overlay_figure(lines: Sequence[tuple[RunStyle, Sequence[float], Sequence[flo
                           "<extra></extra>",
         )
     figure.update_layout(hovermode="closest")  # runs' x values differ (wall time): one run per tooltip
+    longest = max((len(x) for _, x, _ in lines), default=0)
+    if whole_x and longest <= 20:
+        figure.update_xaxes(dtick=1)  # epochs: no ticks at 1.5
     if percent:
         figure.update_yaxes(ticksuffix="%")
     if log_y:
@@ -149,7 +160,11 @@ def params_accuracy_figure(points: Sequence[tuple[RunStyle, int, float]],
             customdata=[[style.hover]],
             hovertemplate="<b>%{text}</b><br>%{x:,} parameters: %{y:.2f}%<br>%{customdata[0]}<extra></extra>",
         )
-    figure.update_xaxes(type="log", title="trainable parameters (log scale)")
+    counts = [p for _, p, _ in points] + [p for _, p, _ in others]
+    low, high = math.log10(min(counts)), math.log10(max(counts))
+    pad = max(0.15 * (high - low), 0.1)  # room for the names beside the points at either end
+    figure.update_traces(cliponaxis=False)
+    figure.update_xaxes(type="log", title="trainable parameters (log scale)", range=[low - pad, high + pad])
     figure.update_yaxes(title="best test accuracy", ticksuffix="%")
     figure.update_layout(title="Parameters against accuracy", height=380, showlegend=False,
                          margin=dict(l=10, r=10, t=40, b=10))

@@ -196,7 +196,7 @@ def curves_prose(frame: pd.DataFrame, metric: str, names: dict[str, str]) -> str
 
 def curves_section(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[str, RunStyle]) -> None:
     """The chosen metric of every selected run in one chart."""
-    left, middle, right = st.columns([2, 2, 1])
+    left, middle, right = st.columns([5, 2, 2])
     metric = left.segmented_control("Metric", list(METRICS), format_func=lambda m: METRICS[m][0],
                                     default="test_accuracy", required=True, key="cmp_metric")
     x_axis = middle.segmented_control("X axis", list(X_AXES), format_func=X_AXES.__getitem__, default="epoch",
@@ -209,8 +209,8 @@ def curves_section(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[
         rows = frame[frame["run_id"] == record.run_id].dropna(subset=[x_axis, metric])
         values = rows[metric].tolist()
         lines.append((styles[record.run_id], rows[x_axis].tolist(), smooth(values, weight) if weight else values))
-    figure = overlay_figure(lines, f"{label.capitalize()} per epoch", X_AXES[x_axis], label, percent=in_percent,
-                            log_y=metric == "lr")
+    figure = overlay_figure(lines, f"{label.capitalize()} by {X_AXES[x_axis]}", X_AXES[x_axis], label,
+                            percent=in_percent, log_y=metric == "lr", whole_x=x_axis == "epoch")
     st.plotly_chart(figure, key="cmp_curves")
     st.markdown(curves_prose(frame, metric, {run_id: style.name for run_id, style in styles.items()}))
 
@@ -258,8 +258,8 @@ def size_prose(points: list[tuple[RunStyle, int, float]]) -> str:
     best = max(points, key=lambda point: point[2])
     smallest = min(points, key=lambda point: point[1])
     text = f"The most accurate selected run, **{best[0].name}**, reaches {best[2]:.2%} with {best[1]:,} parameters"
-    if smallest is best:
-        return text + "; it is also the smallest."
+    if smallest[1] >= best[1]:
+        return text + "; no selected run has fewer."
     return (f"{text}; the smallest, **{smallest[0].name}**, has {best[1] / smallest[1]:.1f}× fewer parameters "
             f"({smallest[1]:,}) and reaches {smallest[2]:.2%}, {100 * (best[2] - smallest[2]):.2f} points less.")
 
@@ -290,32 +290,36 @@ def answer_text(prediction: int, evaluation: Evaluation, classes: tuple[str, ...
     return "yes" if prediction == 1 else "no"
 
 
-def flips_gallery(digits: list[FlippedDigit], title: str, a: Evaluation, dataset_name: str,
-                  names: tuple[str, str]) -> None:
+def flips_gallery(digits: list[FlippedDigit], title: str, evaluation: Evaluation, dataset_name: str) -> None:
+    """Up to FLIPS_SHOWN flipped test digits, each with both runs' answers and how sure they were."""
     st.markdown(title)
+    if not digits:
+        st.caption("None.")
+        return
     dataset = get_dataset(dataset_name)
     columns = st.columns(6)
     for position, digit in enumerate(digits[:FLIPS_SHOWN]):
-        answer_a = answer_text(digit.prediction_a, a, dataset.classes)
-        answer_b = answer_text(digit.prediction_b, a, dataset.classes)
-        caption = (f"true {dataset.classes[digit.label]} · {names[0]}: {answer_a} ({digit.confidence_a:.0%}) · "
-                   f"{names[1]}: {answer_b} ({digit.confidence_b:.0%})")
+        answer_a = answer_text(digit.prediction_a, evaluation, dataset.classes)
+        answer_b = answer_text(digit.prediction_b, evaluation, dataset.classes)
+        caption = (f"true {dataset.classes[digit.label]} · A: {answer_a} ({digit.confidence_a:.0%}) · "
+                   f"B: {answer_b} ({digit.confidence_b:.0%})")
         columns[position % 6].image(upscale(dataset.test_images[digit.index], 3), caption=caption, width="stretch")
 
 
 def difference_prose(result: EvaluationComparison, names: tuple[str, str], labels: list[str]) -> str:
-    a, b = names
+    """The two-run comparison in words: accuracies, flipped digits, and what the matrix colors mean."""
     gap = len(result.right_only_a) - len(result.right_only_b)
-    text = (f"On the first {result.count:,} test images (all both runs answered), **{a}** gets {result.accuracy_a:.2%} "
-            f"right and **{b}** {result.accuracy_b:.2%}. {a} gets {len(result.right_only_a)} digits right that {b} "
-            f"gets wrong, and {b} gets {len(result.right_only_b)} that {a} gets wrong: a net {abs(gap)} digits "
-            f"({100 * abs(gap) / result.count:.2f} points) for {a if gap >= 0 else b}.\n\n"
-            f"Each cell of the matrix is {a}'s count minus {b}'s. On the diagonal, blue means {a} gets more of that "
-            f"class right; off the diagonal, blue means {a} makes that mistake more often and red that {b} does.")
+    text = (f"On the first {result.count:,} test images (all that both runs answered), **A** ({names[0]}) gets "
+            f"{result.accuracy_a:.2%} right and **B** ({names[1]}) {result.accuracy_b:.2%}. A gets "
+            f"{len(result.right_only_a)} digits right that B gets wrong, and B gets {len(result.right_only_b)} that "
+            f"A gets wrong: a net {abs(gap)} digits ({100 * abs(gap) / result.count:.2f} points) for "
+            f"{'A' if gap >= 0 else 'B'}.\n\n"
+            "Each cell of the matrix is A's count minus B's. On the diagonal, blue means A gets more of that class "
+            "right; off the diagonal, blue means A makes that mistake more often, and red that B does.")
     changes = result.largest_changes()
     if changes:
         text += " Largest changes: " + "; ".join(
-            f"true {labels[true]} read as {labels[predicted]}: {delta:+d} ({a if delta > 0 else b} more often)"
+            f"true {labels[true]} read as {labels[predicted]} {delta:+d} ({'A' if delta > 0 else 'B'} more often)"
             for true, predicted, delta in changes) + "."
     return text
 
@@ -324,7 +328,7 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
     """Confusion-matrix difference and flipped digits of exactly two runs, from their evaluation.json."""
     a, b = pair
     names = (styles[a.run_id].name, styles[b.run_id].name)
-    st.subheader(f"{names[0]} against {names[1]} on the test set")
+    st.subheader(f"A: {names[0]} against B: {names[1]}, digit by digit")
     evaluations = [load_evaluation(str(r.folder), fingerprint.get(r.run_id, ())) for r in pair]
     missing = [record.name for record, evaluation in zip(pair, evaluations, strict=True) if evaluation is None]
     if missing:
@@ -341,14 +345,14 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
     if eval_a.binary is not None:
         labels = [f"not {eval_a.binary.target_digit}", str(eval_a.binary.target_digit)]
     st.markdown(difference_prose(result, names, labels))
-    left, right = st.columns([2, 3])
-    left.plotly_chart(confusion_figure(result.difference, labels, f"Confusion matrix: {names[0]} minus {names[1]}",
+    left, right = st.columns(2)
+    left.plotly_chart(confusion_figure(result.difference, labels, "Confusion matrix of A minus that of B",
                                        diverging=True), key="cmp_confusion_diff")
     with right:
-        flips_gallery(result.right_only_a, f"**{names[0]} right, {names[1]} wrong** ({len(result.right_only_a)}; "
-                      f"{names[1]}'s surest mistakes first)", eval_a, a.dataset, names)
-        flips_gallery(result.right_only_b, f"**{names[1]} right, {names[0]} wrong** ({len(result.right_only_b)}; "
-                      f"{names[0]}'s surest mistakes first)", eval_a, a.dataset, names)
+        flips_gallery(result.right_only_a, f"**A right, B wrong** ({len(result.right_only_a)}, B's surest mistakes "
+                      "first)", eval_a, a.dataset)
+        flips_gallery(result.right_only_b, f"**B right, A wrong** ({len(result.right_only_b)}, A's surest mistakes "
+                      "first)", eval_a, a.dataset)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def test_several_runs_overlay_and_compare_two(runs_copy, monkeypatch):
     assert "digits right that" in prose and "Each cell of the matrix" in prose
     assert "parameters" in prose
     captions = [caption for image in at.get("image") for caption in image.captions]  # type: ignore[attr-defined]
-    assert captions and all("tiny lenet:" in c and "tiny fastcnn:" in c for c in captions)  # flipped digits
+    assert captions and all(c.startswith("true ") and " · A: " in c and " · B: " in c for c in captions)
+    assert at.subheader[0].value == "A: tiny lenet against B: tiny fastcnn, digit by digit"
 
 
 def test_metric_and_axis_pickers(runs_copy, monkeypatch):
