@@ -347,7 +347,7 @@ def output_kind(model: nn.Module) -> OutputKind:
     """What the network's last op produces, so the trainer can pick a matching loss."""
     declared = getattr(model, "output_kind", None)
     if declared in ("logits", "log_softmax", "softmax"):  # hand-written modules may declare it
-        return declared  # type: ignore[no-any-return]
+        return declared
     last: nn.Module = model
     while isinstance(last, nn.Sequential) and len(last) > 0:
         last = last[-1]

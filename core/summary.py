@@ -86,7 +86,7 @@ def _window(module: nn.Module) -> tuple[Pair, Pair, Pair, Pair] | None:
     kernel, stride = _pair(module.kernel_size), _pair(module.stride)
     dilation = _pair(getattr(module, "dilation", 1))
     if module.padding == "same":  # PyTorch pads d*(k-1) in total; symmetric only when that is even
-        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
         if any(t % 2 for t in total):
             return None
         padding = (total[0] // 2, total[1] // 2)
@@ -211,7 +211,8 @@ def format_table(summary: ModelSummary) -> str:
     right = {0, 4, 5, 6}  # numeric columns
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(padded)
 
     rule = "-" * len(line(header))
     totals = (f"input {'x'.join(map(str, summary.input_shape))}   params {summary.total_params:,}   "

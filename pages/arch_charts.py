@@ -47,7 +47,7 @@ def shape_flow_figure(summary: ModelSummary) -> go.Figure:
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                            subplot_titles=("height = width of the feature map (pixels)",
                                            "channels (blue) or vector length (orange), log scale"))
-    map_labels = [label if side else "" for label, side in zip(labels, spatial)]  # vectors have no height
+    map_labels = [label if side else "" for label, side in zip(labels, spatial, strict=True)]  # vectors have no height
     figure.add_bar(x=names, y=spatial, text=map_labels, textposition="outside", marker_color=colors,
                    hovertemplate="%{x}: %{text}<extra></extra>", row=1, col=1)
     figure.add_bar(x=names, y=depth, text=labels, textposition="outside", marker_color=colors,

@@ -29,7 +29,8 @@ LOSS_NOTES = {
     "softmax": "The network ends with Softmax, so it outputs **probabilities**, as the tutorial wrote it. "
                "But it is trained with CrossEntropyLoss, which applies its own softmax again: the loss sees "
                "softmax(softmax(x)), the differences between classes are squashed and learning is slower. "
-               "Training keeps this faithfully; untick *softmax* in the settings above (or remove the Softmax layer) to output logits.",
+               "Training keeps this faithfully; untick *softmax* in the settings above "
+               "(or remove the Softmax layer) to output logits.",
 }
 CONV1_SLIP = ("The seed 000 tutorial prints this layer's count as (3×3×1)×32+32 = **896**. The formula is "
               "right but the arithmetic slipped: 3·3·1·32 + 32 = 288 + 32 = **320**. 896 is what a "

@@ -12,23 +12,6 @@ from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
 
-def _route_deep_links_through_app() -> None:
-    """Make a server's first request for /<page> run app.py (router, sidebar) like every later one.
-
-    With a folder named pages/ beside app.py, Streamlit starts in its legacy multipage mode and
-    stays there until the public st.navigation is first called: if the first request is a deep
-    link such as /train, it runs pages/train.py alone, without app.py. Leaving that mode and
-    rerunning sends the same URL through app.py, where st.Page gives it the same page hash.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-_route_deep_links_through_app()  # every page imports this module first
-
 
 def dataset_sidebar() -> None:
     """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`."""

@@ -73,7 +73,7 @@ def _layer_row(index: int, item: dict[str, Any], count: int, is_head: bool, num_
     cols = st.columns([2.2, 1, 1, 1, 1, 0.45, 0.45, 0.45], vertical_alignment="bottom")
     cols[0].markdown(f"**{index + 1}. {spec['type']}**")
     editable = [name for name in spec if name in SETTING_INPUTS and not (is_head and name == "out_features")]
-    for col, name in zip(cols[1:5], editable):
+    for col, name in zip(cols[1:5], editable, strict=False):
         key = f"custom_{uid}_{name}"
         if key not in st.session_state:  # the spec is the source of truth when the box is (re)created
             st.session_state[key] = spec[name]

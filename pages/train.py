@@ -146,7 +146,8 @@ def controls(config: TrainConfig | None, snapshot: JobSnapshot | None) -> None:
     """Start and Stop; one run per browser session at a time."""
     active = snapshot is not None and snapshot.active
     start, stop, _ = st.columns([1, 1, 4])
-    if start.button("Start training", type="primary", icon=":material/play_arrow:", disabled=active or config is None, key="tr_start"):
+    if start.button("Start training", type="primary", icon=":material/play_arrow:",
+                    disabled=active or config is None, key="tr_start"):
         dataset = get_dataset(config.data.dataset if config else None)
         name = st.session_state[PREFIX + "run_name"].strip() or None
         st.session_state[JOB_KEY] = TrainingJob(config, run_name=name, dataset=dataset).start()

@@ -125,7 +125,7 @@ def test_bad_options_raise_a_clear_error(options: dict, words: str) -> None:
 
 
 def test_unknown_architecture_lists_the_choices() -> None:
-    with pytest.raises(ArchitectureError, match="unknown architecture 'resnet'.*seed000"):
+    with pytest.raises(ArchitectureError, match=r"unknown architecture 'resnet'.*seed000"):
         build_model("resnet")
 
 
@@ -159,7 +159,7 @@ def test_linear_on_a_feature_map_asks_for_flatten() -> None:
 
 
 def test_conv_after_flatten_is_rejected() -> None:
-    with pytest.raises(ArchitectureError, match="layer 2 Conv2d.*flat vector of 784"):
+    with pytest.raises(ArchitectureError, match=r"layer 2 Conv2d.*flat vector of 784"):
         custom(FLAT, CONV3, HEAD)
 
 
@@ -178,7 +178,7 @@ def test_stack_must_end_with_a_linear_head() -> None:
     ({"type": "MaxPool2d", "kernel_size": 2, "padding": 2}, "more than half the kernel"),
 ])
 def test_bad_layer_settings_name_the_layer(layer: dict, words: str) -> None:
-    with pytest.raises(ArchitectureError, match="^layer 1") as error:
+    with pytest.raises(ArchitectureError, match=r"^layer 1") as error:
         custom(layer, FLAT, HEAD)
     assert words in str(error.value)
 
