@@ -68,6 +68,8 @@ def tutorial_loaders(config: TrainConfig) -> tuple[DataLoader, DataLoader]:
     test_set = spec.torchvision_class(str(data_dir()), train=False, transform=transform)
     if config.data.train_subset:
         train_set = torch.utils.data.Subset(train_set, range(config.data.train_subset))
+    if config.data.test_subset:
+        test_set = torch.utils.data.Subset(test_set, range(config.data.test_subset))
     return (
         DataLoader(train_set, batch_size=config.data.batch_size, shuffle=True),
         DataLoader(test_set, batch_size=TUTORIAL_TEST_BATCH, shuffle=False),
@@ -167,18 +169,27 @@ def floor_epoch_seconds(config: TrainConfig, train_size: int, test_size: int, fl
 
 
 def bench_train(
-    preset: str, epochs: int, threads: int, train_subset: int = 0, to_99: bool = False, max_epochs_99: int = 10
+    preset: str,
+    epochs: int = 1,
+    threads: int = 2,
+    train_subset: int = 0,
+    test_subset: int = 0,
+    to_99: bool = False,
+    max_epochs_99: int = 10,
 ) -> dict[str, Any]:
-    """Run both pipelines and return the numbers `--json` prints."""
+    """Run both pipelines and return the numbers `--json` prints (subsets are for quick checks only)."""
     torch.set_num_threads(threads)
-    config = preset_config(preset, epochs=epochs, threads=threads, train_subset=train_subset, device="cpu")
+    config = preset_config(
+        preset, epochs=epochs, threads=threads, train_subset=train_subset, test_subset=test_subset, device="cpu"
+    )
     baseline = list(tutorial_epochs(config, epochs))
     ours = list(engine_epochs(config))
     base_epoch = sum(r.seconds for r in baseline) / len(baseline)
     our_epoch = sum(r.seconds for r in ours) / len(ours)
     dataset = load_dataset(config.data.dataset)
     train_size = train_subset or len(dataset.train_labels)
-    floor = floor_epoch_seconds(config, train_size, len(dataset.test_labels), matmul_flops_per_second())
+    test_size = test_subset or len(dataset.test_labels)
+    floor = floor_epoch_seconds(config, train_size, test_size, matmul_flops_per_second())
     result: dict[str, Any] = {
         "preset": preset, "epochs": epochs, "threads": threads, "train_size": train_size,
         "baseline_epoch_seconds": base_epoch, "ours_epoch_seconds": our_epoch, "ratio": our_epoch / base_epoch,
@@ -229,7 +240,9 @@ def print_train_report(result: dict[str, Any]) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    result = bench_train(args.preset, args.epochs, args.threads, args.train_subset, args.to_99, args.max_epochs_99)
+    result = bench_train(
+        args.preset, args.epochs, args.threads, args.train_subset, args.test_subset, args.to_99, args.max_epochs_99
+    )
     if args.json:
         print(json.dumps(result))
     else:
@@ -245,6 +258,7 @@ def _add_train(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=1, help="epochs of each pipeline (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for both (default 2)")
     parser.add_argument("--train-subset", type=int, default=0, help="first N training images (0 = all)")
+    parser.add_argument("--test-subset", type=int, default=0, help="first N test images (0 = all)")
     parser.add_argument("--to-99", action="store_true", help="also time seed002's pipeline and `fast` to 99.0%%")
     parser.add_argument("--max-epochs-99", type=int, default=10, help="give up on 99%% after this many epochs")
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout")

@@ -252,3 +252,13 @@ def test_cli_user_errors_exit_2_without_traceback(argv, message, tmp_path, capsy
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_bench_train_compares_both_pipelines(capsys):
+    code = main(["bench", "train", "--preset", "seed003", "--train-subset", "640", "--test-subset", "300", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("baseline_epoch_seconds", "ours_epoch_seconds", "ratio", "baseline_test_accuracy",
+                "ours_test_accuracy", "floor_epoch_seconds"):
+        assert result[key] > 0
+    assert result["ratio"] == pytest.approx(result["ours_epoch_seconds"] / result["baseline_epoch_seconds"])
