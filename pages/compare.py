@@ -84,6 +84,8 @@ def runs_table(records: list[RunRecord]) -> None:
         "wall time (s)": st.column_config.NumberColumn(format="%.1f"),
         "images/s": st.column_config.NumberColumn(format="%,.0f"),
     })
+    st.caption("One line per run folder. Best test accuracy is the highest after any epoch; wall time counts "
+               "training and testing up to the last epoch; images/s is the training speed.")
     for record in records:
         if record.damaged:
             st.warning(f"Run folder `{record.run_id}` is damaged and cannot be compared: {record.message}. "
