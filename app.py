@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import core  # noqa: F401  (first: it sets OMP_WAIT_POLICY before any module loads torch)
 from pages.common import dataset_sidebar
 
 st.set_page_config(page_title="MNIST Lab", page_icon=":material/draw:", layout="wide")
