@@ -38,6 +38,10 @@ def test_start_watch_stop_and_saved(server, page, runs_dir):
     set_number(page, "Train on the first N images (0 = all 60,000)", 30000)
     set_number(page, "Test on the first N images (0 = all 10,000)", 2000)
     set_number(page, "Epochs", 4)
+    name = page.get_by_label("Run name (optional)")
+    name.fill("browser stop test")
+    name.press("Enter")
+    wait_for_app_idle(page)
 
     page.get_by_role("button", name="Start training").click()
     progress = page.locator("[data-testid=stProgress]")
@@ -55,7 +59,7 @@ def test_start_watch_stop_and_saved(server, page, runs_dir):
     page.get_by_text("Stopped.").wait_for(timeout=60_000)
     screenshot(page, "train-stopped")
 
-    (run,) = [folder for folder in runs_dir.iterdir() if folder.is_dir()]
+    (run,) = [folder for folder in runs_dir.iterdir() if folder.name.endswith("browser-stop-test")]
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "stopped" and status["epoch"] >= 1
     assert (run / "last.pt").is_file() and (run / "metrics.jsonl").read_text().count("\n") == status["epoch"]
