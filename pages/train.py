@@ -220,7 +220,8 @@ def status_banner(snapshot: JobSnapshot) -> None:
                    f"images/s): test accuracy {done.test_accuracy:.2%}, best {done.best_test_accuracy:.2%} at epoch "
                    f"{done.best_epoch}. Saved in `{done.run_dir}`.")
     elif snapshot.status == "stopped":
-        st.warning(f"Stopped. {snapshot.message} Resume it below to continue from its last saved epoch.")
+        reason = snapshot.message.rstrip(".")
+        st.warning(f"**Stopped** — {reason}. Resume it below to continue from its last saved epoch.")
     elif snapshot.status == "failed":
         st.error(f"**The run failed.** {snapshot.message}")
 

@@ -56,7 +56,7 @@ def test_start_watch_stop_and_saved(server, page, runs_dir):
     screenshot(page, "train-running")
 
     page.get_by_role("button", name="Stop").click()
-    page.get_by_text("Stopped.").wait_for(timeout=60_000)
+    page.get_by_text("Resume it below to continue").wait_for(timeout=60_000)
     screenshot(page, "train-stopped")
 
     (run,) = [folder for folder in runs_dir.iterdir() if folder.name.endswith("browser-stop-test")]
