@@ -516,7 +516,7 @@ def _with_data_errors(command: Callable[[argparse.Namespace], int]) -> Callable[
     return run
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """`python -m core data fetch|info`."""
     data = subparsers.add_parser("data", help="get and describe the datasets")
     actions = data.add_subparsers(dest="action", required=True)

@@ -1,0 +1,70 @@
+"""Numbers and pictures for exploring a dataset: samples, class means, normalization, augmentation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.data import (
+    NORMALIZATIONS,
+    Augmentation,
+    DataError,
+    Dataset,
+    normalization,
+    random_affine,
+    to_model_input,
+)
+
+
+def sample_indices(labels: torch.Tensor, classes: list[int], count: int, seed: int) -> torch.Tensor:
+    """`count` random indices (fewer if the classes hold fewer) among images whose label is in `classes`."""
+    if not classes:
+        return torch.empty(0, dtype=torch.int64)
+    candidates = torch.nonzero(torch.isin(labels, torch.tensor(classes)), as_tuple=True)[0]
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(candidates), generator=generator)[:count]
+    return candidates[chosen]
+
+
+def class_mean_images(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The average image of each class, float (num_classes, 28, 28) on the 0-255 scale."""
+    means = [images[labels == c].sum(dim=0, dtype=torch.float64) / max(int((labels == c).sum()), 1)
+             for c in range(num_classes)]  # summing uint8 straight into float64: no full-size float copy
+    return torch.stack(means).to(torch.float32)
+
+
+@dataclass(frozen=True)
+class NormalizationRow:
+    """One preset: its formula and where three example pixel values land."""
+
+    preset: str
+    description: str
+    mean: float
+    std: float
+    low: float  # model input for a black pixel (0)
+    high: float  # model input for a white pixel (255)
+    examples: dict[int, float]  # raw pixel value -> model input
+
+
+def normalization_table(dataset: Dataset, pixels: tuple[int, ...] = (0, 64, 128, 255)) -> list[NormalizationRow]:
+    """Every normalization preset applied to a few raw pixel values, with the computed mean and std."""
+    raw = torch.tensor(pixels, dtype=torch.uint8).view(1, 1, -1)  # (1, 1, P): one tiny "image"
+    rows = []
+    for preset, description in NORMALIZATIONS.items():
+        norm = normalization(preset, dataset)
+        values = to_model_input(raw, norm).flatten().tolist()
+        low, high = norm.value_range()
+        examples = dict(zip(pixels, values, strict=True))
+        rows.append(NormalizationRow(preset, description, norm.mean, norm.std, low, high, examples))
+    return rows
+
+
+def augmentation_preview(image: torch.Tensor, draws: int, seed: int, aug: Augmentation | None = None) -> torch.Tensor:
+    """One uint8 image (28, 28) under `draws` independent random affines: uint8 (draws, 28, 28)."""
+    if image.dim() != 2:
+        raise DataError(f"expected one 2-D image, got shape {tuple(image.shape)}")
+    batch = image.to(torch.float32).expand(draws, 1, *image.shape)  # (draws, 1, 28, 28), 0-255
+    generator = torch.Generator().manual_seed(seed)
+    moved = random_affine(batch, aug or Augmentation(), generator)
+    return moved.round().clamp(0, 255).to(torch.uint8).squeeze(1)

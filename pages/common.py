@@ -1,0 +1,74 @@
+"""Pieces every page shares: the dataset choice, the cached dataset, small chart helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load_dataset, missing_files
+
+DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
+
+
+
+def dataset_sidebar() -> None:
+    """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`."""
+    st.session_state.setdefault(DATASET_KEY, "mnist")
+    st.sidebar.selectbox(
+        "Dataset",
+        list(DATASETS),
+        format_func=lambda key: DATASETS[key].title,
+        key=DATASET_KEY,
+        help="MNIST: handwritten digits. Fashion-MNIST: the same format with clothing, and harder.",
+    )
+
+
+def current_dataset_name() -> str:
+    return str(st.session_state.get(DATASET_KEY, "mnist"))
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_dataset(name: str) -> Dataset:
+    return load_dataset(name)
+
+
+def get_dataset(name: str | None = None) -> Dataset:
+    """The dataset in memory, fetched first (with a progress box) if its files are missing.
+
+    A problem the user can fix ends the page with its message, never a traceback.
+    """
+    spec = get_spec(name or current_dataset_name())
+    try:
+        if missing_files(spec):
+            with st.status(f"Fetching {spec.title}…", expanded=True) as status:
+                ensure_files(spec.key, progress=status.write)
+                status.update(label=f"{spec.title} is ready", state="complete", expanded=False)
+        return _cached_dataset(spec.key)
+    except DataError as error:
+        st.error(f"**{spec.title} is not available.**\n\n{error}")
+        st.stop()
+        raise  # st.stop() raises; this line keeps type checkers sure we never return None
+
+
+def upscale(image: torch.Tensor | np.ndarray, factor: int = 3) -> np.ndarray:
+    """A uint8 image enlarged by pixel repetition, so small digits stay crisp in the browser."""
+    array = image.numpy() if isinstance(image, torch.Tensor) else image
+    return np.kron(array, np.ones((factor, factor), dtype=array.dtype))
+
+
+def pixel_heatmap(image: torch.Tensor | np.ndarray, title: str = "", hover_label: str = "value") -> go.Figure:
+    """A 2-D image as a Plotly heatmap, row 0 at the top, each pixel's value on hover."""
+    array = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    figure = go.Figure(
+        go.Heatmap(
+            z=array,
+            colorscale="gray",
+            hovertemplate=f"row %{{y}}, col %{{x}}<br>{hover_label} %{{z}}<extra></extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
+    figure.update_xaxes(constrain="domain")
+    figure.update_layout(title=title, margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=420)
+    return figure

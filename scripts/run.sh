@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set everything up (first time only) and start the dashboard: scripts/run.sh [streamlit options]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec .venv/bin/streamlit run app.py "$@"

