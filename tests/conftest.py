@@ -12,9 +12,6 @@ import core  # noqa: F401  (before any test module loads torch: it sets OMP_WAIT
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 
-# Before any test module imports torch: OpenMP threads that sleep instead of spin (see core/__init__.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 if "DIGITS_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["DIGITS_DATA_DIR"] = str(SHARED_DATA)
 os.chdir(ROOT)  # pages and the CLI resolve data/, checkpoints/ relative to the project
