@@ -340,9 +340,10 @@ PRESETS: dict[str, TrainConfig] = {
         "fastcnn", preset="fast", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
         scheduler="onecycle", pct_start=0.25, batch_size=64, epochs=1, normalization="dataset",
     ),
+    # best: bestcnn reached 99.59% in 8 epochs; fastcnn with the same recipe stalls at 99.45% after 15.
     "best": _preset(
-        "fastcnn", preset="best", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        scheduler="onecycle", pct_start=0.2, batch_size=64, epochs=15, augment=True, label_smoothing=0.1,
+        "bestcnn", preset="best", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        scheduler="onecycle", pct_start=0.2, batch_size=64, epochs=8, augment=True, label_smoothing=0.1,
         normalization="dataset",
     ),
 }
@@ -373,8 +374,9 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
         "conv-BatchNorm CNN (fastcnn) with Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
     ),
     "best": (
-        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: the small conv-BatchNorm CNN "
-        "with random affine augmentation, label smoothing 0.1 and one-cycle Nesterov SGD."
+        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: bestcnn (fastcnn with a second "
+        "convolution at 14x14 and a little dropout), 8 epochs of random affine augmentation, label "
+        "smoothing 0.1 and Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
     ),
 }
 
