@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:", default=True),
     st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/draw.py", title="Draw", icon=":material/edit:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
 ]
 

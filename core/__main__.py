@@ -16,6 +16,7 @@ CLI_MODULES = [
     "core.train_cli",
     "core.bench",
     "core.summary",
+    "core.inference",
 ]
 
 

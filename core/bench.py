@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from core import models
+from core.checkpoints import CheckpointError
 from core.data import DataError, data_dir, get_spec, load_dataset, normalization
 from core.train import (
     ConfigError,
@@ -275,15 +277,61 @@ def _with_user_errors(command: Callable[[argparse.Namespace], int]) -> Callable[
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (ConfigError, DataError) as error:
+        except (ConfigError, DataError, CheckpointError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
 
     return run
 
 
-# Each action adds its parser to `bench`'s sub-commands; issue 5 adds ("predict", _add_predict).
-ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]
+# ---------------------------------------------------------------------------------------------
+# bench predict
+
+
+def bench_predict(checkpoint: str, count: int) -> dict[str, Any]:
+    """Time preprocess + predict per canvas-like image: `count` real test digits drawn at 280x280.
+
+    Prediction runs on one CPU thread by design (core.inference.one_thread), as on the Draw page.
+    """
+    from core.checkpoints import load_checkpoint
+    from core.inference import time_predictions
+    from core.preprocess import render_as_canvas
+
+    loaded = load_checkpoint(checkpoint)
+    dataset = load_dataset(loaded.dataset)
+    images = [render_as_canvas(image) for image in dataset.test_images[:count]]  # (280, 280, 4) RGBA each
+    timing = time_predictions(loaded.model, loaded.normalization, images, dataset.test_labels[:count].tolist())
+    return {
+        "checkpoint": checkpoint, "images": timing.count, "load_average_1min": os.getloadavg()[0],
+        "p50_ms": timing.p50_ms, "p95_ms": timing.p95_ms, "max_ms": timing.max_ms, "accuracy": timing.accuracy,
+    }
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    result = bench_predict(args.checkpoint, args.count)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"bench predict: {result['images']} MNIST test digits drawn as 280x280 RGBA canvases, "
+          f"{result['checkpoint']}, CPU load average {result['load_average_1min']:.1f}")
+    print(f"  preprocess + predict per image: p50 {result['p50_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms "
+          f"(target <= 5 ms), max {result['max_ms']:.2f} ms")
+    print(f"  accuracy on these images: {result['accuracy']:.2%}")
+    return 0
+
+
+def _add_predict(actions: argparse._SubParsersAction) -> None:
+    from core.inference import DEFAULT_CHECKPOINT
+
+    parser = actions.add_parser("predict", help="Draw page speed: preprocessing + prediction per image, p50/p95")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
+    parser.add_argument("--count", type=int, default=500, help="test digits to time (default 500)")
+    parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
+    parser.set_defaults(func=_with_user_errors(_cmd_predict))
+
+
+# Each action adds its parser to `bench`'s sub-commands.
+ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_predict]
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:

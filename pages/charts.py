@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import plotly.graph_objects as go
 
 TRAIN_COLOR, TEST_COLOR = "#2563eb", "#dc2626"
@@ -168,4 +169,50 @@ def params_accuracy_figure(points: Sequence[tuple[RunStyle, int, float]],
     figure.update_yaxes(title="best test accuracy", ticksuffix="%")
     figure.update_layout(title="Parameters against accuracy", height=380, showlegend=False,
                          margin=dict(l=10, r=10, t=40, b=10))
+
+
+# ---------------------------------------------------------------------------------------------
+# Draw page: class probabilities and what the network sees
+
+
+def probability_figure(probabilities: Sequence[float], labels: Sequence[str], predicted: int) -> go.Figure:
+    """Bars of every class probability, the predicted one highlighted."""
+    colors = [TEST_COLOR if index == predicted else "#94a3b8" for index in range(len(probabilities))]
+    figure = go.Figure(go.Bar(
+        x=list(labels), y=[p * 100 for p in probabilities], marker_color=colors,
+        text=[f"{p:.0%}" for p in probabilities], textposition="outside", cliponaxis=False,
+        hovertemplate="%{x}: %{y:.1f}%<extra></extra>",
+    ))
+    figure.update_yaxes(range=[0, 108], ticksuffix="%", title="probability")
+    figure.update_xaxes(type="category")
+    figure.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10))
+    return figure
+
+
+def tile_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, H, W) maps in a near-square grid with 1-px gaps, each scaled to its own max |value|; channel ids."""
+    channels, height, width = maps.shape
+    columns = int(np.ceil(np.sqrt(channels)))
+    rows = int(np.ceil(channels / columns))
+    tiles = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan)
+    ids = np.full(tiles.shape, -1)
+    peaks = np.abs(maps).reshape(channels, -1).max(1).clip(min=1e-6)
+    for index in range(channels):
+        row, col = divmod(index, columns)
+        top, left = row * (height + 1), col * (width + 1)
+        tiles[top : top + height, left : left + width] = maps[index] / peaks[index]
+        ids[top : top + height, left : left + width] = index
+    return tiles, ids
+
+
+def feature_map_figure(title: str, maps: np.ndarray) -> go.Figure:
+    """Every channel of one conv block as one image grid; hover names the channel."""
+    tiles, ids = tile_maps(maps)
+    figure = go.Figure(go.Heatmap(
+        z=tiles, customdata=ids, colorscale="Viridis", showscale=False, hoverongaps=False,
+        hovertemplate="channel %{customdata}<br>activation / its max: %{z:.2f}<extra></extra>",
+    ))
+    figure.update_yaxes(autorange="reversed", visible=False, scaleanchor="x", constrain="domain")
+    figure.update_xaxes(visible=False, constrain="domain")
+    figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10))
     return figure

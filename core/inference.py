@@ -1,0 +1,302 @@
+"""What a trained network says about one image: probabilities, feature maps, saliency.
+
+Everything takes an `nn.Module` and a preprocessed input (1, 1, 28, 28) from core.preprocess.
+Functions that hook the model or switch it to eval mode undo both in a `finally:`, as torchinfo
+does, so a model shared with a page or a training run is left exactly as it was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.checkpoints import CheckpointError, load_checkpoint
+from core.data import Normalization
+from core.models import output_kind
+from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
+
+# The shipped model the Draw page and `predict` use unless told otherwise.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "default" / "model.pt"
+
+UNSURE_TOP = 0.6  # a top probability below this is a guess
+# Top two probabilities closer than this: the model hesitates between two answers. Above 0.2 on
+# purpose: with a top of at least 0.6 the runner-up is at most 0.4, so a 0.2 margin could never fire.
+UNSURE_MARGIN = 0.3
+# Layers that act on a conv's output value by value; a feature map is shown after them.
+_ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A network's answer for one image."""
+
+    probabilities: tuple[float, ...]  # 10 class probabilities, or (P(target),) for a binary model
+    label: int  # most probable class; binary models: 1 = "is the target digit", 0 = "is not"
+
+    @property
+    def binary(self) -> bool:
+        return len(self.probabilities) == 1
+
+    @property
+    def class_probabilities(self) -> tuple[float, ...]:
+        """Probabilities of every answer: (P(not), P(target)) for a binary model."""
+        if self.binary:
+            return (1.0 - self.probabilities[0], self.probabilities[0])
+        return self.probabilities
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the predicted answer."""
+        return self.class_probabilities[self.label]
+
+    @property
+    def margin(self) -> float:
+        """Gap between the top two probabilities."""
+        top, second = sorted(self.class_probabilities, reverse=True)[:2]
+        return top - second
+
+
+@dataclass(frozen=True)
+class FeatureMaps:
+    """The activations after one conv block, for one image."""
+
+    name: str  # the modules they come out of, e.g. "conv1 → bn1 → relu1"
+    maps: torch.Tensor  # (C, H, W)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode inside the block; every module's own train/eval flag restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op CPU thread inside the block; the calling thread's count restored afterwards.
+
+    One 28x28 image is far too little work to split: with two threads on a 2-core CPU that is busy
+    with anything else, every op waits at the team's barrier for a descheduled peer (measured on
+    the default model: p95 100 ms with two threads, 1.6 ms with one). torch keeps the count per
+    thread once a thread has started, so a training run in another thread keeps its own.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def probabilities(outputs: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, K) network outputs -> (B, K) probabilities; one output is a binary logit."""
+    if outputs.shape[-1] == 1:
+        return torch.sigmoid(outputs)
+    if kind == "softmax":
+        return outputs
+    if kind == "log_softmax":
+        return outputs.exp()
+    return torch.softmax(outputs, dim=-1)
+
+
+def predict(model: nn.Module, model_input: torch.Tensor) -> Prediction:
+    """Probabilities and label for one preprocessed image (1, 1, 28, 28)."""
+    with evaluating(model), one_thread(), torch.inference_mode():
+        probs = probabilities(model(model_input), output_kind(model))[0]  # (K,)
+    values = tuple(float(p) for p in probs)
+    label = int(values[0] >= 0.5) if len(values) == 1 else int(probs.argmax())
+    return Prediction(values, label)
+
+
+def predict_image(
+    model: nn.Module, norm: Normalization, image: np.ndarray, options: PreprocessOptions | None = None
+) -> tuple[Preprocessed, Prediction | None]:
+    """The whole trip for an RGBA/RGB/grey array: preprocess, then predict unless there is no ink."""
+    stages = preprocess(image, norm, options)
+    if stages.model_input is None:
+        return stages, None
+    return stages, predict(model, stages.model_input)
+
+
+def unsure_reason(prediction: Prediction, min_top: float = UNSURE_TOP, min_margin: float = UNSURE_MARGIN) -> str | None:
+    """Why the prediction should not be trusted, in words, or None when it is clear."""
+    top, margin = prediction.confidence, prediction.margin
+    if top < min_top:
+        return f"its top probability is only {top:.0%} (below {min_top:.0%})"
+    if margin < min_margin:
+        return f"its top two answers are only {margin:.0%} apart (less than {min_margin:.0%})"
+    return None
+
+
+def conv_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(label, module whose output to show) per Conv2d: after its BatchNorm/activation when they follow it."""
+    blocks: list[tuple[str, nn.Module]] = []
+    for parent in model.modules():
+        children = list(parent.named_children())
+        for index, (name, child) in enumerate(children):
+            if not isinstance(child, nn.Conv2d):
+                continue
+            names = [name]
+            last: nn.Module = child
+            for follower_name, follower in children[index + 1 :]:
+                if not isinstance(follower, _ELEMENTWISE):
+                    break
+                names.append(follower_name)
+                last = follower
+            blocks.append((" → ".join(names), last))
+    return blocks
+
+
+def feature_maps(model: nn.Module, model_input: torch.Tensor) -> list[FeatureMaps]:
+    """The feature maps of every conv block for one image (1, 1, 28, 28), in forward order."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def keep(label: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
+        def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+            captured[label] = output[0].detach().clone()  # (C, H, W); clone: a later ReLU may be in-place
+
+        return hook
+
+    try:
+        with evaluating(model), one_thread(), torch.inference_mode():
+            for label, module in conv_blocks(model):
+                handles.append(module.register_forward_hook(keep(label)))
+            model(model_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [FeatureMaps(label, maps) for label, maps in captured.items()]
+
+
+def saliency(model: nn.Module, model_input: torch.Tensor, class_index: int | None = None) -> torch.Tensor:
+    """|d score / d input| over the 28x28 input: which pixels would move the answer most. (28, 28).
+
+    The score is the network's own output for `class_index` (default: the predicted class; the
+    single logit for a binary model) before any softmax the caller applies. The weights'
+    gradients are not touched: only the input's is computed.
+    """
+    pixels = model_input.detach().clone().requires_grad_(True)
+    with evaluating(model), one_thread(), torch.enable_grad():
+        outputs = model(pixels)[0]  # (K,)
+        index = int(outputs.argmax()) if class_index is None and outputs.numel() > 1 else (class_index or 0)
+        (gradient,) = torch.autograd.grad(outputs[index], pixels)
+    return gradient[0, 0].abs()
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed: preprocessing + prediction per image, as the Draw page does it on every stroke
+
+
+@dataclass(frozen=True)
+class PredictTiming:
+    """Wall time of preprocess + predict for one canvas-sized image, over many images."""
+
+    count: int  # images timed (after the warm-up)
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+    accuracy: float  # fraction of the timed images predicted right (a sanity check, not a metric)
+
+
+def time_predictions(
+    model: nn.Module, norm: Normalization, images: list[np.ndarray], labels: list[int], warmup: int = 20
+) -> PredictTiming:
+    """Time `predict_image` on each RGBA image once, after `warmup` untimed calls."""
+    for image in images[:warmup]:
+        predict_image(model, norm, image)
+    times, right = [], 0
+    for image, label in zip(images, labels, strict=True):
+        start = time.perf_counter()
+        _, prediction = predict_image(model, norm, image)
+        times.append(time.perf_counter() - start)
+        right += prediction is not None and prediction.label == label
+    millis = np.array(times) * 1000.0
+    return PredictTiming(
+        count=len(times),
+        p50_ms=float(np.percentile(millis, 50)),
+        p95_ms=float(np.percentile(millis, 95)),
+        max_ms=float(millis.max()),
+        accuracy=right / len(times),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: `python -m core predict --image FILE [--checkpoint PATH] [--json]`
+
+
+def prediction_record(prediction: Prediction | None, task: str, target_digit: int) -> dict[str, object]:
+    """The JSON the CLI prints: prediction, probabilities (10, or 1 for binary), empty."""
+    record: dict[str, object] = {
+        "prediction": None if prediction is None else prediction.label,
+        "probabilities": None if prediction is None else [round(p, 6) for p in prediction.probabilities],
+        "empty": prediction is None,
+        "task": task,
+    }
+    if task == "binary":
+        record["target_digit"] = target_digit  # prediction 1 = "is this digit", 0 = "is not"
+    return record
+
+
+def _describe(record: dict[str, object]) -> str:
+    """The human-readable line(s) for one CLI answer."""
+    probabilities = record["probabilities"]
+    if not isinstance(probabilities, list):
+        return "no ink found: nothing to predict (draw or scan a digit, light on dark or dark on light)"
+    if record["task"] == "binary":
+        target = record["target_digit"]
+        verdict = "is" if record["prediction"] == 1 else "is not"
+        return f"{verdict} a {target}: P({target}) = {probabilities[0]:.1%}"
+    ranked = sorted(enumerate(probabilities), key=lambda item: -item[1])
+    others = ", ".join(f"{digit}: {p:.1%}" for digit, p in ranked[1:4])
+    return f"prediction: {ranked[0][0]} ({ranked[0][1]:.1%}); next: {others}"
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    path = Path(args.image)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return _fail(f"cannot read {path}: {error.strerror or error}")
+    try:
+        image = decode_image(data)
+        loaded = load_checkpoint(args.checkpoint)
+    except (ImageError, CheckpointError) as error:
+        return _fail(f"{path if isinstance(error, ImageError) else args.checkpoint}: {error}")
+    _, prediction = predict_image(loaded.model, loaded.normalization, image)
+    record = prediction_record(prediction, loaded.task, loaded.target_digit)
+    print(json.dumps(record) if args.json else _describe(record))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """`python -m core predict --image FILE [--checkpoint PATH] [--json]`."""
+    parser = subparsers.add_parser(
+        "predict", help="run the Draw page's pipeline on an image file and print the prediction"
+    )
+    parser.add_argument("--image", required=True, help="a PNG or JPEG of one digit, any size and polarity")
+    parser.add_argument(
+        "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="a model checkpoint (default: the shipped model)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.set_defaults(func=_cmd_predict)

@@ -1,0 +1,294 @@
+"""Draw page: draw (or upload) a digit and watch the network read it, step by step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
+from core.data import get_spec
+from core.inference import (
+    DEFAULT_CHECKPOINT,
+    UNSURE_MARGIN,
+    UNSURE_TOP,
+    Prediction,
+    feature_maps,
+    predict,
+    saliency,
+    unsure_reason,
+)
+from core.preprocess import MAX_IMAGE_BYTES, ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
+from core.runs import BEST_CHECKPOINT, list_runs
+from pages.charts import feature_map_figure, probability_figure
+from pages.common import pixel_heatmap, upscale
+
+CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
+STRIP_PX = 140  # about how wide each image of the preprocessing strip is shown
+DEFAULT_LABEL = "Default model (shipped)"
+STEP_LABELS = {  # PreprocessOptions field -> toggle label, in pipeline order
+    "polarity": "Ink map",
+    "crop": "Crop to ink",
+    "fit": "Fit to 20 px",
+    "antialias": "Anti-alias",
+    "center_of_mass": "Centering",
+    "normalize": "Normalize",
+}
+STEP_HELP = {
+    "polarity": "Light background: invert it. Transparent background: use the alpha channel. Matters for uploads.",
+    "crop": "Off: the whole image counts as the digit, so it ends up small.",
+    "fit": "Off: the crop is stretched to fill 28×28, losing the 4-px margin and the aspect ratio.",
+    "antialias": "Off: nearest-neighbour downscaling, jagged strokes without MNIST's grey edges.",
+    "center_of_mass": "On: the center of mass goes to pixel 14, as in MNIST. Off: the box is centered instead.",
+    "normalize": "Off: pixels in 0–1 are fed as they are, not with the model's mean and std.",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def cached_checkpoint(path: str, modified: float) -> LoadedCheckpoint:
+    """The checkpoint at `path`, loaded once per file version (`modified` is its mtime)."""
+    return load_checkpoint(path)
+
+
+def model_choices() -> dict[str, Path]:
+    """Label -> checkpoint path: the default model, then every run that has a best checkpoint."""
+    choices = {DEFAULT_LABEL: DEFAULT_CHECKPOINT}
+    for run in list_runs():
+        best = run.run_dir / BEST_CHECKPOINT
+        if best.is_file():
+            accuracy = f", {run.best_test_accuracy:.2%}" if run.best_test_accuracy is not None else ""
+            kind = " one-vs-rest" if run.task == "binary" else ""
+            choices[f"{run.run_id} ({run.arch}{kind}{accuracy})"] = best
+    return choices
+
+
+def load_choice(label: str, path: Path) -> LoadedCheckpoint | None:
+    """The loaded checkpoint, or None after saying why it cannot be used."""
+    try:
+        return cached_checkpoint(str(path), path.stat().st_mtime)
+    except (OSError, CheckpointError) as error:
+        st.error(f"**{label}** cannot be loaded: {error}")
+        return None
+
+
+def choose_models() -> list[tuple[str, LoadedCheckpoint]]:
+    """One or two (label, checkpoint) pairs picked on the page."""
+    choices = model_choices()
+    labels = list(choices)
+    first, second = st.columns(2, vertical_alignment="bottom")
+    picked = [first.selectbox("Model", labels, key="model")]
+    if len(labels) > 1 and second.toggle("Compare with a second model", key="compare"):
+        picked.append(second.selectbox("Second model", labels, index=1, key="model2"))
+    loaded = [(label, load_choice(label, choices[label])) for label in picked]
+    return [(label, checkpoint) for label, checkpoint in loaded if checkpoint is not None]
+
+
+def class_names(checkpoint: LoadedCheckpoint) -> tuple[str, ...]:
+    """What each probability is about: the classes, or (not N, N) for a one-vs-rest model."""
+    if checkpoint.task == "binary":
+        return (f"not {checkpoint.target_digit}", str(checkpoint.target_digit))
+    return get_spec(checkpoint.dataset).classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def draw_input() -> np.ndarray | None:
+    """The canvas (white ink on black) as an RGBA array, or None while nothing is drawn."""
+    from streamlit_drawable_canvas import st_canvas  # a component: importable only inside a running page
+
+    st.session_state.setdefault("canvas_version", 0)
+    stroke_col, clear_col = st.columns([2, 1], vertical_alignment="bottom")
+    stroke = stroke_col.slider("Stroke width (px)", 8, 40, 22, key="stroke")
+    if clear_col.button("Clear", icon=":material/delete:", key="clear", width="stretch"):
+        st.session_state["canvas_version"] += 1  # a new key is a new, empty canvas
+    canvas = st_canvas(
+        stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
+        update_streamlit=True,  # send the drawing at every mouse-up
+        height=CANVAS_PX, width=CANVAS_PX, drawing_mode="freedraw", return_image_data=True,
+        key=f"canvas-{st.session_state['canvas_version']}",
+    )
+    has_strokes = bool((canvas.json_data or {}).get("objects"))
+    return canvas.image_data if has_strokes else None
+
+
+def upload_input() -> np.ndarray | None:
+    """An uploaded PNG/JPEG as an RGBA array, or None (with the reason shown)."""
+    upload = st.file_uploader(
+        f"A PNG or JPEG of one digit, dark on light or light on dark (at most {MAX_IMAGE_BYTES // 2**20} MB)",
+        type=["png", "jpg", "jpeg"], key="upload",
+    )
+    if upload is None:
+        return None
+    try:
+        return decode_image(upload.getvalue())
+    except ImageError as error:
+        st.error(f"**{upload.name}**: {error}")
+        return None
+
+
+def step_toggles() -> PreprocessOptions:
+    """One toggle per preprocessing step, all on by default."""
+    columns = st.columns(len(STEP_LABELS))
+    switches = {
+        field: column.toggle(label, value=True, key=f"step_{field}", help=STEP_HELP[field])
+        for column, (field, label) in zip(columns, STEP_LABELS.items(), strict=True)
+    }
+    return PreprocessOptions(**switches)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def big_answer(text: str) -> None:
+    """The answer in very large type; the class lets browser tests find it."""
+    style = "font-size:6rem;font-weight:700;line-height:1.1;margin:0"
+    st.markdown(f"<p class='big-answer' style='{style}'>{text}</p>", unsafe_allow_html=True)
+
+
+def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Prediction) -> None:
+    """The big answer, the bar chart and, when the model hesitates, a warning saying why."""
+    names = class_names(checkpoint)
+    answer = names[prediction.label]
+    st.caption(label)
+    if prediction.binary:
+        digit = checkpoint.target_digit
+        big_answer(f"P({digit}) = {prediction.probabilities[0]:.0%}")
+        st.markdown(f"A one-vs-rest model: it only answers whether this is a {digit}. Its answer: **{answer}**.")
+    else:
+        big_answer(answer)
+        st.markdown(f"Predicted **{answer}** with probability **{prediction.confidence:.1%}**.")
+    figure = probability_figure(prediction.class_probabilities, names, prediction.label)
+    st.plotly_chart(figure, key=f"bars-{label}", config={"displayModeBar": False})
+    reason = unsure_reason(prediction)
+    if reason:
+        st.warning(
+            f"The model is unsure: {reason}. The page warns when the top probability is under {UNSURE_TOP:.0%} "
+            f"or the top two are within {UNSURE_MARGIN:.0%} of each other; a clearer, larger digit helps."
+        )
+
+
+def as_display(image: np.ndarray) -> np.ndarray:
+    """A [0, 1] image padded to a black square and enlarged with crisp pixels, as uint8."""
+    height, width = image.shape
+    side = max(height, width)
+    square = np.zeros((side, side), dtype=np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = np.rint(np.clip(image, 0, 1) * 255)
+    return upscale(square, max(1, STRIP_PX // side))
+
+
+def show_strip(stages: Preprocessed, checkpoint: LoadedCheckpoint) -> None:
+    """The image after each step, then what happened to it, in words and numbers."""
+    assert stages.box is not None and stages.cropped is not None and stages.fitted is not None
+    assert stages.centered is not None and stages.model_input is not None
+    model_view = stages.model_input[0, 0].numpy()
+    low, high = float(model_view.min()), float(model_view.max())
+    fitted_h, fitted_w = stages.fitted.shape
+    images = [
+        (stages.ink, f"1. ink map {stages.ink.shape[1]}×{stages.ink.shape[0]}"),
+        (stages.cropped, f"2. cropped {stages.cropped.shape[1]}×{stages.cropped.shape[0]}"),
+        (stages.fitted, f"3. fitted {fitted_w}×{fitted_h}"),
+        (stages.centered, "4. centered 28×28"),
+        ((model_view - low) / max(high - low, 1e-6), f"5. model input {low:.2f} … {high:.2f}"),
+    ]
+    for column, (image, caption) in zip(st.columns(len(images)), images, strict=True):
+        column.image(as_display(image), caption=caption, width="stretch")
+    top, left, bottom, right = stages.box
+    norm = checkpoint.normalization
+    st.markdown(
+        f"The ink spans rows {top}–{bottom - 1} and columns {left}–{right - 1} of the input. MNIST scaled "
+        f"each digit so that its longer side is 20 px, keeping the aspect ratio (here {fitted_w}×{fitted_h} px), "
+        f"with anti-aliasing, hence the grey edges; then pasted it into 28×28 so that its center of mass lands "
+        f"on pixel 14. Last, pixels in 0–1 are normalized as this model was trained (*{norm.preset}*: "
+        f"(x − {norm.mean:.4f}) / {norm.std:.4f}), giving values from {low:.2f} to {high:.2f}. "
+        "Switch a step off above and watch the probabilities change."
+    )
+
+
+def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction: Prediction) -> None:
+    """The 28x28 input beside |d score / d pixel|, and where the gradient is largest."""
+    assert stages.model_input is not None
+    gradient = saliency(checkpoint.model, stages.model_input)  # of the predicted class (the logit if binary)
+    name = class_names(checkpoint)[1 if prediction.binary else prediction.label]
+    top = gradient.flatten().topk(10).indices
+    row, col = float((top // 28).float().mean()), float((top % 28).float().mean())
+    share = float(gradient.flatten().topk(28).values.sum() / gradient.sum().clamp(min=1e-12))
+    st.markdown(
+        f"**Saliency**: how strongly the network's score for *{name}* reacts to each input pixel, "
+        f"|∂score/∂pixel|. The 28 most influential pixels (out of 784) carry {share:.0%} of the total; the ten "
+        f"strongest sit around row {row:.0f}, column {col:.0f}. Bright means a little more or less ink there "
+        "would change the answer most."
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(pixel_heatmap(stages.model_input[0, 0], "What the network sees", "input"), key="input_map")
+    heat = pixel_heatmap(gradient, f"Saliency for {name}", "|gradient|")
+    heat.update_traces(colorscale="Hot")
+    right.plotly_chart(heat, key="saliency_map")
+
+
+def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> None:
+    """Every conv block's output channels, with their sizes in words."""
+    assert stages.model_input is not None
+    blocks = feature_maps(checkpoint.model, stages.model_input)
+    if not blocks:
+        st.info("This model has no convolutional layers, so it has no feature maps to show.")
+        return
+    sizes = "; ".join(f"*{b.name}*: {b.maps.shape[0]} maps of {b.maps.shape[1]}×{b.maps.shape[2]}" for b in blocks)
+    st.markdown(
+        "**Feature maps**: each small image is one channel after a convolution (with its BatchNorm and "
+        "activation): bright where that filter found its pattern, each scaled to its own maximum. "
+        f"{sizes}. Pooling halves the maps while the channels grow: fewer *where*, more *what*."
+    )
+    columns = st.columns(3)  # three blocks side by side; deeper networks wrap to the next row
+    for index, block in enumerate(blocks):
+        title = f"{block.name}: {block.maps.shape[0]} × {block.maps.shape[1]}×{block.maps.shape[2]}"
+        columns[index % 3].plotly_chart(feature_map_figure(title, block.maps.numpy()), key=f"maps-{index}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The page: inputs -> guard -> one core call per model -> render
+
+st.title("Draw a digit")
+st.markdown(
+    "Draw a digit with the mouse and the network answers after every stroke. Below: the steps that turn "
+    "the drawing into a 28×28 MNIST-style image, and what the network looks at."
+)
+models = choose_models()
+if not models:
+    st.stop()
+source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True, key="source")
+input_col, answer_col = st.columns(2, gap="large")
+with input_col:
+    image = draw_input() if source == "Draw" else upload_input()
+st.subheader("Preprocessing: from your drawing to an MNIST digit")
+options = step_toggles()
+if image is None:
+    answer_col.info("Draw a digit on the black canvas: an empty canvas gets no prediction."
+                    if source == "Draw" else "Upload an image of a digit.")
+    st.stop()
+first_label, first = models[0]
+stages = preprocess(image, first.normalization, options)
+if stages.empty:
+    answer_col.info("No ink found: draw a digit (or upload one with more contrast) to get a prediction.")
+    st.stop()
+predictions = []
+for column, (label, checkpoint) in zip(answer_col.columns(len(models)), models, strict=True):
+    own = stages if checkpoint is first else preprocess(image, checkpoint.normalization, options)
+    assert own.model_input is not None  # same ink, same box: only the normalization differs
+    predictions.append(predict(checkpoint.model, own.model_input))
+    with column:
+        show_prediction(label, checkpoint, predictions[-1])
+show_strip(stages, first)
+st.subheader("What the network sees")
+if len(models) > 1:
+    st.caption(f"For the first model: {first_label}.")
+show_saliency(first, stages, predictions[0])
+show_feature_maps(first, stages)

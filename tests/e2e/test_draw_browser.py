@@ -1,0 +1,135 @@
+"""Browser: draw digits with the mouse on the Draw page's canvas; check and time each prediction.
+
+The latency measured is from the mouse-up that ends a stroke to the predicted digit on screen:
+the canvas encodes its PNG, Streamlit reruns the page (preprocess, predict, saliency, feature maps,
+charts) and the browser renders it. Each digit is drawn on a cleared canvas, so the answer that
+appears can only come from the stroke just finished.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.e2e.conftest import screenshot, wait_for_app_idle
+
+pytestmark = pytest.mark.e2e
+
+CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
+LATENCY_TARGET_S = 0.5
+
+# Strokes in canvas pixels (the canvas is 280x280), each a list of points the mouse moves through.
+DIGITS: dict[str, list[list[tuple[float, float]]]] = {
+    "1": [[(150, 45), (146, 100), (142, 160), (138, 235)]],
+    "0": [[(140 + 55 * math.sin(a / 24 * 2 * math.pi), 140 - 90 * math.cos(a / 24 * 2 * math.pi))
+           for a in range(25)]],
+    "7": [[(75, 55), (205, 55), (180, 110), (150, 170), (128, 235)]],
+}
+
+
+def draw(page, strokes: list[list[tuple[float, float]]]) -> float:
+    """Draw the strokes on the canvas; return the perf_counter time of the last mouse-up."""
+    box = page.locator(CANVAS).bounding_box()
+    assert box is not None
+    released = 0.0
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
+        page.mouse.up()
+        released = time.perf_counter()
+    return released
+
+
+def shown_answer(page) -> str | None:
+    """The big predicted digit on the page, or None when there is none."""
+    answer = page.locator(".big-answer")
+    return answer.first.inner_text().strip() if answer.count() else None
+
+
+def wait_for_answer(page, timeout_ms: int = 20_000) -> None:
+    page.wait_for_function("document.querySelector('.big-answer') !== null", timeout=timeout_ms, polling="raf")
+
+
+def clear(page) -> None:
+    """Press the page's Clear button and wait until the prediction is gone."""
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_function("document.querySelector('.big-answer') === null", timeout=20_000)
+    page.get_by_text("an empty canvas gets no prediction").wait_for(timeout=20_000)
+    page.locator(CANVAS).wait_for(timeout=20_000)
+    wait_for_app_idle(page)
+
+
+def open_draw_page(server: str, page) -> None:
+    """Open the app at its root and click Draw in the navigation, as a person would."""
+    page.set_viewport_size({"width": 1400, "height": 3400})  # Streamlit scrolls inside: tall, to see it all
+    page.goto(server)
+    # Until app.py has run, Streamlit lists the files of pages/ (its old multipage mode); the
+    # Dataset page's heading means the app's own navigation is in place.
+    page.get_by_role("heading", name="MNIST dataset").wait_for(timeout=90_000)
+    page.locator("[data-testid=stSidebarNav] a", has_text="Draw").click()
+    page.get_by_role("heading", name="Draw a digit").wait_for(timeout=60_000)
+    page.locator(CANVAS).wait_for(timeout=60_000)
+    wait_for_app_idle(page)
+
+
+def test_draw_digits_and_clear(server, page) -> None:
+    open_draw_page(server, page)
+    assert shown_answer(page) is None
+    page.get_by_text("an empty canvas gets no prediction").wait_for()
+    screenshot(page, "draw-empty")
+
+    # A first stroke warms the caches (model load, first plotly render); it is not timed.
+    draw(page, DIGITS["1"])
+    wait_for_answer(page, timeout_ms=60_000)
+    wait_for_app_idle(page)
+    clear(page)
+
+    latencies = {}
+    for digit, strokes in DIGITS.items():
+        released = draw(page, strokes)
+        wait_for_answer(page)
+        latencies[digit] = time.perf_counter() - released
+        wait_for_app_idle(page)
+        assert shown_answer(page) == digit, f"drew a {digit}, the page says {shown_answer(page)}"
+        assert page.get_by_text("Traceback").count() == 0
+        screenshot(page, f"draw-{digit}")
+        clear(page)
+
+    assert shown_answer(page) is None
+    screenshot(page, "draw-cleared")
+    report = ", ".join(f"{digit}: {seconds * 1000:.0f} ms" for digit, seconds in latencies.items())
+    print(f"\nDraw page, mouse-up to prediction on screen: {report} (target {LATENCY_TARGET_S * 1000:.0f} ms)")
+    assert max(latencies.values()) < 5 * LATENCY_TARGET_S, "far too slow even for a busy test machine"
+
+
+def png_of_a_one(dark_on_light: bool = True) -> bytes:
+    """A hand-made '1' as a PNG: a slanted bar, dark ink on light paper like a scan."""
+    image = Image.new("L", (120, 160), 255 if dark_on_light else 0)
+    ImageDraw.Draw(image).line([(66, 20), (56, 140)], fill=0 if dark_on_light else 255, width=12)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_upload_through_the_browser(server, page) -> None:
+    open_draw_page(server, page)
+    page.get_by_role("button", name="Upload").click()
+    page.get_by_text("Upload an image of a digit").wait_for(timeout=20_000)
+    assert page.locator(CANVAS).count() == 0
+    upload = page.locator("[data-testid=stFileUploaderDropzoneInput]")
+    upload.set_input_files(files=[{"name": "one.png", "mimeType": "image/png", "buffer": png_of_a_one()}])
+    wait_for_answer(page)
+    wait_for_app_idle(page)
+    assert shown_answer(page) == "1"
+    screenshot(page, "draw-upload-one")
+    upload.set_input_files(files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    page.get_by_text("not an image we can read").wait_for(timeout=20_000)
+    assert shown_answer(page) is None
+    screenshot(page, "draw-upload-not-an-image")

@@ -1,0 +1,170 @@
+"""The Draw page under Streamlit's AppTest.
+
+What AppTest can drive: the model selectbox and toggles, the step toggles, the file uploader, and
+the canvas *value*: the drawable canvas is a Components-v2 element that AppTest cannot render or
+draw on, but its key in session state holds what the browser would send (the Fabric.js objects and
+a PNG data URL), so setting that state stands in for a drawing. Real mouse drawing is tested in
+tests/e2e/test_draw_browser.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Image
+
+from core.checkpoints import save_checkpoint
+from core.data import Dataset
+from core.inference import DEFAULT_CHECKPOINT
+from core.models import arch_config, build_model
+from core.preprocess import render_as_canvas
+from core.runs import BEST_CHECKPOINT, new_run, write_status
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
+TIMEOUT_S = 60  # the first run imports torch and loads the model on a busy CPU
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def canvas_state(rgba: np.ndarray) -> dict[str, object]:
+    """What the canvas component sends after a stroke: its objects and the PNG as a data URL."""
+    url = "data:image/png;base64," + base64.b64encode(png(rgba)).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}], "background": "#000000"}, "data": url},
+            "backgroundFit": None}
+
+
+@pytest.fixture()
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty runs folder, so the user's own runs do not change what the page lists."""
+    folder = tmp_path / "runs"
+    monkeypatch.setenv("DIGITS_RUNS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture()
+def seven(mnist: Dataset) -> np.ndarray:
+    """The first 7 of the test set, as the canvas would send it."""
+    return render_as_canvas(mnist.test_images[int((mnist.test_labels == 7).nonzero()[0])])
+
+
+def start(runs_dir: Path) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def images_of(at: AppTest) -> list[Image]:
+    """Every st.image on the page, in order: the preprocessing strip."""
+    found: list[Image] = []
+
+    def walk(node: object) -> None:
+        for child in getattr(node, "children", {}).values():
+            if isinstance(child, Image):
+                found.append(child)
+            walk(child)
+
+    walk(at.main)
+    return found
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [i.value for i in at.info] + [w.value for w in at.warning]
+                     + [e.value for e in at.error])
+
+
+def test_empty_canvas_asks_for_a_digit(runs_dir: Path) -> None:
+    at = start(runs_dir)
+    assert at.selectbox(key="model").options == ["Default model (shipped)"]
+    assert "Draw a digit on the black canvas" in texts(at)
+    assert "Predicted" not in texts(at) and not images_of(at)
+
+
+def test_drawn_seven_is_predicted_with_strip_and_network_view(runs_dir: Path, seven: np.ndarray) -> None:
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "Predicted **7**" in page
+    assert "longer side is 20 px" in page and "lands on pixel 14" in page
+    assert "Saliency" in page and "Feature maps" in page
+    captions = [image.captions[0] for image in images_of(at)]
+    assert [caption.split(" ")[1] for caption in captions] == ["ink", "cropped", "fitted", "centered", "model"]
+    assert "fitted 20×20" not in captions[2]  # a 7 is taller than wide
+
+
+def test_switching_a_step_off_changes_the_input(runs_dir: Path, seven: np.ndarray) -> None:
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.run()
+    at.toggle(key="step_crop").set_value(False).run()
+    assert not at.exception
+    captions = [image.captions[0] for image in images_of(at)]
+    assert captions[1] == "2. cropped 280×280" and captions[2] == "3. fitted 20×20"  # the whole canvas
+
+
+def test_upload_png_and_bad_files(runs_dir: Path, seven: np.ndarray) -> None:
+    at = start(runs_dir)
+    at.segmented_control(key="source").set_value("Upload").run()
+    assert "Upload an image of a digit" in texts(at)
+    paper = 255 - seven[..., :3]  # black ink on white paper, as a scan would be
+    at.file_uploader(key="upload").set_value(("seven.png", png(paper), "image/png")).run()
+    assert not at.exception and "Predicted **7**" in texts(at)
+    at.file_uploader(key="upload").set_value(("notes.png", b"not really a png", "image/png")).run()
+    assert "not an image we can read" in texts(at) and "Predicted" not in texts(at)
+    at.file_uploader(key="upload").set_value(("huge.png", b"\0" * (3 * 2**20), "image/png")).run()
+    assert "the limit is" in texts(at)
+
+
+def add_run(runs_dir: Path, checkpoint: Path, task: str = "multiclass") -> str:
+    """A finished run folder whose best.pt is `checkpoint`."""
+    config = {"model": {"arch": "fastcnn"}, "task": {"kind": task}, "data": {"dataset": "mnist"}, "preset": ""}
+    run_id, folder = new_run(config, name=f"test {task}", root=runs_dir)
+    shutil.copy(checkpoint, folder / BEST_CHECKPOINT)
+    write_status(folder, "finished", epoch=1, total_epochs=1, best_test_accuracy=0.5)
+    return run_id
+
+
+def binary_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    meta = {"arch_config": arch_config("fastcnn", 1), "task": "binary", "target_digit": 7, "dataset": "mnist",
+            "normalization": {"preset": "dataset", "mean": 0.1307, "std": 0.3081}}
+    return save_checkpoint(path, build_model("fastcnn", num_outputs=1), meta)
+
+
+def test_model_choice_and_side_by_side(runs_dir: Path, tmp_path: Path, seven: np.ndarray) -> None:
+    run_id = add_run(runs_dir, binary_checkpoint(tmp_path / "binary.pt"), task="binary")
+    at = start(runs_dir)
+    options = at.selectbox(key="model").options
+    assert len(options) == 2 and options[1].startswith(run_id) and "one-vs-rest" in options[1]
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.toggle(key="compare").set_value(True).run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "Predicted **7**" in page  # the default model
+    assert "P(7) = " in page and "only answers whether this is a 7" in page  # the binary run
+
+
+def test_broken_run_checkpoint_gives_a_message(runs_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    add_run(runs_dir, broken)
+    at = start(runs_dir)
+    at.selectbox(key="model").set_value(at.selectbox(key="model").options[1]).run()
+    assert not at.exception and "cannot be loaded" in texts(at)
+
+
+def test_default_model_is_shipped() -> None:
+    assert DEFAULT_CHECKPOINT.is_file(), "checkpoints/default/model.pt is missing: run scripts/train_default_model.py"
