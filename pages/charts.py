@@ -169,6 +169,7 @@ def params_accuracy_figure(points: Sequence[tuple[RunStyle, int, float]],
     figure.update_yaxes(title="best test accuracy", ticksuffix="%")
     figure.update_layout(title="Parameters against accuracy", height=380, showlegend=False,
                          margin=dict(l=10, r=10, t=40, b=10))
+    return figure
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from core import compare, runs
 from core.compare import DAMAGED, CompareError
+from core.train import preset_config
 
 pytest_plugins = ["tests.compare_fixtures"]
 
@@ -57,7 +58,10 @@ def test_lists_real_runs_from_their_json_files(runs_copy, monkeypatch):
     assert fast.samples_per_second is not None and fast.samples_per_second > 0
     assert fast.param_count == runs.read_config(root / fast_id)["param_count"] > 0
     assert fast.created.startswith("20") and not fast.live and not fast.damaged
-    assert "fastcnn · adam lr 0.003 · onecycle schedule · batch 128 · 2 epochs" in fast.settings
+    preset = preset_config("fast")
+    optimizer, scheduler = preset.optimizer, preset.scheduler.name
+    assert fast.settings.startswith(f"fastcnn · {optimizer.name} lr {optimizer.lr:g}")
+    assert f"{scheduler} schedule · batch {preset.data.batch_size} · 2 epochs" in fast.settings
 
 
 def test_param_count_matches_the_built_network(runs_copy):
