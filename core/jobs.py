@@ -70,7 +70,8 @@ class JobSnapshot:
         if self.status == "finished":
             return 1.0
         total = self.started.total_epochs * self.started.steps_per_epoch
-        done = self.last_batch.global_step if self.last_batch else self.started.start_epoch * self.started.steps_per_epoch
+        steps = self.started.steps_per_epoch
+        done = self.last_batch.global_step if self.last_batch else self.started.start_epoch * steps
         return min(done / max(total, 1), 1.0)
 
     @property

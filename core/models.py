@@ -1,218 +1,45 @@
-"""The one registry of network architectures, and the layer-stack builder behind all of them.
+"""The one registry of network architectures: the tutorials' networks, ours, and the custom stack.
 
-Every architecture, from the tutorials' networks to the user's custom stack, is an ordered
-list of layer specs (`{"type": "Conv2d", "out_channels": 8, ...}`) that `build_layers`
-turns into an `nn.Sequential` with readable child names (conv1, bn1, relu1, pool1, fc1...).
-Shapes are worked out layer by layer with the same arithmetic the tutorials teach, so the
-first Linear's in-features are computed, never typed, and a stack that cannot work is
-rejected with a message naming the layer and the numbers.
+Each architecture is a small frozen options dataclass plus a recipe that turns the options
+into layer specs; `core.layers.build_layers` stacks them into a named nn.Sequential
+(conv1, bn1, relu1, pool1, fc1...), so every network is built, checked and summarized the
+same way.
 """
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from torch import nn
 
-LayerSpec = dict[str, Any]
+from core.layers import (
+    HEAD_TAILS,
+    INPUT_SHAPE,
+    ArchitectureError,
+    LayerSpec,
+    build_layers,
+    checked_fraction,
+    checked_int,
+    layer_label,
+    normalize_layer,
+    output_layer_index,
+)
+
+__all__ = [  # ArchitectureError is defined with the builder; part of this module's public face too
+    "INPUT_SHAPE",
+    "ArchitectureError",
+    "OutputKind",
+    "arch_config",
+    "architecture_layers",
+    "build_model",
+    "describe_architecture",
+    "list_architectures",
+    "output_kind",
+]
+
 OutputKind = Literal["logits", "log_softmax", "softmax"]
-
-INPUT_SHAPE = (1, 28, 28)  # (C, H, W) of one MNIST image
-
-
-class ArchitectureError(ValueError):
-    """An architecture or setting that cannot work; the message is meant for the user."""
-
-
-def conv_output_size(in_size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
-    """Output side of a conv or pool window: floor((in + 2p - d(k-1) - 1) / s) + 1, i.e. floor((in+2p-k)/s)+1."""
-    return (in_size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-# ---------------------------------------------------------------------------
-# Layer specs: the settings each layer type takes, with their defaults.
-# ---------------------------------------------------------------------------
-
-_LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "Conv2d": {"out_channels": 8, "kernel_size": 3, "stride": 1, "padding": 0},  # padding: int or "same"
-    "MaxPool2d": {"kernel_size": 2, "stride": None, "padding": 0},  # stride None = kernel_size
-    "AvgPool2d": {"kernel_size": 2, "stride": None, "padding": 0},
-    "AdaptiveAvgPool2d": {"output_size": 1},  # 1 = global average pooling
-    "BatchNorm": {},  # BatchNorm2d on feature maps, BatchNorm1d on vectors
-    "ReLU": {},
-    "LeakyReLU": {"negative_slope": 0.01},
-    "GELU": {},
-    "Tanh": {},
-    "Sigmoid": {},
-    "Dropout": {"p": 0.5},  # probability of zeroing a value during training
-    "Flatten": {},
-    "Linear": {"out_features": 10},
-    "Softmax": {},
-    "LogSoftmax": {},
-}
-LAYER_TYPES: tuple[str, ...] = tuple(_LAYER_DEFAULTS)
-_POOLS = ("MaxPool2d", "AvgPool2d")
-_ACTIVATIONS = {"ReLU": nn.ReLU, "GELU": nn.GELU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid}
-_HEAD_TAILS = ("Softmax", "LogSoftmax")  # the only layers allowed after the output Linear
-_NAME_PREFIX = {"Conv2d": "conv", "MaxPool2d": "pool", "AvgPool2d": "pool", "AdaptiveAvgPool2d": "pool",
-                "BatchNorm": "bn", "Linear": "fc", "LeakyReLU": "lrelu"}
-
-
-def layer_defaults(layer_type: str) -> LayerSpec:
-    """A fresh spec of this layer type with every setting at its default."""
-    if layer_type not in _LAYER_DEFAULTS:
-        raise ArchitectureError(f"unknown layer type '{layer_type}'; choose one of {', '.join(LAYER_TYPES)}")
-    return {"type": layer_type, **_LAYER_DEFAULTS[layer_type]}
-
-
-def layer_label(spec: LayerSpec) -> str:
-    """Short human label of a spec, e.g. 'Conv2d(8, k=3, s=1, p=1)' or 'MaxPool2d(k=2)'."""
-    kind = spec.get("type", "?")
-    if kind == "Conv2d":
-        return (f"Conv2d({spec.get('out_channels')}, k={spec.get('kernel_size')}, "
-                f"s={spec.get('stride', 1)}, p={spec.get('padding', 0)})")
-    if kind in _POOLS:
-        stride = spec.get("stride")
-        extra = "" if stride in (None, spec.get("kernel_size")) else f", s={stride}"
-        extra += f", p={spec['padding']}" if spec.get("padding") else ""
-        return f"{kind}(k={spec.get('kernel_size')}{extra})"
-    if kind == "Linear":
-        return f"Linear({spec.get('out_features')})"
-    if kind == "Dropout":
-        return f"Dropout({spec.get('p')})"
-    return str(kind)
-
-
-def _as_int(value: Any, what: str, where: str, minimum: int) -> int:
-    """An integer setting (integral floats accepted, bools not), at least `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
-        raise ArchitectureError(f"{where}: {what} must be a whole number, got {value!r}")
-    if value < minimum:
-        raise ArchitectureError(f"{where}: {what} must be at least {minimum}, got {int(value)}")
-    return int(value)
-
-
-def _as_fraction(value: Any, what: str, where: str) -> float:
-    """A probability-like setting in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ArchitectureError(f"{where}: {what} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def normalize_layer(spec: Any, index: int) -> LayerSpec:
-    """Validate one spec's settings and fill in defaults; `index` is 1-based for messages."""
-    if not isinstance(spec, dict) or spec.get("type") not in _LAYER_DEFAULTS:
-        kind = spec.get("type") if isinstance(spec, dict) else spec
-        raise ArchitectureError(f"layer {index}: unknown layer type {kind!r}; choose one of {', '.join(LAYER_TYPES)}")
-    kind = spec["type"]
-    unknown = set(spec) - set(_LAYER_DEFAULTS[kind]) - {"type"}
-    where = f"layer {index} {kind}"
-    if unknown:
-        allowed = ", ".join(_LAYER_DEFAULTS[kind]) or "none"
-        raise ArchitectureError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
-    out = layer_defaults(kind) | spec
-    if kind == "Conv2d":
-        out["out_channels"] = _as_int(out["out_channels"], "out_channels", where, 1)
-        out["kernel_size"] = _as_int(out["kernel_size"], "kernel_size", where, 1)
-        out["stride"] = _as_int(out["stride"], "stride", where, 1)
-        if out["padding"] == "same":
-            if out["stride"] != 1 or out["kernel_size"] % 2 == 0:
-                raise ArchitectureError(f"{where}: padding 'same' needs stride 1 and an odd kernel")
-        else:
-            out["padding"] = _as_int(out["padding"], "padding", where, 0)
-    elif kind in _POOLS:
-        out["kernel_size"] = _as_int(out["kernel_size"], "kernel_size", where, 1)
-        stride = out["kernel_size"] if out["stride"] is None else out["stride"]
-        out["stride"] = _as_int(stride, "stride", where, 1)
-        out["padding"] = _as_int(out["padding"], "padding", where, 0)
-        if out["padding"] > out["kernel_size"] // 2:  # PyTorch refuses wider padding for pools
-            raise ArchitectureError(f"{where}: padding {out['padding']} is more than half the kernel "
-                                    f"{out['kernel_size']}")
-    elif kind == "AdaptiveAvgPool2d":
-        out["output_size"] = _as_int(out["output_size"], "output_size", where, 1)
-    elif kind == "LeakyReLU":
-        slope = out["negative_slope"]
-        if isinstance(slope, bool) or not isinstance(slope, int | float) or slope < 0:
-            raise ArchitectureError(f"{where}: negative_slope must be a number >= 0, got {slope!r}")
-        out["negative_slope"] = float(slope)
-    elif kind == "Dropout":
-        out["p"] = _as_fraction(out["p"], "p", where)
-    elif kind == "Linear":
-        out["out_features"] = _as_int(out["out_features"], "out_features", where, 1)
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Building: specs -> modules, tracking the tensor shape per sample.
-# ---------------------------------------------------------------------------
-
-def _window_side(spec: LayerSpec, where: str, height: int, width: int) -> tuple[int, int]:
-    """(H, W) after a conv/pool window, or a clear error when the window does not fit."""
-    kernel, stride = spec["kernel_size"], spec["stride"]
-    padding = (kernel - 1) // 2 if spec.get("padding") == "same" else spec["padding"]
-    out_h, out_w = (conv_output_size(side, kernel, stride, padding) for side in (height, width))
-    if out_h < 1 or out_w < 1:
-        raise ArchitectureError(
-            f"{where}: input is {height}x{width}, output would be {max(out_h, 0)}x{max(out_w, 0)} "
-            f"(kernel {kernel} is larger than the padded input {min(height, width) + 2 * padding})")
-    return out_h, out_w
-
-
-def _build_layer(spec: LayerSpec, where: str, shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
-    """One module for a normalized spec, and the per-sample shape it outputs."""
-    kind = spec["type"]
-    if kind in ("Conv2d", *_POOLS, "AdaptiveAvgPool2d") and len(shape) != 3:
-        raise ArchitectureError(f"{where}: input is a flat vector of {shape[0]} values; {kind} needs a "
-                                f"CxHxW feature map, so put it before the Flatten")
-    if kind == "Linear" and len(shape) != 1:
-        raise ArchitectureError(f"{where}: input is a {'x'.join(map(str, shape))} feature map; "
-                                f"add a Flatten before the first Linear")
-    if kind == "Conv2d":
-        channels, height, width = shape
-        out_h, out_w = _window_side(spec, where, height, width)
-        conv = nn.Conv2d(channels, spec["out_channels"], spec["kernel_size"], spec["stride"], spec["padding"])
-        return conv, (spec["out_channels"], out_h, out_w)
-    if kind in _POOLS:
-        channels, height, width = shape
-        out_h, out_w = _window_side(spec, where, height, width)
-        pool_type = nn.MaxPool2d if kind == "MaxPool2d" else nn.AvgPool2d
-        return pool_type(spec["kernel_size"], spec["stride"], spec["padding"]), (channels, out_h, out_w)
-    if kind == "AdaptiveAvgPool2d":
-        size = spec["output_size"]
-        if size > min(shape[1:]):
-            raise ArchitectureError(f"{where}: input is {shape[1]}x{shape[2]}, smaller than output {size}x{size}")
-        return nn.AdaptiveAvgPool2d(size), (shape[0], size, size)
-    if kind == "BatchNorm":
-        return (nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])), shape
-    if kind == "Flatten":
-        return nn.Flatten(), (math.prod(shape),)
-    if kind == "Linear":
-        return nn.Linear(shape[0], spec["out_features"]), (spec["out_features"],)
-    if kind in ("Softmax", "LogSoftmax"):
-        return (nn.Softmax(dim=1) if kind == "Softmax" else nn.LogSoftmax(dim=1)), shape
-    if kind == "Dropout":
-        return nn.Dropout(spec["p"]), shape
-    if kind == "LeakyReLU":
-        return nn.LeakyReLU(spec["negative_slope"]), shape
-    return _ACTIVATIONS[kind](), shape
-
-
-def build_layers(specs: list[LayerSpec], input_shape: tuple[int, ...] = INPUT_SHAPE) -> nn.Sequential:
-    """An nn.Sequential of the given specs, named conv1, bn1, relu1, pool1, fc1...; rejects stacks that cannot work."""
-    modules: OrderedDict[str, nn.Module] = OrderedDict()
-    counts: dict[str, int] = {}
-    shape = tuple(input_shape)
-    for index, raw in enumerate(specs, start=1):
-        spec = normalize_layer(raw, index)
-        module, shape = _build_layer(spec, f"layer {index} {layer_label(spec)}", shape)
-        prefix = _NAME_PREFIX.get(spec["type"], spec["type"].lower())
-        counts[prefix] = counts.get(prefix, 0) + 1
-        modules[f"{prefix}{counts[prefix]}"] = module
-    return nn.Sequential(modules)
 
 
 # ---------------------------------------------------------------------------
@@ -292,7 +119,11 @@ def _default_custom_layers() -> tuple[LayerSpec, ...]:
 
 @dataclass(frozen=True)
 class CustomOptions:
-    """A user-built stack; the output Linear's out_features is always set to num_outputs."""
+    """A user-built stack; the output Linear's out_features is always set to num_outputs.
+
+    Forcing (rather than checking) the head lets one stack serve both the 10-class and the
+    one-logit tasks; arch_config stores the forced value, so the saved config is explicit.
+    """
 
     layers: tuple[LayerSpec, ...] = field(default_factory=_default_custom_layers)  # ordered layer specs
 
@@ -326,7 +157,7 @@ def _two_conv_layers(o: TwoConvOptions, num_outputs: int) -> list[LayerSpec]:
 
 
 def _demo_layers(o: DemoOptions, num_outputs: int) -> list[LayerSpec]:
-    softmax = [{"type": "Softmax"}] if o.softmax else []
+    softmax = [{"type": "Softmax"}] if o.softmax and num_outputs > 1 else []  # softmax of one value is always 1
     return [_conv(o.channels1, 3, "same"), _pool("AvgPool2d"), _BN, _RELU,  # (8, 14, 14)
             _conv(o.channels2, 3, "same"), _RELU,  # (16, 14, 14)
             _FLATTEN, _fc(num_outputs), *softmax]
@@ -335,7 +166,8 @@ def _demo_layers(o: DemoOptions, num_outputs: int) -> list[LayerSpec]:
 def _digit_layers(o: DigitOptions, num_outputs: int) -> list[LayerSpec]:
     return [_conv(o.channels1, 5), _RELU, _pool(),  # (10, 12, 12)
             _conv(o.channels2, 3), _RELU,  # (20, 10, 10)
-            _FLATTEN, _fc(o.hidden), _RELU, _fc(num_outputs), {"type": "LogSoftmax"}]
+            _FLATTEN, _fc(o.hidden), _RELU, _fc(num_outputs),
+            *([{"type": "LogSoftmax"}] if num_outputs > 1 else [])]  # log-softmax of one value is always 0
 
 
 def _lenet_layers(o: LeNetOptions, num_outputs: int) -> list[LayerSpec]:
@@ -366,13 +198,17 @@ def _best_layers(o: SmallCNNOptions, num_outputs: int) -> list[LayerSpec]:
 def _custom_layers(o: CustomOptions, num_outputs: int) -> list[LayerSpec]:
     """The user's specs with the output head forced to num_outputs (see CustomOptions)."""
     layers = [normalize_layer(spec, i) for i, spec in enumerate(o.layers, start=1)]
-    head = len(layers) - 1
-    while head >= 0 and layers[head]["type"] in _HEAD_TAILS:
-        head -= 1
-    if head < 0 or layers[head]["type"] != "Linear":
-        where = f"layer {head + 1} {layer_label(layers[head])}" if head >= 0 else "the stack"
+    head = output_layer_index(layers)
+    if head is None:
+        last = len(layers) - 1
+        while last >= 0 and layers[last]["type"] in HEAD_TAILS:
+            last -= 1
+        where = f"layer {last + 1} {layer_label(layers[last])}" if last >= 0 else "the stack"
         raise ArchitectureError(f"{where}: the network must end with a Linear output layer "
                                 f"(optionally followed by Softmax or LogSoftmax)")
+    if num_outputs == 1 and head < len(layers) - 1:
+        raise ArchitectureError(f"layer {head + 2} {layers[head + 1]['type']}: over a single output it is "
+                                f"constant (softmax 1, log-softmax 0), so nothing could be learned; remove it")
     layers[head] = layers[head] | {"out_features": num_outputs}
     return layers
 
@@ -403,11 +239,13 @@ _REGISTRY: dict[str, Architecture] = {
         "2x2 average pooling, BatchNorm and ReLU, a second convolution to 16 channels, then Flatten and one "
         "Linear 3136→10. Faithful to the tutorial it ends with Softmax, although it is trained with "
         "CrossEntropyLoss, which applies its own (log-)softmax: the loss then sees probabilities squashed "
-        "twice and learns more slowly. Untick the softmax option to output plain logits.")),
+        "twice and learns more slowly. Untick the softmax option to output plain logits. With a single "
+        "one-vs-rest output the Softmax is left out, since the softmax of one value is always 1.")),
     "seed002": Architecture(DigitOptions, _digit_layers, (
         "The Digit model of seed 002: a 5x5 convolution to 10 channels (28→24), ReLU, 2x2 max-pooling "
         "(→12), a 3x3 convolution to 20 channels (→10), ReLU, then 2000→500→10 fully connected layers. "
-        "It ends with log_softmax, so its natural loss is the negative log-likelihood.")),
+        "It ends with log_softmax, so its natural loss is the negative log-likelihood (left out for a single "
+        "one-vs-rest output, where it would always be 0).")),
     "seed003": Architecture(LeNetOptions, _lenet_layers, (
         "The LeNet-5 style Net of seed 003: two 5x5 convolutions (6 then 16 channels) without padding, "
         "each with ReLU and 2x2 max-pooling (28→24→12→8→4), then 256→120→84→10 fully connected layers. "
@@ -420,11 +258,11 @@ _REGISTRY: dict[str, Architecture] = {
         "Our small CPU-friendly CNN: three conv-BatchNorm-ReLU-maxpool blocks (16, 32, 64 channels; "
         "28→14→7→3) and one Linear head on the 64x3x3 features. BatchNorm lets it train with a high "
         "learning rate; few channels at full resolution keep it cheap (about 1.9 M multiply-accumulates "
-        "per image). Meant for the quick training preset (about 99% test accuracy in 1-2 epochs).")),
+        "per image). Meant for the quick training preset: the aim is 99% test accuracy in 1-2 epochs.")),
     "bestcnn": Architecture(SmallCNNOptions, _best_layers, (
         "A somewhat bigger version of fastcnn with two convolutions at 14x14 and a little dropout: about "
-        "twice the compute, meant for the best-accuracy preset (with augmentation, ~99.5% within a few "
-        "epochs)."), {"dropout": 0.1}),
+        "twice the compute, meant for the best-accuracy preset: the aim is 99.5% within a few epochs "
+        "with augmentation."), {"dropout": 0.1}),
     "custom": Architecture(CustomOptions, _custom_layers, (
         "Your own stack of layers. The first Linear's in-features are computed from the shapes, and the "
         "last Linear always outputs as many values as the task needs (10 classes or 1 logit).")),
@@ -465,9 +303,9 @@ def _parse_options(arch: str, options: dict[str, Any] | None) -> Any:
                 raise ArchitectureError(f"{where} must be true or false, got {value!r}")
             values[name] = value
         elif isinstance(default, int):
-            values[name] = _as_int(value, "the value", where, 1)  # widths and sizes
+            values[name] = checked_int(value, "the value", where, 1)  # widths and sizes
         elif isinstance(default, float):
-            values[name] = _as_fraction(value, "the value", where)  # dropout probabilities
+            values[name] = checked_fraction(value, "the value", where)  # dropout probabilities
         elif isinstance(value, list | tuple):  # custom layer specs
             values[name] = tuple(value)
         else:
@@ -476,7 +314,7 @@ def _parse_options(arch: str, options: dict[str, Any] | None) -> Any:
 
 
 def _check_outputs(num_outputs: Any) -> int:
-    return _as_int(num_outputs, "num_outputs", "the network", 1)
+    return checked_int(num_outputs, "num_outputs", "the network", 1)
 
 
 def architecture_layers(arch: str, num_outputs: int = 10, options: dict[str, Any] | None = None) -> list[LayerSpec]:
@@ -509,7 +347,7 @@ def output_kind(model: nn.Module) -> OutputKind:
     """What the network's last op produces, so the trainer can pick a matching loss."""
     declared = getattr(model, "output_kind", None)
     if declared in ("logits", "log_softmax", "softmax"):  # hand-written modules may declare it
-        return declared  # type: ignore[no-any-return]
+        return declared
     last: nn.Module = model
     while isinstance(last, nn.Sequential) and len(last) > 0:
         last = last[-1]

@@ -17,15 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.layers import INPUT_SHAPE, conv_output_size
 from core.models import (
-    INPUT_SHAPE,
     ArchitectureError,
+    OutputKind,
     build_model,
-    conv_output_size,
     list_architectures,
+    output_kind,
 )
 
-__all__ = [  # conv_output_size lives with the builder in core.models; re-exported for the formula users
+__all__ = [  # conv_output_size lives with the builder in core.layers; re-exported for formula users
     "LayerRow",
     "ModelSummary",
     "conv_output_size",
@@ -70,6 +71,7 @@ class ModelSummary:
     total_macs: int  # multiply-accumulates per sample
     weights_mb: float  # parameters + buffers (state_dict tensors), in MB of 10^6 bytes
     depth: int  # layers with weights that the signal passes through (Conv2d and Linear)
+    output_kind: OutputKind  # what the last layer produces: logits, log_softmax or softmax
 
 
 def _pair(value: Any) -> Pair:
@@ -84,7 +86,7 @@ def _window(module: nn.Module) -> tuple[Pair, Pair, Pair, Pair] | None:
     kernel, stride = _pair(module.kernel_size), _pair(module.stride)
     dilation = _pair(getattr(module, "dilation", 1))
     if module.padding == "same":  # PyTorch pads d*(k-1) in total; symmetric only when that is even
-        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
         if any(t % 2 for t in total):
             return None
         padding = (total[0] // 2, total[1] // 2)
@@ -161,7 +163,8 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> M
     try:
         model.eval()  # BatchNorm in train mode cannot take a single sample
         first = next(model.parameters(), None)
-        dummy = torch.zeros(1, *input_shape, device=first.device if first is not None else None)
+        dummy = torch.zeros(1, *input_shape, device=first.device if first is not None else None,
+                            dtype=first.dtype if first is not None else None)  # (1, C, H, W)
         with torch.no_grad():
             model(dummy)
     finally:
@@ -184,6 +187,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> M
         total_macs=sum(row.macs for row in rows),
         weights_mb=sum(t.numel() * t.element_size() for t in tensors) / 1e6,
         depth=sum(row.type in ("Conv2d", "Linear") for row in rows),
+        output_kind=output_kind(model),
     )
 
 
@@ -207,7 +211,8 @@ def format_table(summary: ModelSummary) -> str:
     right = {0, 4, 5, 6}  # numeric columns
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(padded)
 
     rule = "-" * len(line(header))
     totals = (f"input {'x'.join(map(str, summary.input_shape))}   params {summary.total_params:,}   "

@@ -333,13 +333,18 @@ PRESETS: dict[str, TrainConfig] = {
         "seed003", preset="seed003", optimizer="sgd", lr=0.01, momentum=0.0, batch_size=64, epochs=1,
         normalization="dataset",
     ),
+    # fast, tuned on full MNIST for one epoch: 99.15/99.21/99.24% test accuracy over seeds 0/1/2. Adam
+    # (lr 5e-3) at batch 64 gives 99.10-99.14%; batch 128 falls short (98.84-99.04%); channels halved
+    # land on 99.00-99.02%, too close to the line.
     "fast": _preset(
-        "fastcnn", preset="fast", optimizer="adam", lr=3e-3, scheduler="onecycle", pct_start=0.25,
-        batch_size=128, epochs=2, normalization="dataset",
+        "fastcnn", preset="fast", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        scheduler="onecycle", pct_start=0.25, batch_size=64, epochs=1, normalization="dataset",
     ),
+    # best: bestcnn reached 99.59% in 8 epochs; fastcnn with the same recipe stalls at 99.45% after 15.
     "best": _preset(
-        "fastcnn", preset="best", optimizer="adamw", lr=3e-3, weight_decay=5e-4, scheduler="onecycle",
-        pct_start=0.2, batch_size=128, epochs=12, augment=True, label_smoothing=0.1, normalization="dataset",
+        "bestcnn", preset="best", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        scheduler="onecycle", pct_start=0.2, batch_size=64, epochs=8, augment=True, label_smoothing=0.1,
+        normalization="dataset",
     ),
 }
 
@@ -364,10 +369,14 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
         "Tutorial 003: LeNet-5 style Net, plain SGD lr 0.01 without momentum, batch 64, a single "
         "epoch, Normalize(0.1307, 0.3081). Expect well under 99%: one epoch of plain SGD is not enough."
     ),
-    "fast": "The shortest wall time to 99.0% test accuracy on a 2-core CPU: a small modern CNN, one-cycle Adam.",
+    "fast": (
+        "The shortest wall time to 99.0% test accuracy on a 2-core CPU: one epoch of the small "
+        "conv-BatchNorm CNN (fastcnn) with Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
+    ),
     "best": (
-        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: the small modern CNN with "
-        "random affine augmentation, label smoothing and a one-cycle AdamW schedule."
+        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: bestcnn (fastcnn with a second "
+        "convolution at 14x14 and a little dropout), 8 epochs of random affine augmentation, label "
+        "smoothing 0.1 and Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
     ),
 }
 
@@ -497,7 +506,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda, then mps, then cpu; a named device must be available."""
+    """The torch device for a config's name: auto picks cuda, then mps, then cpu; a named one must exist."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -690,8 +699,26 @@ class _Run:
         return float(self.optimizer.param_groups[0]["lr"])
 
 
-def _build_network(config: TrainConfig, device: torch.device) -> tuple[nn.Module, str, dict[str, Any]]:
-    """The seeded, freshly initialized network on `device`, its head kind and its arch_config."""
+@dataclass(frozen=True, eq=False)
+class _Parts:
+    """What a run is built from, checked before any run folder is made."""
+
+    device: torch.device
+    data: TrainData
+    model: nn.Module  # freshly initialized from the config's seed, on `device`
+    head: str  # "logits", "log_softmax" or "softmax"
+    arch_config: dict[str, Any]
+
+    @property
+    def param_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
+    """Validate, pick the device, load the data and build the seeded network; raise on any user error."""
+    validate(config)
+    device = resolve_device(config.device)
+    data = load_train_data(config, device, dataset)
     arch_config = models.arch_config(config.model.arch, _num_outputs(config), config.model.options)
     torch.manual_seed(config.seed)  # the same seed gives the same initial weights
     model = models.build_model(**arch_config)
@@ -701,34 +728,28 @@ def _build_network(config: TrainConfig, device: torch.device) -> tuple[nn.Module
             f"the binary task needs a network that outputs a logit, but {config.model.arch} ends in {head}; "
             "pick another architecture (or its option that drops the softmax)"
         )
-    return model.to(device).to(memory_format=MEMORY_FORMAT), head, arch_config
+    model = model.to(device).to(memory_format=MEMORY_FORMAT)
+    return _Parts(device, data, model, head, arch_config)
 
 
-def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: tuple[Any, ...]) -> _Run:
-    device, data, (model, head, arch_config) = parts
-    optimizer = build_optimizer(config.optimizer, model.parameters())
+def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: _Parts) -> _Run:
+    optimizer = build_optimizer(config.optimizer, parts.model.parameters())
     run = _Run(
-        config=config, run_id=run_id, run_dir=folder, device=device, data=data, model=model, head=head,
-        arch_config=arch_config, optimizer=optimizer, scheduler=None, loss_fn=loss_function(config.task, head),
+        config=config, run_id=run_id, run_dir=folder, device=parts.device, data=parts.data, model=parts.model,
+        head=parts.head, arch_config=parts.arch_config, optimizer=optimizer, scheduler=None,
+        loss_fn=loss_function(config.task, parts.head),
     )
     run.scheduler = build_scheduler(config, optimizer, run.steps_per_epoch)
     return run
 
 
-def _prepare(config: TrainConfig, dataset: Dataset | None) -> tuple[Any, ...]:
-    validate(config)
-    device = resolve_device(config.device)
-    return device, load_train_data(config, device, dataset), _build_network(config, device)
-
-
 def _new_run(config: TrainConfig, run_name: str | None, root: Path | str | None, dataset: Dataset | None) -> _Run:
     """Check everything, then make the run folder."""
     parts = _prepare(config, dataset)
-    model = parts[2][0]
     runs.slugify(run_name or "")  # reject a bad name before anything is written
-    param_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run_id, folder = runs.new_run(
-        config_to_dict(config), name=run_name, arch_config=parts[2][2], param_count=param_count, root=root
+        config_to_dict(config), name=run_name, arch_config=parts.arch_config, param_count=parts.param_count,
+        root=root,
     )
     return _assemble(config, run_id, folder, parts)
 
@@ -940,7 +961,8 @@ def _loop(run: _Run, stop: threading.Event | None) -> Iterator[Event]:
             run_id=run.run_id, run_dir=run.run_dir, config=run.config, start_epoch=run.epoch,
             total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch,
             train_size=len(run.data.train_labels), test_size=len(run.data.test_labels),
-            param_count=sum(p.numel() for p in run.model.parameters() if p.requires_grad), device=str(run.device),
+            param_count=sum(p.numel() for p in run.model.parameters() if p.requires_grad),
+            device=str(run.device),
         )
         for epoch in range(run.epoch + 1, run.config.epochs + 1):
             started = time.perf_counter()

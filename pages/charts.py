@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -63,17 +65,24 @@ def lr_figure(steps: Sequence[int], lrs: Sequence[float]) -> go.Figure:
 
 def confusion_figure(matrix: Sequence[Sequence[int | float]], labels: Sequence[str], title: str = "Confusion matrix",
                      diverging: bool = False) -> go.Figure:
-    """Rows are true classes, columns predictions; the count is on hover and in each cell."""
+    """Rows are true classes, columns predictions; the count is on hover and in each cell.
+
+    `diverging` is for a difference of two matrices: red below zero, blue above, signed numbers,
+    and blank cells where nothing changed.
+    """
+    text = [[f"{v:+g}" if v else "" for v in row] for row in matrix] if diverging else matrix
     figure = go.Figure(
         go.Heatmap(
-            z=matrix, x=list(labels), y=list(labels), text=matrix, texttemplate="%{text}",
+            z=matrix, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
             colorscale="RdBu" if diverging else "Blues", zmid=0 if diverging else None,
             hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
         )
     )
     figure.update_yaxes(autorange="reversed", title="true class", type="category")
     figure.update_xaxes(title="predicted class", type="category", side="top")
-    figure.update_layout(title=title, height=460, margin=dict(l=10, r=10, t=80, b=10))
+    # The title sits at the very top, above the predicted-class axis that also lives up there.
+    figure.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top"), height=480,
+                         margin=dict(l=10, r=10, t=90, b=10))
     return figure
 
 
@@ -91,6 +100,76 @@ def roc_figure(fpr: Sequence[float], tpr: Sequence[float], auc: float) -> go.Fig
     figure = line_figure(f"ROC curve (AUC {auc:.4f})", "false-positive rate", "true-positive rate", height=380)
     figure.add_scatter(x=list(fpr), y=list(tpr), name="model", mode="lines", line=dict(color=TRAIN_COLOR))
     figure.add_scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(color="grey", dash="dash"))
+    return figure
+
+
+# Runs side by side (Compare page): one color per run, the same in every chart.
+RUN_COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#4b5563",
+              "#ca8a04")
+
+
+@dataclass(frozen=True)
+class RunStyle:
+    """How one run looks in every chart of a page: legend name, color, and extra hover text."""
+
+    name: str
+    color: str
+    hover: str = ""  # e.g. the run's key settings
+
+
+def run_color(position: int) -> str:
+    return RUN_COLORS[position % len(RUN_COLORS)]
+
+
+def overlay_figure(lines: Sequence[tuple[RunStyle, Sequence[float], Sequence[float]]], title: str, x_title: str,
+                   y_title: str, percent: bool = False, log_y: bool = False, whole_x: bool = False) -> go.Figure:
+    """One line per run, (style, x, y) each; hovering a point shows the run's name and settings."""
+    figure = line_figure(title, x_title, y_title, height=380)
+    scale = 100.0 if percent else 1.0
+    value = "%{y:.2f}%" if percent else "%{y:.4g}"
+    for style, x, y in lines:
+        figure.add_scatter(
+            x=list(x), y=[v * scale for v in y], name=style.name, mode="lines+markers", line=dict(color=style.color),
+            customdata=[[style.name, style.hover]] * len(x),  # names go in as data, never into the template
+            hovertemplate=f"<b>%{{customdata[0]}}</b><br>{x_title} %{{x:.4g}}: {value}<br>%{{customdata[1]}}"
+                          "<extra></extra>",
+        )
+    figure.update_layout(hovermode="closest")  # runs' x values differ (wall time): one run per tooltip
+    longest = max((len(x) for _, x, _ in lines), default=0)
+    if whole_x and longest <= 20:
+        figure.update_xaxes(dtick=1)  # epochs: no ticks at 1.5
+    if percent:
+        figure.update_yaxes(ticksuffix="%")
+    if log_y:
+        figure.update_yaxes(type="log", exponentformat="e")
+    return figure
+
+
+def params_accuracy_figure(points: Sequence[tuple[RunStyle, int, float]],
+                           others: Sequence[tuple[str, int, float]] = ()) -> go.Figure:
+    """Best test accuracy against trainable parameters, one point per run; `others` drawn faint in grey."""
+    figure = go.Figure()
+    if others:
+        figure.add_scatter(
+            x=[p for _, p, _ in others], y=[a * 100 for _, _, a in others], text=[n for n, _, _ in others],
+            name="other runs", mode="markers", marker=dict(color="#9ca3af", size=8), opacity=0.6,
+            hovertemplate="%{text}<br>%{x:,} parameters: %{y:.2f}%<extra></extra>",
+        )
+    for style, params, accuracy in points:
+        figure.add_scatter(
+            x=[params], y=[accuracy * 100], name=style.name, mode="markers+text", text=[style.name],
+            textposition="top center", marker=dict(color=style.color, size=13, line=dict(color="white", width=1)),
+            customdata=[[style.hover]],
+            hovertemplate="<b>%{text}</b><br>%{x:,} parameters: %{y:.2f}%<br>%{customdata[0]}<extra></extra>",
+        )
+    counts = [p for _, p, _ in points] + [p for _, p, _ in others]
+    low, high = math.log10(min(counts)), math.log10(max(counts))
+    pad = max(0.15 * (high - low), 0.1)  # room for the names beside the points at either end
+    figure.update_traces(cliponaxis=False)
+    figure.update_xaxes(type="log", title="trainable parameters (log scale)", range=[low - pad, high + pad])
+    figure.update_yaxes(title="best test accuracy", ticksuffix="%")
+    figure.update_layout(title="Parameters against accuracy", height=380, showlegend=False,
+                         margin=dict(l=10, r=10, t=40, b=10))
     return figure
 
 

@@ -12,6 +12,7 @@ from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
 
+
 def dataset_sidebar() -> None:
     """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`."""
     st.session_state.setdefault(DATASET_KEY, "mnist")

@@ -35,6 +35,7 @@ from pages.common import current_dataset_name, get_dataset, upscale
 JOB_KEY = "train_job"  # session state: this browser session's TrainingJob
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
 DEVICES = ["auto", "cpu", "cuda", "mps"]
+NORMALIZATION_LABELS = {"none": "none: [0, 1]", "half": "(0.5, 0.5): [-1, 1]", "dataset": "dataset mean/std"}
 
 
 def flat_values(config: TrainConfig) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def model_and_task_inputs() -> None:
 def data_inputs() -> None:
     st.markdown("**Data**")
     st.selectbox("Normalization", list(NORMALIZATIONS), key=PREFIX + "normalization",
-                 format_func=lambda preset: NORMALIZATIONS[preset])
+                 format_func=lambda preset: NORMALIZATION_LABELS[preset], help=" · ".join(NORMALIZATIONS.values()))
     st.checkbox("Augment (random rotation, shift, scale per image)", key=PREFIX + "augment")
     st.number_input("Batch size", 1, 4096, key=PREFIX + "batch_size")
     st.number_input("Train on the first N images (0 = all 60,000)", 0, 60000, step=1000, key=PREFIX + "train_subset")
@@ -145,7 +146,8 @@ def controls(config: TrainConfig | None, snapshot: JobSnapshot | None) -> None:
     """Start and Stop; one run per browser session at a time."""
     active = snapshot is not None and snapshot.active
     start, stop, _ = st.columns([1, 1, 4])
-    if start.button("Start training", type="primary", icon=":material/play_arrow:", disabled=active or config is None, key="tr_start"):
+    if start.button("Start training", type="primary", icon=":material/play_arrow:",
+                    disabled=active or config is None, key="tr_start"):
         dataset = get_dataset(config.data.dataset if config else None)
         name = st.session_state[PREFIX + "run_name"].strip() or None
         st.session_state[JOB_KEY] = TrainingJob(config, run_name=name, dataset=dataset).start()
@@ -201,14 +203,14 @@ def live_charts(snapshot: JobSnapshot) -> None:
         )
         left, right = st.columns(2)
         left.plotly_chart(train_test_figure(epochs, [p.train_loss for p in points], [p.test_loss for p in points],
-                                            "Loss per epoch", "loss"), key="tr_loss")
+                                            "Loss per epoch", "loss"), key="chart_loss")
         right.plotly_chart(train_test_figure(epochs, [p.train_accuracy for p in points],
                                              [p.test_accuracy for p in points], "Accuracy per epoch", "accuracy",
-                                             percent=True), key="tr_acc")
+                                             percent=True), key="chart_accuracy")
     if snapshot.batch_losses:
         left, right = st.columns(2)
-        left.plotly_chart(batch_loss_figure(snapshot.batch_steps, snapshot.batch_losses), key="tr_batch")
-        right.plotly_chart(lr_figure(snapshot.batch_steps, snapshot.batch_lrs), key="tr_lr")
+        left.plotly_chart(batch_loss_figure(snapshot.batch_steps, snapshot.batch_losses), key="chart_batch_loss")
+        right.plotly_chart(lr_figure(snapshot.batch_steps, snapshot.batch_lrs), key="chart_lr")
 
 
 def status_banner(snapshot: JobSnapshot) -> None:
@@ -218,7 +220,8 @@ def status_banner(snapshot: JobSnapshot) -> None:
                    f"images/s): test accuracy {done.test_accuracy:.2%}, best {done.best_test_accuracy:.2%} at epoch "
                    f"{done.best_epoch}. Saved in `{done.run_dir}`.")
     elif snapshot.status == "stopped":
-        st.warning(f"Stopped. {snapshot.message} Resume it below to continue from its last saved epoch.")
+        reason = snapshot.message.rstrip(".")
+        st.warning(f"**Stopped** — {reason}. Resume it below to continue from its last saved epoch.")
     elif snapshot.status == "failed":
         st.error(f"**The run failed.** {snapshot.message}")
 
@@ -268,13 +271,13 @@ def final_results(evaluation: Evaluation, dataset_key: str) -> None:
                                                ("F1", binary.f1)], strict=True):
             cell.metric(name, f"{value:.2%}")
         left, right = st.columns(2)
-        left.plotly_chart(roc_figure(binary.roc_fpr, binary.roc_tpr, binary.roc_auc), key="tr_roc")
+        left.plotly_chart(roc_figure(binary.roc_fpr, binary.roc_tpr, binary.roc_auc), key="chart_roc")
         names = [f"not {binary.target_digit}", str(binary.target_digit)]
-        right.plotly_chart(confusion_figure(evaluation.confusion, names), key="tr_confusion")
+        right.plotly_chart(confusion_figure(evaluation.confusion, names), key="chart_confusion")
         return
     left, right = st.columns(2)
-    left.plotly_chart(confusion_figure(evaluation.confusion, labels), key="tr_confusion")
-    right.plotly_chart(per_class_figure(evaluation.per_class_accuracy, labels), key="tr_per_class")
+    left.plotly_chart(confusion_figure(evaluation.confusion, labels), key="chart_confusion")
+    right.plotly_chart(per_class_figure(evaluation.per_class_accuracy, labels), key="chart_per_class")
     worst = min(range(len(labels)), key=lambda c: evaluation.per_class_accuracy[c])
     right.caption(f"Hardest class: {labels[worst]} ({evaluation.per_class_accuracy[worst]:.2%} right). "
                   "Off-diagonal cells of the matrix show which classes it is confused with.")

@@ -7,13 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from core.layers import LAYER_TYPES, layer_defaults
 from core.models import (
-    LAYER_TYPES,
     ArchitectureError,
     arch_config,
     build_model,
     describe_architecture,
-    layer_defaults,
     list_architectures,
     output_kind,
 )
@@ -126,7 +125,7 @@ def test_bad_options_raise_a_clear_error(options: dict, words: str) -> None:
 
 
 def test_unknown_architecture_lists_the_choices() -> None:
-    with pytest.raises(ArchitectureError, match="unknown architecture 'resnet'.*seed000"):
+    with pytest.raises(ArchitectureError, match=r"unknown architecture 'resnet'.*seed000"):
         build_model("resnet")
 
 
@@ -160,7 +159,7 @@ def test_linear_on_a_feature_map_asks_for_flatten() -> None:
 
 
 def test_conv_after_flatten_is_rejected() -> None:
-    with pytest.raises(ArchitectureError, match="layer 2 Conv2d.*flat vector of 784"):
+    with pytest.raises(ArchitectureError, match=r"layer 2 Conv2d.*flat vector of 784"):
         custom(FLAT, CONV3, HEAD)
 
 
@@ -179,14 +178,21 @@ def test_stack_must_end_with_a_linear_head() -> None:
     ({"type": "MaxPool2d", "kernel_size": 2, "padding": 2}, "more than half the kernel"),
 ])
 def test_bad_layer_settings_name_the_layer(layer: dict, words: str) -> None:
-    with pytest.raises(ArchitectureError, match="^layer 1") as error:
+    with pytest.raises(ArchitectureError, match=r"^layer 1") as error:
         custom(layer, FLAT, HEAD)
     assert words in str(error.value)
 
 
+def test_one_logit_heads_drop_the_softmax_that_would_be_constant() -> None:
+    assert output_kind(build_model("seed001", 1)) == "logits"
+    assert output_kind(build_model("seed002", 1)) == "logits"
+    with pytest.raises(ArchitectureError, match="layer 4 LogSoftmax: over a single output it is constant"):
+        custom(CONV3, FLAT, HEAD, {"type": "LogSoftmax"}, num_outputs=1)
+
+
 def test_custom_head_is_forced_to_num_outputs() -> None:
-    model = custom(CONV3, FLAT, HEAD | {"out_features": 5}, {"type": "LogSoftmax"}, num_outputs=1)
-    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 1)
+    model = custom(CONV3, FLAT, HEAD | {"out_features": 5}, {"type": "LogSoftmax"}, num_outputs=3)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
     assert output_kind(model) == "log_softmax"
     layers = arch_config("custom", 1, {"layers": [CONV3, FLAT, HEAD]})["options"]["layers"]
     assert layers[-1] == {"type": "Linear", "out_features": 1}

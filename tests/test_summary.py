@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import core.__main__ as cli
-from core.models import build_layers, build_model, list_architectures
+from core.layers import build_layers
+from core.models import build_model, list_architectures
 from core.summary import (
     conv_output_size,
     summarize,

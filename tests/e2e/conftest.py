@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -52,28 +53,35 @@ def runs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")
 
 
-@pytest.fixture(scope="session")
-def server(runs_dir) -> Iterator[str]:
-    """Base URL of a streamlit server running app.py; stopped at the end of the session."""
+@contextlib.contextmanager
+def streamlit_server(runs_dir: Path, log_name: str = "streamlit-server") -> Iterator[str]:
+    """Run `streamlit run app.py` on a free port; yield its base URL; stop it afterwards."""
     port = free_port()
     environment = {**os.environ, "DIGITS_RUNS_DIR": str(runs_dir)}
-    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "streamlit-server.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process)
-        yield url
-    finally:
-        process.terminate()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / f"{log_name}.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            wait_healthy(url, process)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(runs_dir) -> Iterator[str]:
+    """Base URL of a streamlit server running app.py, shared by the session's browser tests."""
+    with streamlit_server(runs_dir) as url:
+        yield url
 
 
 def chromium_path() -> str | None:

@@ -1,0 +1,109 @@
+"""Widgets of the custom layer-stack builder; the stack itself lives in st.session_state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core.layers import (
+    LAYER_TYPES,
+    LayerSpec,
+    layer_defaults,
+    normalize_layer,
+    output_layer_index,
+)
+from core.models import arch_config, architecture_layers
+
+STACK_KEY = "custom_stack"  # list of {"id": int, "spec": LayerSpec}; ids keep widget keys stable on reorder
+NEXT_ID_KEY = "custom_next_id"
+
+# Settings that get a number box: label, min, max, step.
+SETTING_INPUTS: dict[str, tuple[str, Any, Any, Any]] = {
+    "out_channels": ("channels", 1, 512, 1),
+    "kernel_size": ("kernel", 1, 28, 1),
+    "stride": ("stride", 1, 28, 1),
+    "padding": ("padding", 0, 14, 1),
+    "output_size": ("output size", 1, 28, 1),
+    "out_features": ("features", 1, 4096, 1),
+    "p": ("drop prob.", 0.0, 0.95, 0.05),
+    "negative_slope": ("slope", 0.0, 1.0, 0.01),
+}
+
+
+def set_stack(layers: list[LayerSpec]) -> None:
+    """Replace the custom stack; 'same' padding becomes its number so every setting is a plain number box."""
+    state = st.session_state
+    first = state.get(NEXT_ID_KEY, 0)
+    items = []
+    for offset, spec in enumerate(layers):
+        spec = dict(spec)
+        if spec.get("padding") == "same":
+            spec["padding"] = (spec["kernel_size"] - 1) // 2
+        items.append({"id": first + offset, "spec": spec})
+    state[STACK_KEY], state[NEXT_ID_KEY] = items, first + len(items)
+
+
+def _move(index: int, step: int) -> None:
+    stack = st.session_state[STACK_KEY]
+    stack[index], stack[index + step] = stack[index + step], stack[index]
+
+
+def _remove(index: int) -> None:
+    del st.session_state[STACK_KEY][index]
+
+
+def _add() -> None:
+    """Insert the chosen layer type just before the output layer (the head must stay last)."""
+    state = st.session_state
+    stack = state[STACK_KEY]
+    spec = normalize_layer(layer_defaults(state["custom_add_type"]), len(stack) + 1)
+    head = output_layer_index([item["spec"] for item in stack])
+    stack.insert(len(stack) if head is None else head, {"id": state[NEXT_ID_KEY], "spec": spec})
+    state[NEXT_ID_KEY] += 1
+
+
+def _copy_from_registry() -> None:
+    set_stack(architecture_layers(st.session_state["custom_copy_from"]))
+
+
+def _layer_row(index: int, item: dict[str, Any], count: int, is_head: bool, num_outputs: int) -> None:
+    """One layer: its name, a number box per setting, and move/remove buttons."""
+    spec, uid = item["spec"], item["id"]
+    cols = st.columns([2.2, 1, 1, 1, 1, 0.45, 0.45, 0.45], vertical_alignment="bottom")
+    cols[0].markdown(f"**{index + 1}. {spec['type']}**")
+    editable = [name for name in spec if name in SETTING_INPUTS and not (is_head and name == "out_features")]
+    for col, name in zip(cols[1:5], editable, strict=False):
+        key = f"custom_{uid}_{name}"
+        if key not in st.session_state:  # the spec is the source of truth when the box is (re)created
+            st.session_state[key] = spec[name]
+        label, low, high, step = SETTING_INPUTS[name]
+        spec[name] = col.number_input(label, low, high, step=step, key=key)
+    if is_head:
+        cols[1].caption(f"output layer: {num_outputs} value{'s' if num_outputs > 1 else ''}")
+    cols[5].button("", icon=":material/arrow_upward:", key=f"custom_{uid}_up", on_click=_move, args=(index, -1),
+                   disabled=index == 0, help="move up")
+    cols[6].button("", icon=":material/arrow_downward:", key=f"custom_{uid}_down", on_click=_move,
+                   args=(index, 1), disabled=index == count - 1, help="move down")
+    cols[7].button("", icon=":material/delete:", key=f"custom_{uid}_remove", on_click=_remove, args=(index,),
+                   help="remove")
+
+
+def edit_custom_stack(num_outputs: int, registry: list[str]) -> list[LayerSpec]:
+    """Render the builder and return the current specs (validated later by core)."""
+    if STACK_KEY not in st.session_state:
+        set_stack(arch_config("custom")["options"]["layers"])
+    stack = st.session_state[STACK_KEY]
+    head = output_layer_index([item["spec"] for item in stack])
+    for index, item in enumerate(stack):
+        _layer_row(index, item, len(stack), index == head, num_outputs)
+    add, copy = st.columns(2, vertical_alignment="bottom")
+    with add:
+        st.selectbox("Layer type", LAYER_TYPES, key="custom_add_type")
+        st.button("Add layer", on_click=_add, key="custom_add",
+                  help="New layers go just before the output layer; move them with the arrows.")
+    with copy:
+        st.selectbox("Start from a registry network", registry, key="custom_copy_from")
+        st.button("Copy its layers", on_click=_copy_from_registry, key="custom_copy",
+                  help="Replaces your stack with that network's layers, ready to edit.")
+    return [item["spec"] for item in stack]

@@ -1,0 +1,158 @@
+"""AppTest: the Compare page with zero, one and several runs, a damaged folder, rename and delete by its widgets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import runs
+
+pytest_plugins = ["tests.compare_fixtures"]
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
+
+
+def open_page(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(runs.RUNS_ENV, str(root))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every markdown, caption, info, warning, error and success text on the page, joined."""
+    parts = [element.value for kind in ("markdown", "caption", "info", "warning", "error", "success")
+             for element in getattr(at, kind)]
+    return "\n".join(str(part) for part in parts)
+
+
+def table(at: AppTest, position: int = 0):
+    """The run list (0), or the final numbers of the selected runs (1), as a pandas frame."""
+    return at.dataframe[position].value
+
+
+def test_zero_runs_explains_and_points_to_the_train_page(tmp_path, monkeypatch):
+    at = open_page(tmp_path / "no-runs-yet", monkeypatch)
+    assert "No training runs yet" in at.info[0].value and "Train" in at.info[0].value
+    assert not at.multiselect and not at.dataframe
+
+
+def test_one_run(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    shutil.rmtree(root / lenet_id)
+    at = open_page(root, monkeypatch)
+    runs_table = table(at)
+    assert runs_table["name"].tolist() == ["tiny fastcnn"]
+    assert runs_table["status"].tolist() == ["finished"] and runs_table["architecture"].tolist() == ["fastcnn"]
+    assert at.multiselect(key="cmp_selected").value == [fast_id]
+    assert "reaches" in texts(at) and "test accuracy at epoch" in texts(at)
+    assert "Choose exactly two runs" in texts(at)
+    assert at.get("download_button")
+
+
+def test_several_runs_overlay_and_compare_two(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    at = open_page(root, monkeypatch)
+    assert table(at)["name"].tolist() == ["tiny lenet", "tiny fastcnn"]
+    assert at.multiselect(key="cmp_selected").value == [lenet_id, fast_id]  # the two newest at first
+    final = table(at, 1)
+    assert final["run"].tolist() == ["tiny lenet", "tiny fastcnn"] and final["epochs"].tolist() == [1, 2]
+    prose = texts(at)
+    assert "points above" in prose  # the curves in words, with the gap filled in
+    assert "digits right that" in prose and "Each cell of the matrix" in prose
+    assert "parameters" in prose
+    curves = at.get("plotly_chart")[0].proto.spec  # type: ignore[attr-defined]
+    assert "tiny lenet" in curves and "onecycle schedule" in curves  # hover carries the key settings
+    captions = [caption for image in at.get("image") for caption in image.captions]  # type: ignore[attr-defined]
+    assert captions and all(c.startswith("true ") and " · A: " in c and " · B: " in c for c in captions)
+    assert at.subheader[0].value == "A: tiny lenet against B: tiny fastcnn, digit by digit"
+
+
+def test_metric_and_axis_pickers(runs_copy, monkeypatch):
+    root, _ = runs_copy
+    at = open_page(root, monkeypatch)
+    at.segmented_control(key="cmp_metric").set_value("test_loss").run()
+    assert "gets down to" in texts(at) and "test loss" in texts(at)
+    at.segmented_control(key="cmp_metric").set_value("lr").run()
+    assert "Learning rate at the end of each epoch" in texts(at)
+    at.segmented_control(key="cmp_x").set_value("elapsed_seconds").run()
+    at.slider(key="cmp_smooth").set_value(0.5).run()
+    assert not at.exception
+
+
+def test_pair_section_needs_exactly_two_runs(runs_copy, monkeypatch):
+    root, (fast_id, _) = runs_copy
+    at = open_page(root, monkeypatch)
+    at.multiselect(key="cmp_selected").set_value([fast_id]).run()
+    assert "Each cell of the matrix" not in texts(at)
+    at.multiselect(key="cmp_selected").set_value([]).run()
+    assert "Choose one or more runs" in texts(at)
+
+
+def test_damaged_folder_is_listed_and_the_page_keeps_working(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    (root / fast_id / runs.METRICS_FILE).write_text('{"epoch": 1, "train_lo')
+    broken = root / "20990101-000000-broken"
+    broken.mkdir()
+    (broken / runs.CONFIG_FILE).write_text("{not json")
+    at = open_page(root, monkeypatch)
+    listed = table(at)
+    assert listed["status"].tolist() == ["finished", "damaged", "damaged"]
+    assert any("20990101-000000-broken" in w.value and "not valid JSON" in w.value for w in at.warning)
+    assert any(fast_id in w.value and "cut short" in w.value for w in at.warning)
+    assert at.multiselect(key="cmp_selected").options == ["tiny lenet"]  # damaged runs cannot be chosen
+    assert at.multiselect(key="cmp_selected").value == [lenet_id]
+
+
+def test_rename_through_the_widgets(runs_copy, monkeypatch):
+    root, (fast_id, _) = runs_copy
+    at = open_page(root, monkeypatch)
+    at.selectbox(key="cmp_manage_run").select_index(1).run()  # the older run: tiny fastcnn
+    at.text_input(key=f"cmp_name_{fast_id}").input("wide and fast").run()
+    at.button(key="cmp_rename").click().run()
+    assert not at.exception
+    assert runs.read_config(root / fast_id)["name"] == "wide and fast"
+    assert "wide and fast" in table(at)["name"].tolist()
+    assert any("Renamed" in s.value for s in at.success)
+
+
+def test_delete_asks_first_and_cancel_keeps_the_run(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    at = open_page(root, monkeypatch)
+    at.button(key="cmp_delete").click().run()  # the newest run, tiny lenet, is chosen at first
+    assert any("cannot be undone" in w.value for w in at.warning)
+    at.button(key="cmp_delete_no").click().run()
+    assert (root / lenet_id).is_dir() and not any("cannot be undone" in w.value for w in at.warning)
+
+    at.button(key="cmp_delete").click().run()
+    at.button(key="cmp_delete_yes").click().run()
+    assert not at.exception
+    assert not (root / lenet_id).exists() and (root / fast_id).is_dir()
+    assert table(at)["name"].tolist() == ["tiny fastcnn"]
+    assert at.multiselect(key="cmp_selected").value == [fast_id]
+    assert any("Deleted" in s.value for s in at.success)
+
+
+def test_a_run_still_training_shows_progress_and_cannot_be_deleted(runs_copy, monkeypatch):
+    root, (_, lenet_id) = runs_copy
+    runs.write_status(root / lenet_id, "running", message="epoch 1 of 3 done", epoch=1, total_epochs=3)
+    at = open_page(root, monkeypatch)
+    listed = table(at)
+    assert listed["status"].tolist()[0] == "running, epoch 1/3"
+    assert listed["progress"].tolist()[0] == pytest.approx(100 / 3)
+    assert at.button(key="cmp_delete").disabled
+    assert at.button(key="cmp_refresh")
+
+
+def test_damaged_run_can_be_deleted(runs_copy, monkeypatch):
+    root, (fast_id, _) = runs_copy
+    (root / fast_id / runs.CONFIG_FILE).unlink()
+    at = open_page(root, monkeypatch)
+    at.selectbox(key="cmp_manage_run").select_index(1).run()
+    assert at.button(key="cmp_rename").disabled
+    at.button(key="cmp_delete").click().run()
+    at.button(key="cmp_delete_yes").click().run()
+    assert not (root / fast_id).exists()
