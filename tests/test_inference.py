@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -25,6 +26,7 @@ from core.inference import (
     unsure_reason,
 )
 from core.preprocess import render_as_canvas
+from core.train import TrainConfig, config_to_dict, override
 
 
 def small_cnn(outputs: int = 10, head: nn.Module | None = None) -> nn.Sequential:
@@ -212,3 +214,18 @@ def test_bench_predict_reports_percentiles(capsys: pytest.CaptureFixture[str]) -
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 40 and 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"]
     assert result["accuracy"] >= 0.9
+
+
+def test_default_model_was_made_by_the_script_recipe() -> None:
+    """checkpoints/default/config.json is what scripts/train_default_model.py's RECIPE builds."""
+    path = DEFAULT_CHECKPOINT.parents[2] / "scripts" / "train_default_model.py"
+    spec = importlib.util.spec_from_file_location("train_default_model", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    saved = json.loads((DEFAULT_CHECKPOINT.parent / "config.json").read_text())["config"]
+    rebuilt = config_to_dict(override(TrainConfig(), **script.RECIPE, seed=saved["seed"]))
+    ignored = ("device", "threads", "preset")  # where and how fast, not what
+    assert {k: v for k, v in rebuilt.items() if k not in ignored} == {
+        k: v for k, v in saved.items() if k not in ignored
+    }
