@@ -199,6 +199,14 @@ def saliency(model: nn.Module, model_input: torch.Tensor, class_index: int | Non
     return gradient[0, 0].abs()
 
 
+def saliency_summary(gradient: torch.Tensor, count: int = 10) -> tuple[float, float, float]:
+    """(mean row, mean column) of the `count` largest values of a (H, W) map, and their share of its total."""
+    top = gradient.flatten().topk(count)
+    width = gradient.shape[1]
+    share = float(top.values.sum() / gradient.sum().clamp(min=1e-12))
+    return float((top.indices // width).float().mean()), float((top.indices % width).float().mean()), share
+
+
 # ---------------------------------------------------------------------------------------------
 # Speed: preprocessing + prediction per image, as the Draw page does it on every stroke
 

@@ -17,6 +17,7 @@ from core.inference import (
     feature_maps,
     predict,
     saliency,
+    saliency_summary,
     unsure_reason,
 )
 from core.preprocess import MAX_IMAGE_BYTES, ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
@@ -218,14 +219,12 @@ def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction
     assert stages.model_input is not None
     gradient = saliency(checkpoint.model, stages.model_input)  # of the predicted class (the logit if binary)
     name = class_names(checkpoint)[1 if prediction.binary else prediction.label]
-    top = gradient.flatten().topk(10).indices
-    row, col = float((top // 28).float().mean()), float((top % 28).float().mean())
-    share = float(gradient.flatten().topk(28).values.sum() / gradient.sum().clamp(min=1e-12))
+    row, col, share = saliency_summary(gradient, count=28)
     st.markdown(
         f"**Saliency**: how strongly the network's score for *{name}* reacts to each input pixel, "
-        f"|∂score/∂pixel|. The 28 most influential pixels (out of 784) carry {share:.0%} of the total; the ten "
-        f"strongest sit around row {row:.0f}, column {col:.0f}. Bright means a little more or less ink there "
-        "would change the answer most."
+        f"|∂score/∂pixel|. The 28 most influential pixels (out of 784) carry {share:.0%} of the total and sit "
+        f"around row {row:.0f}, column {col:.0f}. Bright means a little more or less ink there would change "
+        "the answer most."
     )
     st.plotly_chart(saliency_figure(stages.model_input[0, 0].numpy(), gradient.numpy(), name), key="saliency")
 

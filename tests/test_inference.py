@@ -23,6 +23,7 @@ from core.inference import (
     predict_image,
     probabilities,
     saliency,
+    saliency_summary,
     unsure_reason,
 )
 from core.preprocess import render_as_canvas
@@ -110,6 +111,13 @@ def test_saliency_shape_and_reference() -> None:
     outputs = model(pixels)[0]
     outputs[outputs.argmax()].backward()
     assert pixels.grad is not None and torch.allclose(result, pixels.grad[0, 0].abs())
+
+
+def test_saliency_summary() -> None:
+    gradient = torch.zeros(28, 28)
+    gradient[4, 6], gradient[8, 10], gradient[20, 20] = 3.0, 2.0, 1.0  # 3 + 2 of 6 in the top two
+    row, col, share = saliency_summary(gradient, count=2)
+    assert (row, col) == (6.0, 8.0) and share == pytest.approx(5 / 6)
 
 
 def test_saliency_leaves_weight_gradients_alone() -> None:

@@ -86,9 +86,7 @@ def open_draw_page(server: str, page) -> None:
     """Open the app at its root and click Draw in the navigation, as a person would."""
     page.set_viewport_size({"width": 1400, "height": 3400})  # Streamlit scrolls inside: tall, to see it all
     page.goto(server)
-    # Until app.py has run, Streamlit lists the files of pages/ (its old multipage mode); the
-    # Dataset page's heading means the app's own navigation is in place.
-    page.get_by_role("heading", name="MNIST dataset").wait_for(timeout=90_000)
+    page.get_by_role("heading", name="MNIST dataset").wait_for(timeout=90_000)  # app.py's first page is up
     page.locator("[data-testid=stSidebarNav] a", has_text="Draw").click()
     page.get_by_role("heading", name="Draw a digit").wait_for(timeout=60_000)
     page.locator(CANVAS).wait_for(timeout=60_000)
