@@ -737,8 +737,19 @@ def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
             f"the binary task needs a network that outputs a logit, but {config.model.arch} ends in {head}; "
             "pick another architecture (or its option that drops the softmax)"
         )
+    _check_schedule(config, math.ceil(len(data.train_labels) / config.data.batch_size))
     model = model.to(device).to(memory_format=MEMORY_FORMAT)
     return _Parts(device, data, model, head, arch_config)
+
+
+def _check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
+    """One-cycle needs a warm-up of at least two steps (torch divides by its length minus one)."""
+    total = config.epochs * steps_per_epoch
+    if config.scheduler.name == "onecycle" and config.scheduler.pct_start * total < 2:
+        raise ConfigError(
+            f"the one-cycle schedule has only {total} steps, too few to warm up over {config.scheduler.pct_start:g} "
+            "of them; train on more images or epochs, use a smaller batch, or pick another scheduler"
+        )
 
 
 def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: _Parts) -> _Run:
