@@ -765,8 +765,8 @@ def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: _Parts) -> 
 
 def _new_run(config: TrainConfig, run_name: str | None, root: Path | str | None, dataset: Dataset | None) -> _Run:
     """Check everything, then make the run folder."""
+    runs.slugify(run_name or "")  # reject a bad name before anything is loaded or written
     parts = _prepare(config, dataset)
-    runs.slugify(run_name or "")  # reject a bad name before anything is written
     run_id, folder = runs.new_run(
         config_to_dict(config), name=run_name, arch_config=parts.arch_config, param_count=parts.param_count,
         root=root,
