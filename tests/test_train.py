@@ -264,3 +264,10 @@ def test_bench_train_compares_both_pipelines(capsys):
                 "ours_test_accuracy", "floor_epoch_seconds"):
         assert result[key] > 0
     assert result["ratio"] == pytest.approx(result["ours_epoch_seconds"] / result["baseline_epoch_seconds"])
+
+
+def test_a_one_cycle_schedule_too_short_to_warm_up_is_refused(mnist, tmp_path):
+    config = preset_config("fast", train_subset=256)  # 4 steps: torch's one-cycle would divide by zero
+    with pytest.raises(ConfigError, match="one-cycle schedule has only 4 steps"):
+        run_all(config, runs_root=tmp_path, dataset=mnist)
+    assert not list(tmp_path.iterdir())
