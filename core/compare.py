@@ -440,10 +440,7 @@ def rename_run(run_id: str, name: str, root: Path | str | None = None) -> str:
         raise runs.RunError(f"a run name can have at most {NAME_MAX} characters, this one has {len(clean)}")
     if not clean.isprintable():
         raise runs.RunError("a run name cannot hold control characters")
-    record = runs.read_config(folder)
-    record["name"] = clean
-    # core.runs' atomic writer: readers (the Train page, a live run) never see half a config.
-    runs._write_json_atomic(folder / runs.CONFIG_FILE, record)
+    runs.update_record(folder, name=clean)  # atomic: a live run or another page never sees half a config
     return clean
 
 

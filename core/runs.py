@@ -158,10 +158,16 @@ def read_config(folder: Path) -> dict[str, Any]:
     return record
 
 
+def update_record(folder: Path, **fields: Any) -> dict[str, Any]:
+    """Replace top-level fields of config.json atomically (e.g. its display `name`); return the new record."""
+    record = {**read_config(folder), **fields}
+    _write_json_atomic(folder / CONFIG_FILE, record)
+    return record
+
+
 def update_config(folder: Path, config: dict[str, Any]) -> None:
     """Replace the train config in config.json (a resumed run extended to more epochs, say)."""
-    record = read_config(folder)
-    _write_json_atomic(folder / CONFIG_FILE, {**record, "config": config})
+    update_record(folder, config=config)
 
 
 def write_status(folder: Path, status: str, *, message: str = "", epoch: int = 0, total_epochs: int = 0,
