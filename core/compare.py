@@ -8,7 +8,6 @@ The Compare page and the tests call the same functions; nothing here imports str
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from core import runs
 from core.metrics import Evaluation, confusion_matrix
 
 DAMAGED = "damaged"  # the status shown for a folder that cannot be compared
-INTERRUPTED = "interrupted"  # status.json says running, but the process that wrote it is gone
 NAME_MAX = 60  # longest display name, in characters
 
 # Every metrics.jsonl row must carry these numbers; the rest are optional (older or foreign runs).
@@ -106,22 +104,6 @@ class EvaluationComparison:
 
 # ---------------------------------------------------------------------------------------------
 # The run list
-
-
-def is_live(status: dict[str, Any]) -> bool:
-    """True if status.json says running and the process that wrote it (its pid) still exists."""
-    if status.get("status") != "running":
-        return False
-    pid = status.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":  # signal 0 means Ctrl-C on Windows
-        return True  # nothing we can check: trust the file
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def config_problem(folder: Path) -> str:
@@ -237,7 +219,7 @@ def _status_of(status: dict[str, Any], live: bool) -> tuple[str, str]:
     """(status, message) as the list shows them; a "running" run whose process is gone is interrupted."""
     state, message = str(status.get("status", "unknown")), str(status.get("message", ""))
     if state == "running" and not live:
-        return INTERRUPTED, f"status.json says running, but its process (pid {status.get('pid')}) has ended"
+        return runs.INTERRUPTED, f"status.json says running, but its process (pid {status.get('pid')}) has ended"
     return state, message
 
 
@@ -256,7 +238,7 @@ def _missing_metrics_problem(status: dict[str, Any], has_rows: bool, folder: Pat
 def read_record(folder: Path) -> RunRecord:
     """The list line of one run folder; a folder whose config or metrics cannot be read comes back damaged."""
     status = runs.read_status(folder)
-    live = is_live(status)
+    live = runs.is_live(status)
     problem = config_problem(folder)
     if problem:
         return _damaged(folder, problem, live)
@@ -454,7 +436,7 @@ def delete_run(run_id: str, root: Path | str | None = None) -> Path:
     folder = runs.run_dir(run_id, root)
     if folder.is_symlink() or folder.resolve().parent != base:
         raise runs.RunError(f"{folder} is not a folder inside the runs root {base}; not deleting it")
-    if is_live(runs.read_status(folder)):
+    if runs.is_live(runs.read_status(folder)):
         raise runs.RunError(f"run {run_id!r} is still training: stop it on the Train page before deleting it")
     shutil.rmtree(folder)
     return folder

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from core.checkpoints import CheckpointError, load_checkpoint
 from core.data import Normalization
 from core.models import output_kind
 from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
+
+_MODEL_LOCK = threading.RLock()  # see `evaluating`
 
 # The shipped model the Draw page and `predict` use unless told otherwise.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "default" / "model.pt"
@@ -76,14 +79,19 @@ class FeatureMaps:
 
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode inside the block; every module's own train/eval flag restored afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
+    """Eval mode inside the block, holding the model lock; every module's train/eval flag restored after.
+
+    A dashboard shares one cached model between all its browser sessions: the lock keeps one
+    session's mode switch or forward hooks from touching another's forward pass.
+    """
+    with _MODEL_LOCK:
+        modes = [(module, module.training) for module in model.modules()]
+        model.eval()
+        try:
+            yield model
+        finally:
+            for module, training in modes:
+                module.training = training
 
 
 @contextlib.contextmanager
@@ -173,14 +181,14 @@ def feature_maps(model: nn.Module, model_input: torch.Tensor) -> list[FeatureMap
 
         return hook
 
-    try:
-        with evaluating(model), one_thread(), torch.inference_mode():
+    with evaluating(model), one_thread(), torch.inference_mode():
+        try:
             for label, module in conv_blocks(model):
                 handles.append(module.register_forward_hook(keep(label)))
             model(model_input)
-    finally:
-        for handle in handles:
-            handle.remove()
+        finally:  # inside the lock: no other forward pass ever sees these hooks
+            for handle in handles:
+                handle.remove()
     return [FeatureMaps(label, maps) for label, maps in captured.items()]
 
 

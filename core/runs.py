@@ -26,6 +26,7 @@ from core.metrics import Evaluation, evaluation_from_dict, evaluation_to_dict
 RUNS_ENV = "DIGITS_RUNS_DIR"
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "runs"
 STATUSES = ("running", "finished", "stopped", "failed")
+INTERRUPTED = "interrupted"  # status.json says running, but the process that wrote it is gone
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -203,6 +204,8 @@ def read_metrics(folder: Path) -> list[dict[str, Any]]:
         lines = (folder / METRICS_FILE).read_text().splitlines()
     except FileNotFoundError:
         return []
+    except (OSError, ValueError) as error:  # unreadable, or not text at all
+        raise RunError(f"{folder / METRICS_FILE} cannot be read: {error}") from error
     rows = []
     for line in lines:
         try:
@@ -243,11 +246,28 @@ def _optional_float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def is_live(status: dict[str, Any]) -> bool:
+    """True if status.json says running and the process that wrote it (its pid) still exists."""
+    if status.get("status") != "running":
+        return False
+    pid = status.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":  # signal 0 means Ctrl-C on Windows
+        return True  # nothing we can check: trust the file
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def run_info(folder: Path) -> RunInfo:
     """A RunInfo from a run folder's config.json and status.json."""
     record = read_config(folder)
     status = read_status(folder)
     config = record["config"]
+    stale = status.get("status") == "running" and not is_live(status)  # its process died mid-run
     return RunInfo(
         run_id=record.get("run_id", folder.name),
         run_dir=folder,
@@ -258,7 +278,7 @@ def run_info(folder: Path) -> RunInfo:
         arch=config.get("model", {}).get("arch", ""),
         task=config.get("task", {}).get("kind", ""),
         dataset=config.get("data", {}).get("dataset", ""),
-        status=status.get("status", "unknown"),
+        status=INTERRUPTED if stale else status.get("status", "unknown"),
         message=status.get("message", ""),
         epoch=int(status.get("epoch", 0)),
         total_epochs=int(status.get("total_epochs", config.get("epochs", 0))),

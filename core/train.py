@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import models, runs
-from core.checkpoints import read_checkpoint, save_checkpoint
+from core.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from core.data import (
     Augmentation,
     Dataset,
@@ -787,6 +787,8 @@ def _resumed_config(saved: TrainConfig, given: TrainConfig | None, state: dict[s
 def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None, dataset: Dataset | None) -> _Run:
     """Reopen a run folder at its last saved epoch: weights, optimizer, scheduler, best so far, metrics."""
     folder = runs.run_dir(run_id, root)
+    if runs.is_live(runs.read_status(folder)):
+        raise runs.RunError(f"run {run_id} is still training in another process; stop it there first")
     saved = config_from_dict(runs.read_config(folder)["config"])
     last = folder / runs.LAST_CHECKPOINT
     payload = read_checkpoint(last) if last.is_file() else None  # none: stopped in its first epoch
@@ -797,11 +799,17 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
     if config != saved:
         runs.update_config(folder, config_to_dict(config))
     if payload:
-        run.model.load_state_dict(payload["state_dict"])
-        run.optimizer.load_state_dict(state["optimizer"])
-        if run.scheduler is not None and state.get("scheduler"):
-            run.scheduler.load_state_dict(state["scheduler"])
-        run.best_accuracy, run.best_epoch = state["best_test_accuracy"], state["best_epoch"]
+        try:
+            run.model.load_state_dict(payload["state_dict"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            if run.scheduler is not None and state.get("scheduler"):
+                run.scheduler.load_state_dict(state["scheduler"])
+            run.best_accuracy, run.best_epoch = state["best_test_accuracy"], state["best_epoch"]
+        except (KeyError, RuntimeError, ValueError) as error:  # weights or optimizer state of another run
+            raise CheckpointError(
+                f"{last} cannot continue run {run_id}: it does not match the run's network and optimizer "
+                f"({type(error).__name__}: {error}). Start a new run instead."
+            ) from error
     run.epoch = epoch
     rows = runs.truncate_metrics(folder, epoch)  # drop lines past the checkpoint, or cut short by a crash
     run.elapsed_seconds = sum(row.get("seconds", 0.0) for row in rows)

@@ -154,7 +154,7 @@ def big_answer(text: str) -> None:
     st.markdown(f"<p class='big-answer' style='{style}'>{text}</p>", unsafe_allow_html=True)
 
 
-def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Prediction) -> None:
+def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Prediction, position: int) -> None:
     """The big answer, the bar chart and, when the model hesitates, a warning saying why."""
     names = class_names(checkpoint)
     answer = names[prediction.label]
@@ -167,7 +167,7 @@ def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Predic
         big_answer(answer)
         st.markdown(f"Predicted **{answer}** with probability **{prediction.confidence:.1%}**.")
     figure = probability_figure(prediction.class_probabilities, names, prediction.label)
-    st.plotly_chart(figure, key=f"bars-{label}", config={"displayModeBar": False})
+    st.plotly_chart(figure, key=f"bars-{position}", config={"displayModeBar": False})
     reason = unsure_reason(prediction)
     if reason:
         st.warning(
@@ -275,12 +275,12 @@ if stages.empty:
     answer_col.info("No ink found: draw a digit (or upload one with more contrast) to get a prediction.")
     st.stop()
 predictions = []
-for column, (label, checkpoint) in zip(answer_col.columns(len(models)), models, strict=True):
+for position, (column, (label, checkpoint)) in enumerate(zip(answer_col.columns(len(models)), models, strict=True)):
     own = stages if checkpoint is first else preprocess(image, checkpoint.normalization, options)
     assert own.model_input is not None  # same ink, same box: only the normalization differs
     predictions.append(predict(checkpoint.model, own.model_input))
     with column:
-        show_prediction(label, checkpoint, predictions[-1])
+        show_prediction(label, checkpoint, predictions[-1], position)
 if len(models) > 1:
     st.caption(f"Below, for the first model: {first_label}.")
 # Only the open tab is computed and drawn, so the answer to a stroke appears quickly.

@@ -61,10 +61,16 @@ def field(name: str) -> Any:
     return st.session_state[PREFIX + name]
 
 
+def reset_arch_options() -> None:
+    """Options belong to one architecture (seed001's softmax means nothing to fastcnn): clear them."""
+    st.session_state[PREFIX + "options"] = {}
+    st.session_state[PREFIX + "softmax"] = True
+
+
 def model_and_task_inputs() -> None:
     st.markdown("**Model and task**")
     architectures = [name for name in list_architectures() if name != "custom"]
-    st.selectbox("Architecture", architectures, key=PREFIX + "arch",
+    st.selectbox("Architecture", architectures, key=PREFIX + "arch", on_change=reset_arch_options,
                  help="Open the Architecture page to see every layer's shape and cost.")
     st.caption(describe_architecture(field("arch")))
     st.radio("Task", ["multiclass", "binary"], key=PREFIX + "task", horizontal=True,
@@ -72,6 +78,10 @@ def model_and_task_inputs() -> None:
                                        "binary": "is it digit N? (one vs rest)"}[kind])
     if field("task") == "binary":
         st.number_input("Target digit", 0, 9, key=PREFIX + "target_digit")
+    else:
+        st.number_input("Label smoothing", 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing",
+                        help="Share of the target probability spread over all classes: the model is never "
+                             "asked to be 100% sure, which often generalizes better (the best preset uses 0.1).")
     if field("arch") == "seed001":
         keep = st.checkbox("Keep the tutorial's final Softmax", key=PREFIX + "softmax",
                            help="CrossEntropyLoss applies its own log-softmax, so a Softmax before it squashes the "
@@ -105,6 +115,7 @@ def optimizer_inputs() -> None:
     st.selectbox("Scheduler", list(SCHEDULERS), key=PREFIX + "scheduler")
     if field("scheduler") == "cosine":
         st.number_input("T_max (epochs to the minimum; 0 = the run's epochs)", 0, 1000, key=PREFIX + "t_max")
+        st.number_input("Minimum learning rate", 0.0, 1.0, format="%.6f", step=1e-5, key=PREFIX + "min_lr")
     elif field("scheduler") == "step":
         st.number_input("Step size (epochs)", 1, 1000, key=PREFIX + "step_size")
         st.number_input("Gamma (multiplier)", 0.001, 1.0, step=0.05, key=PREFIX + "gamma")
@@ -157,8 +168,9 @@ def controls(config: TrainConfig | None, snapshot: JobSnapshot | None) -> None:
 
 
 def resume_section(snapshot: JobSnapshot | None) -> None:
-    """Continue a stopped or failed run from its last saved epoch."""
-    resumable = [info for info in runs.list_runs() if info.status in ("stopped", "failed") and info.epoch > 0]
+    """Continue a stopped, failed or interrupted run from its last saved epoch."""
+    unfinished = ("stopped", "failed", runs.INTERRUPTED)
+    resumable = [info for info in runs.list_runs() if info.status in unfinished and info.epoch > 0]
     with st.expander(f"Resume a stopped run ({len(resumable)} available)"):
         if not resumable:
             st.caption("Runs you stop (or that fail after an epoch) can be continued here from their last saved epoch.")
@@ -226,16 +238,18 @@ def status_banner(snapshot: JobSnapshot) -> None:
         st.error(f"**The run failed.** {snapshot.message}")
 
 
-def show_progress(job: TrainingJob) -> None:
-    """Progress bar, status and charts; re-runs itself every second while the run is active."""
+def show_progress(job: TrainingJob, was_active: bool) -> None:
+    """Progress bar, status and charts; re-runs itself every second while the run is active.
+
+    `was_active` is the page's view when it set up this fragment; fragment reruns keep it, so the
+    first rerun that finds the run over reruns the whole page (final results, no more polling).
+    """
     snapshot = job.snapshot()
     st.progress(snapshot.fraction_done, text=progress_text(snapshot))
     status_banner(snapshot)
     live_charts(snapshot)
-    if not snapshot.active and st.session_state.get("tr_seen_active"):
-        st.session_state["tr_seen_active"] = False
-        st.rerun()  # the whole page: stop polling and show the final results
-    st.session_state["tr_seen_active"] = snapshot.active
+    if was_active and not snapshot.active:
+        st.rerun()
 
 
 def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int = 24) -> None:
@@ -298,7 +312,7 @@ if job is None:
     st.info("No run yet in this session. Choose settings above and press **Start training**.")
     st.stop()
 active = job.snapshot().active
-st.fragment(run_every=1.0 if active else None)(show_progress)(job)
+st.fragment(run_every=1.0 if active else None)(show_progress)(job, active)
 final = job.snapshot()
 if final.finished is not None and final.started is not None and not active:
     final_results(final.finished.evaluation, final.started.config.data.dataset)

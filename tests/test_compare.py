@@ -162,7 +162,7 @@ def test_running_status_of_a_dead_process_reads_interrupted(runs_copy):
     status["pid"] = dead_pid()
     (root / fast_id / runs.STATUS_FILE).write_text(json.dumps(status))
     record = record_of(root, fast_id)
-    assert record.status == compare.INTERRUPTED and not record.live and "has ended" in record.message
+    assert record.status == runs.INTERRUPTED and not record.live and "has ended" in record.message
 
 
 def test_fingerprint_changes_when_a_run_changes(runs_copy):

@@ -181,3 +181,13 @@ def test_broken_run_checkpoint_gives_a_message(runs_dir: Path, tmp_path: Path) -
 
 def test_default_model_is_shipped() -> None:
     assert DEFAULT_CHECKPOINT.is_file(), "checkpoints/default/model.pt is missing: run scripts/train_default_model.py"
+
+
+def test_the_same_model_twice_side_by_side(runs_dir: Path, tmp_path: Path, seven: np.ndarray) -> None:
+    add_run(runs_dir, binary_checkpoint(tmp_path / "binary.pt"), task="binary")
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.toggle(key="compare").set_value(True).run()
+    at.selectbox(key="model2").set_value(at.selectbox(key="model").value).run()
+    assert not at.exception, at.exception
+    assert texts(at).count("Predicted **7**") == 2

@@ -97,3 +97,21 @@ def test_list_runs_reads_metadata_only_and_skips_strangers(tmp_path):
     assert (newest.test_accuracy, newest.best_test_accuracy) == (0.99, 0.991)
     assert (infos[1].status, infos[1].arch, infos[1].preset) == ("unknown", "seed002", "seed002")
     assert runs.list_runs(tmp_path / "none") == []
+
+
+def test_a_run_whose_process_died_is_interrupted_and_a_live_one_cannot_be_resumed_twice(tmp_path):
+    from core.train import config_to_dict, preset_config, train
+
+    config = preset_config("fast", epochs=1, train_subset=640, test_subset=300)
+    run_id, folder = runs.new_run(config_to_dict(config), name="ghost", root=tmp_path)
+    runs.write_status(folder, "running", epoch=1, total_epochs=1)  # written by this (live) process
+    (info,) = runs.list_runs(tmp_path)
+    assert info.status == "running"
+    with pytest.raises(runs.RunError, match="still training in another process"):
+        next(iter(train(None, resume=run_id, runs_root=tmp_path)))
+
+    status = runs.read_status(folder)
+    status["pid"] = 2**22 + 4321  # above Linux's largest pid: no such process
+    (folder / runs.STATUS_FILE).write_text(json.dumps(status))
+    (info,) = runs.list_runs(tmp_path)
+    assert info.status == runs.INTERRUPTED

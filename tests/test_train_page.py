@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,15 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
 
 @pytest.fixture
-def page(tmp_path, monkeypatch) -> AppTest:
+def page(tmp_path, monkeypatch) -> Iterator[AppTest]:
     monkeypatch.setenv("DIGITS_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
-    return at
+    yield at
+    job = at.session_state["train_job"] if "train_job" in at.session_state else None  # noqa: SIM401 (no .get)
+    if job is not None:  # never leave a training thread running into the next test
+        job.stop()
+        job.join(60)
 
 
 def test_preset_fills_the_form(page):
@@ -63,3 +68,18 @@ def test_tiny_run_from_start_to_final_charts(page):
     assert len(charts) >= 6  # loss, accuracy, batch loss, lr, confusion matrix, per-class accuracy
     assert any("misclassified" in block.value for block in page.markdown)
     assert not page.button(key="tr_start").disabled and page.button(key="tr_stop").disabled
+
+
+def test_options_of_one_architecture_do_not_stick_to_the_next(page):
+    page.selectbox(key="tr_arch").set_value("seed001").run()
+    page.checkbox(key="tr_softmax").uncheck().run()
+    assert page.session_state["tr_options"] == {"softmax": False}
+    page.selectbox(key="tr_arch").set_value("fastcnn").run()
+    assert not page.error and not page.button(key="tr_start").disabled
+    assert page.session_state["tr_options"] == {}
+
+
+def test_every_preset_setting_has_a_widget(page):
+    page.selectbox(key="tr_scheduler").set_value("cosine").run()
+    assert page.number_input(key="tr_min_lr").value == 0.0
+    assert page.number_input(key="tr_label_smoothing") is not None

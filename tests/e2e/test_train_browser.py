@@ -44,20 +44,25 @@ def test_start_watch_stop_and_saved(server, page, runs_dir):
     wait_for_app_idle(page)
 
     page.get_by_role("button", name="Start training").click()
-    progress = page.locator("[data-testid=stProgress]")
-    progress.get_by_text("step").wait_for(timeout=60_000)
-    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].length > 0", timeout=60_000)
-    first = plotted_points(page, "Training loss per batch")
-    deadline = time.monotonic() + 30
-    while plotted_points(page, "Training loss per batch") <= first and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert plotted_points(page, "Training loss per batch") > first, "the live chart did not update"
-    page.get_by_text("After epoch 1").wait_for(timeout=120_000)  # one epoch saved before we stop
-    screenshot(page, "train-running")
+    try:
+        progress = page.locator("[data-testid=stProgress]")
+        progress.get_by_text("step").wait_for(timeout=60_000)
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].length > 0", timeout=60_000)
+        first = plotted_points(page, "Training loss per batch")
+        deadline = time.monotonic() + 30
+        while plotted_points(page, "Training loss per batch") <= first and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert plotted_points(page, "Training loss per batch") > first, "the live chart did not update"
+        page.get_by_text("After epoch 1").wait_for(timeout=120_000)  # one epoch saved before we stop
+        screenshot(page, "train-running")
 
-    page.get_by_role("button", name="Stop").click()
-    page.get_by_text("Resume it below to continue").wait_for(timeout=60_000)
-    screenshot(page, "train-stopped")
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text("Resume it below to continue").wait_for(timeout=60_000)
+        screenshot(page, "train-stopped")
+    finally:  # never leave a run training in the shared server for the next tests
+        stop = page.get_by_role("button", name="Stop")
+        if stop.is_enabled():
+            stop.click()
 
     (run,) = [folder for folder in runs_dir.iterdir() if folder.name.endswith("browser-stop-test")]
     status = json.loads((run / "status.json").read_text())
