@@ -23,7 +23,7 @@ from torch import nn
 
 from core.checkpoints import CheckpointError, load_checkpoint
 from core.data import Normalization
-from core.models import output_kind
+from core.models import output_kind, probabilities
 from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
 
 _MODEL_LOCK = threading.RLock()  # see `evaluating`
@@ -109,17 +109,6 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def probabilities(outputs: torch.Tensor, kind: str) -> torch.Tensor:
-    """(B, K) network outputs -> (B, K) probabilities; one output is a binary logit."""
-    if outputs.shape[-1] == 1:
-        return torch.sigmoid(outputs)
-    if kind == "softmax":
-        return outputs
-    if kind == "log_softmax":
-        return outputs.exp()
-    return torch.softmax(outputs, dim=-1)
 
 
 def predict(model: nn.Module, model_input: torch.Tensor) -> Prediction:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from core.layers import (
@@ -341,6 +342,17 @@ def build_model(arch: str, num_outputs: int = 10, options: dict[str, Any] | None
     that cannot work raises ArchitectureError with a message for the user.
     """
     return build_layers(architecture_layers(arch, num_outputs, options))
+
+
+def probabilities(outputs: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, K) network outputs -> (B, K) probabilities; one output is a binary logit."""
+    if outputs.shape[-1] == 1:
+        return torch.sigmoid(outputs)
+    if kind == "softmax":
+        return outputs
+    if kind == "log_softmax":
+        return outputs.exp()
+    return torch.softmax(outputs, dim=-1)
 
 
 def output_kind(model: nn.Module) -> OutputKind:

@@ -580,13 +580,8 @@ def count_correct(outputs: torch.Tensor, digits: torch.Tensor, task: TaskConfig)
 
 def probabilities(outputs: torch.Tensor, task: TaskConfig, head: str) -> torch.Tensor:
     """Binary: P(target) (B,); multiclass: class probabilities (B, 10), whatever the head."""
-    if task.kind == "binary":
-        return torch.sigmoid(outputs.squeeze(1))
-    if head == "log_softmax":
-        return outputs.exp()
-    if head == "softmax":
-        return outputs
-    return outputs.softmax(dim=1)
+    probs = models.probabilities(outputs, head)
+    return probs.squeeze(1) if task.kind == "binary" else probs
 
 
 def build_optimizer(
