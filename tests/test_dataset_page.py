@@ -6,23 +6,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1.element_tree import Image
+
+from tests.apptest_helpers import images_of
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def images_of(at: AppTest) -> list[Image]:
-    """Every st.image element on the page, in order."""
-    found: list[Image] = []
-
-    def walk(node) -> None:
-        for child in getattr(node, "children", {}).values():
-            if isinstance(child, Image):
-                found.append(child)
-            walk(child)
-
-    walk(at.main)
-    return found
 
 
 def grid_captions(at: AppTest, side: int) -> list[str]:

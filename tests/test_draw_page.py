@@ -19,7 +19,6 @@ import pytest
 import torch
 from PIL import Image as PILImage
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1.element_tree import Image
 
 from core.checkpoints import save_checkpoint
 from core.data import Dataset
@@ -27,6 +26,7 @@ from core.inference import DEFAULT_CHECKPOINT
 from core.models import arch_config, build_model
 from core.preprocess import render_as_canvas
 from core.runs import BEST_CHECKPOINT, new_run, write_status
+from tests.apptest_helpers import images_of
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
 TIMEOUT_S = 60  # the first run imports torch and loads the model on a busy CPU
@@ -63,20 +63,6 @@ def start(runs_dir: Path) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
     assert not at.exception, at.exception
     return at
-
-
-def images_of(at: AppTest) -> list[Image]:
-    """Every st.image on the page, in order: the preprocessing strip."""
-    found: list[Image] = []
-
-    def walk(node: object) -> None:
-        for child in getattr(node, "children", {}).values():
-            if isinstance(child, Image):
-                found.append(child)
-            walk(child)
-
-    walk(at.main)
-    return found
 
 
 def texts(at: AppTest) -> str:
