@@ -28,9 +28,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a person can fix (bad file, bad setting): a message, never a traceback."""
+    from core.checkpoints import CheckpointError
+    from core.compare import CompareError
+    from core.data import DataError
+    from core.layers import ArchitectureError
+    from core.preprocess import ImageError
+    from core.runs import RunError
+    from core.train import ConfigError
+
+    return (ArchitectureError, CheckpointError, CompareError, ConfigError, DataError, ImageError, RunError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except user_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +25,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from core import models
-from core.checkpoints import CheckpointError
-from core.data import DataError, data_dir, get_spec, load_dataset, normalization
+from core.data import data_dir, get_spec, load_dataset, normalization
 from core.train import (
     ConfigError,
     EpochEnd,
@@ -280,18 +278,7 @@ def _add_train(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("--to-99", action="store_true", help="also time seed002's pipeline and `fast` to 99.0%%")
     parser.add_argument("--max-epochs-99", type=int, default=10, help="give up on 99%% after this many epochs")
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
-    parser.set_defaults(func=_with_user_errors(_cmd_train))
-
-
-def _with_user_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except (ConfigError, DataError, CheckpointError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-
-    return run
+    parser.set_defaults(func=_cmd_train)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +324,7 @@ def _add_predict(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
     parser.add_argument("--count", type=int, default=500, help="test digits to time (default 500)")
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
-    parser.set_defaults(func=_with_user_errors(_cmd_predict))
+    parser.set_defaults(func=_cmd_predict)
 
 
 # Each action adds its parser to `bench`'s sub-commands.

@@ -505,17 +505,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_data_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except DataError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """`python -m core data fetch|info`."""
     data = subparsers.add_parser("data", help="get and describe the datasets")
@@ -528,4 +517,4 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
         if action == "info":
             sub.add_argument("--json", action="store_true", help="one JSON object on stdout")
-        sub.set_defaults(func=_with_data_errors(handler))
+        sub.set_defaults(func=handler)

@@ -230,12 +230,11 @@ def _run_cli(args: argparse.Namespace) -> int:
         return 2
     try:
         options = json.loads(args.options) if args.options else None
-        if options is not None and not isinstance(options, dict):
-            raise ArchitectureError("--options must be a JSON object, e.g. '{\"softmax\": false}'")
-        summary = summarize_architecture(args.arch, args.num_outputs, options)
-    except (ArchitectureError, json.JSONDecodeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except json.JSONDecodeError as error:
+        raise ArchitectureError(f"--options is not valid JSON: {error}") from error
+    if options is not None and not isinstance(options, dict):
+        raise ArchitectureError("--options must be a JSON object, e.g. '{\"softmax\": false}'")
+    summary = summarize_architecture(args.arch, args.num_outputs, options)
     print(json.dumps(summary_to_dict(summary), indent=2) if args.json else format_table(summary))
     return 0
 

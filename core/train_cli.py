@@ -18,9 +18,6 @@ from types import FrameType
 from typing import Any, TextIO
 
 from core import runs
-from core.checkpoints import CheckpointError
-from core.data import DataError
-from core.runs import RunError
 from core.train import (
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,
@@ -43,7 +40,6 @@ from core.train import (
     train,
 )
 
-USER_ERRORS = (ConfigError, RunError, DataError, CheckpointError)
 # CLI option -> FLAT_FIELDS name, for the overrides a person may type.
 OVERRIDES = {
     "arch": "arch", "task": "task", "target_digit": "target_digit", "dataset": "dataset",
@@ -216,12 +212,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Entry point of `python -m core train`: user errors become one line on stderr and exit code 2."""
+    """Entry point of `python -m core train`; Ctrl-C leaves a stopped, resumable run (exit code 130)."""
     try:
         return _run(args)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\naborted; the run is marked stopped and can be resumed from its last whole epoch", file=sys.stderr)
         return 130
