@@ -14,6 +14,7 @@ import sys
 CLI_MODULES = [
     "core.data",
     "core.train_cli",
+    "core.runs_cli",
     "core.bench",
     "core.summary",
     "core.inference",

@@ -1,197 +1,309 @@
-"""A training run in a background thread, with a thread-safe snapshot of its progress for a UI to poll.
+"""Runs as jobs: every training run is its own OS process (a worker), and waits in a queue when the
+machine is busy. The run folder (core.runs) is the only record: whoever launched a run can go away.
 
-The thread only consumes `core.train.train` events and records them; it never touches any UI.
+- `launch(config)` / `launch_resume(run_id)` write the run folder with state "queued" and start
+  `python -m core worker RUN_ID` in a new process session, so it outlives the page, the tab and the
+  server that started it (a server stopped with Ctrl-C leaves its workers training; a new server
+  finds them in the registry). SIGTERM to a worker stops it cleanly within one batch.
+- `work(run_id)` is what a worker does, and what `python -m core train` does in the foreground:
+  wait for a queue slot (heartbeat and position in status.json), then run `core.train.train`.
+- The queue: at most `max_parallel(root)` runs train at once per runs root (a lock file per slot,
+  released by the kernel when a worker dies); later ones wait in the order they were queued.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 from core import runs
-from core.data import Dataset
 from core.train import (
-    BatchEnd,
-    CheckpointSaved,
-    EpochEnd,
+    ConfigError,
+    Diverged,
     Event,
     Failed,
     Finished,
-    RunStarted,
+    Outcome,
     Stopped,
     TrainConfig,
+    check_schedule,
     config_from_dict,
+    config_to_dict,
+    override,
     train,
+    validate,
 )
 
-
-@dataclass(frozen=True)
-class EpochPoint:
-    """One epoch's numbers, from this session or read back from a resumed run's metrics.jsonl."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    test_loss: float
-    test_accuracy: float
-    lr: float
-    seconds: float  # wall time of the epoch
-    elapsed_seconds: float  # wall time of the run up to the end of this epoch
-    samples_per_second: float
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MAX_PARALLEL_ENV = "DIGITS_MAX_PARALLEL"
+QUEUE_SETTINGS = "queue.json"  # in the runs root: {"max_parallel": N}
+QUEUE_DIR = ".queue"  # in the runs root: one lock file per slot
+POLL_SECONDS = 0.5  # how often a queued worker looks for a free slot
+TRAIN_IMAGES = 60_000  # both datasets' training set, for checks made before any data is loaded
 
 
-@dataclass(frozen=True)
-class JobSnapshot:
-    """A consistent copy of a job's state at one moment."""
-
-    status: str  # "starting", "running", "finished", "stopped" or "failed"
-    message: str  # the reason a run failed or stopped; "" otherwise
-    started: RunStarted | None
-    epochs: tuple[EpochPoint, ...]
-    batch_steps: tuple[int, ...]  # global step of each recorded batch
-    batch_losses: tuple[float, ...]  # its training loss
-    batch_lrs: tuple[float, ...]  # its learning rate
-    last_batch: BatchEnd | None
-    finished: Finished | None
-    checkpoints: int  # checkpoint files written so far
-    wall_seconds: float  # since the job started
-
-    @property
-    def active(self) -> bool:
-        return self.status in ("starting", "running")
-
-    @property
-    def fraction_done(self) -> float:
-        """Share of the run's optimizer steps done, resumed epochs counted as done."""
-        if self.started is None:
-            return 0.0
-        if self.status == "finished":
-            return 1.0
-        total = self.started.total_epochs * self.started.steps_per_epoch
-        steps = self.started.steps_per_epoch
-        done = self.last_batch.global_step if self.last_batch else self.started.start_epoch * steps
-        return min(done / max(total, 1), 1.0)
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds left, from this session's pace (None until there is a pace)."""
-        if self.started is None or self.last_batch is None or not self.active:
-            return None
-        first = self.started.start_epoch * self.started.steps_per_epoch
-        done_here = self.last_batch.global_step - first
-        left = self.started.total_epochs * self.started.steps_per_epoch - self.last_batch.global_step
-        if done_here <= 0:
-            return None
-        return self.wall_seconds / done_here * left
+# ---------------------------------------------------------------------------------------------
+# The queue's size and the threads each worker uses
 
 
-def _point(values: dict[str, float]) -> EpochPoint:
-    return EpochPoint(**{name: values[name] for name in EpochPoint.__dataclass_fields__})  # type: ignore[arg-type]
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
-@dataclass
-class TrainingJob:
-    """Runs one training in a daemon thread; `snapshot()` is safe to call from any thread."""
+def default_max_parallel() -> int:
+    """One run per two cores: on this project's 2-core machine, one at a time."""
+    return max(1, cpu_count() // 2)
 
-    config: TrainConfig | None
-    run_name: str | None = None
-    resume: str | None = None  # run id to continue
-    runs_root: Path | None = None
-    dataset: Dataset | None = None
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _status: str = "starting"
-    _message: str = ""
-    _started: RunStarted | None = None
-    _epochs: list[EpochPoint] = field(default_factory=list)
-    _batch_steps: list[int] = field(default_factory=list)
-    _batch_losses: list[float] = field(default_factory=list)
-    _batch_lrs: list[float] = field(default_factory=list)
-    _last_batch: BatchEnd | None = None
-    _finished: Finished | None = None
-    _checkpoints: int = 0
-    _t0: float = 0.0
 
-    def start(self) -> TrainingJob:
-        """Start the thread (once) and return self."""
-        if self._thread is None:
-            self._t0 = time.perf_counter()
-            self._thread = threading.Thread(target=self._run, name="training-job", daemon=True)
-            self._thread.start()
-        return self
+def max_parallel(root: Path | str | None = None) -> int:
+    """How many runs may train at once: $DIGITS_MAX_PARALLEL, else queue.json, else one per two cores."""
+    if os.environ.get(MAX_PARALLEL_ENV, "").isdigit() and int(os.environ[MAX_PARALLEL_ENV]) > 0:
+        return int(os.environ[MAX_PARALLEL_ENV])
+    try:
+        value = json.loads((runs.runs_root(root) / QUEUE_SETTINGS).read_text()).get("max_parallel")
+    except (OSError, ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, int) and value > 0 else default_max_parallel()
 
-    def stop(self) -> None:
-        """Ask the run to stop; it does within one batch and saves its last whole epoch."""
-        self._stop.set()
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+def set_max_parallel(count: int, root: Path | str | None = None) -> None:
+    """Change the queue's size; queued workers see it within a poll."""
+    if not isinstance(count, int) or not 1 <= count <= 64:
+        raise runs.RunError(f"runs at once must be a whole number from 1 to 64, got {count!r}")
+    base = runs.runs_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    runs._write_json_atomic(base / QUEUE_SETTINGS, {"max_parallel": count})
 
-    def snapshot(self) -> JobSnapshot:
-        with self._lock:
-            return JobSnapshot(
-                status=self._status,
-                message=self._message,
-                started=self._started,
-                epochs=tuple(self._epochs),
-                batch_steps=tuple(self._batch_steps),
-                batch_losses=tuple(self._batch_losses),
-                batch_lrs=tuple(self._batch_lrs),
-                last_batch=self._last_batch,
-                finished=self._finished,
-                checkpoints=self._checkpoints,
-                wall_seconds=time.perf_counter() - self._t0 if self._t0 else 0.0,
-            )
 
-    def _run(self) -> None:
+def worker_threads(root: Path | str | None = None) -> int:
+    """CPU threads for a run whose config says 0: the cores shared by the runs allowed at once."""
+    return max(1, cpu_count() // max_parallel(root))
+
+
+def queue_position(folder: Path, queued_at: float) -> int:
+    """How many live queued runs in the same root were queued before this one."""
+    ahead = 0
+    for other in folder.parent.iterdir():
+        if other == folder or not other.is_dir():
+            continue
+        status = runs.read_status(other)
+        if status.get("status") != runs.QUEUED or not runs.is_live(status):
+            continue
+        when = status.get("queued_at", 0.0)
+        if isinstance(when, int | float) and (when, other.name) < (queued_at, folder.name):
+            ahead += 1
+    return ahead
+
+
+def _try_slot(root: Path, limit: int) -> IO[str] | None:
+    """An exclusive lock on one of the `limit` slot files, or None if all are held."""
+    slots = root / QUEUE_DIR
+    slots.mkdir(exist_ok=True)
+    for index in range(limit):
+        handle = open(slots / f"slot-{index}.lock", "a")  # noqa: SIM115 (kept open while the run trains)
         try:
-            events = train(
-                self.config, run_name=self.run_name, resume=self.resume, stop=self._stop,
-                runs_root=self.runs_root, dataset=self.dataset,
-            )
-            for event in events:
-                with self._lock:
-                    self._record(event)
-        except Exception as error:  # a config/run/data problem raised before the run began, or a bug
-            with self._lock:
-                self._status, self._message = "failed", str(error) or type(error).__name__
-            return
-        with self._lock:
-            if self._status in ("starting", "running"):  # the stream ended without a final event
-                self._status, self._message = "failed", "training ended without reporting a result"
-
-    def _record(self, event: Event) -> None:
-        """Fold one event into the state (called with the lock held)."""
-        if isinstance(event, RunStarted):
-            self._status, self._started = "running", event
-            if event.start_epoch:  # resumed: its earlier epochs continue the same charts
-                self._epochs = [_point(row) for row in runs.read_metrics(event.run_dir)[: event.start_epoch]]
-        elif isinstance(event, BatchEnd):
-            self._last_batch = event
-            self._batch_steps.append(event.global_step)
-            self._batch_losses.append(event.loss)
-            self._batch_lrs.append(event.lr)
-        elif isinstance(event, EpochEnd):
-            self._epochs.append(_point(event.__dict__))
-        elif isinstance(event, CheckpointSaved):
-            self._checkpoints += 1
-        elif isinstance(event, Finished):
-            self._status, self._finished = "finished", event
-        elif isinstance(event, Stopped):
-            self._status, self._message = "stopped", event.message
-        elif isinstance(event, Failed):
-            self._status, self._message = "failed", event.message
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            handle.close()
+    return None
 
 
-def resume_job(run_id: str, runs_root: Path | None = None, dataset: Dataset | None = None,
-               epochs: int | None = None) -> TrainingJob:
-    """A job that continues a stopped run, optionally to a new total epoch count."""
-    config = None
-    if epochs is not None:
-        saved = runs.read_config(runs.run_dir(run_id, runs_root))
-        config = config_from_dict({**saved["config"], "epochs": epochs})
-    return TrainingJob(config, resume=run_id, runs_root=runs_root, dataset=dataset)
+def wait_for_slot(folder: Path, writer: runs.StatusWriter, stop: runs.StopSignal) -> IO[str] | None:
+    """Block until this run may train (return the held slot), or until it is stopped (None)."""
+    queued_at = float(writer.record.get("queued_at", time.time()))
+    said = ""
+    while not stop.is_set() and not writer.gone:
+        ahead = queue_position(folder, queued_at)
+        limit = max_parallel(folder.parent)
+        if ahead == 0:
+            slot = _try_slot(folder.parent, limit)
+            if slot is not None:
+                return slot
+        message = (
+            f"waiting in the queue: {ahead} run{'s' if ahead != 1 else ''} ahead of it"
+            if ahead else f"waiting for a free slot: {limit} run{'s' if limit != 1 else ''} at once may train here"
+        )
+        if message != said:
+            writer.set(message=message, queue_position=ahead, max_parallel=limit)
+            said = message
+        stop.event.wait(POLL_SECONDS)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Doing a run: in a worker process, or in the foreground of `python -m core train`
+
+
+def _stopped_while_queued(folder: Path, writer: runs.StatusWriter) -> Stopped:
+    epoch = int(writer.record.get("epoch", 0))
+    message = (f"stopped while queued; saved up to epoch {epoch}" if epoch
+               else "stopped while queued, before it started")
+    writer.set(status=runs.STOPPED, message=message)
+    return Stopped(run_id=folder.name, run_dir=folder, epoch=epoch, message=message)
+
+
+def work(
+    run_id: str,
+    root: Path | str | None = None,
+    *,
+    stop: runs.StopSignal | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> Outcome | None:
+    """Wait in the queue, then train the queued run `run_id` to its end; return its outcome.
+
+    None if the run folder was deleted while it waited. User errors found only now (missing data, a
+    checkpoint that does not fit) end the run as failed with the message.
+    """
+    folder = runs.run_dir(run_id, root)
+    stop = stop or runs.StopSignal(folder)
+    before = runs.read_status(folder)
+    writer = runs.StatusWriter(
+        folder, runs.QUEUED, message="waiting in the queue", queued_at=before.get("queued_at", time.time()),
+        epoch=before.get("epoch", 0), total_epochs=before.get("total_epochs", 0),
+    ).start()
+    try:
+        slot = wait_for_slot(folder, writer, stop)
+        if slot is None:
+            return None if writer.gone else _stopped_while_queued(folder, writer)
+        writer.set(message="starting: loading the data and building the network")
+    finally:
+        writer.close()
+    try:
+        return _train_in_slot(run_id, folder, root, stop, on_event)
+    finally:
+        slot.close()  # frees the slot for the next queued run
+
+
+def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: runs.StopSignal,
+                   on_event: Callable[[Event], None] | None) -> Outcome | None:
+    import torch
+
+    from core.__main__ import user_errors
+
+    torch.set_num_threads(worker_threads(folder.parent))  # a config's own `threads` wins inside train()
+    outcome: Outcome | None = None
+    try:
+        for event in train(None, resume=run_id, stop=stop, runs_root=root):
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, Finished | Stopped | Failed | Diverged):
+                outcome = event
+    except user_errors() as error:  # raised before training began: the folder says why
+        message = str(error)
+        if folder.is_dir():
+            status = runs.read_status(folder)
+            runs.write_status(folder, runs.FAILED, message=message, epoch=int(status.get("epoch", 0)),
+                              total_epochs=int(status.get("total_epochs", 0)))
+        outcome = Failed(message=message, run_id=run_id, run_dir=folder)
+        if on_event is not None:
+            on_event(outcome)
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Launching: the run folder first (state queued), then a detached worker process
+
+
+def check_startable(config: TrainConfig) -> None:
+    """The checks that need no data: ConfigError before any folder is made."""
+    validate(config)
+    images = min(config.data.train_subset or TRAIN_IMAGES, TRAIN_IMAGES)
+    check_schedule(config, -(-images // config.data.batch_size))
+
+
+def _queue(folder: Path, message: str) -> None:
+    """Mark a run folder queued (by this process until its worker takes over), with no stop pending."""
+    runs.clear_stop(folder)
+    status = runs.read_status(folder)
+    config = runs.read_config(folder)["config"]
+    runs.write_status(folder, runs.QUEUED, message=message, epoch=int(status.get("epoch", 0)),
+                      total_epochs=int(config.get("epochs", 0)), queued_at=time.time())
+
+
+def _spawn(folder: Path) -> int:
+    """Start `python -m core worker` for the run in its own session; return its pid."""
+    command = [sys.executable, "-m", "core", "worker", folder.name, "--runs-dir", str(folder.parent.resolve())]
+    with open(folder / runs.LOG_FILE, "ab") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    threading.Thread(target=process.wait, name="reap-worker", daemon=True).start()  # no zombie when it ends
+    status = runs.read_status(folder)
+    if status.get("status") == runs.QUEUED and status.get("pid") == os.getpid():  # the worker has not written yet
+        runs.write_status(folder, runs.QUEUED, message=str(status.get("message", "")), epoch=status.get("epoch", 0),
+                          total_epochs=status.get("total_epochs", 0), queued_at=status.get("queued_at"),
+                          pid=process.pid)
+    return process.pid
+
+
+def prepare(config: TrainConfig, name: str | None = None, root: Path | str | None = None) -> str:
+    """A new run folder, queued; return its id (ConfigError/RunError before anything is written)."""
+    runs.slugify(name or "")
+    check_startable(config)
+    run_id, folder = runs.new_run(config_to_dict(config), name=name, root=root)
+    _queue(folder, "waiting for its worker to start")
+    return run_id
+
+
+def prepare_resume(run_id: str, root: Path | str | None = None, **changes: Any) -> str:
+    """Queue a stopped, failed or crashed run to continue; `changes` may set epochs, device and threads."""
+    refused = sorted(set(changes) - {"epochs", "device", "threads"})
+    if refused:
+        raise ConfigError(f"a resumed run keeps its config: only epochs, device and threads change, not {refused[0]}")
+    record = runs.find_run(run_id, root)
+    if record.live:
+        raise runs.RunError(f"run {run_id} is already {record.status}")
+    if record.status not in runs.RESUMABLE:
+        hint = " start a new run with a lower learning rate" if record.status == runs.DIVERGED else ""
+        raise runs.RunError(f"run {run_id} is {record.status}; only stopped, failed or crashed runs resume.{hint}")
+    saved = config_from_dict(runs.read_config(record.run_dir)["config"])
+    config = override(saved, **changes) if changes else saved
+    if record.epochs_done >= config.epochs:
+        raise ConfigError(f"the run already has {record.epochs_done} of {config.epochs} epochs; ask for more epochs")
+    if config.scheduler.name == "onecycle" and record.epochs_done and config.epochs != saved.epochs:
+        raise ConfigError("a one-cycle schedule is fixed to its run's length; start a new run to train longer")
+    if config != saved:
+        runs.update_config(record.run_dir, config_to_dict(config))
+    _queue(record.run_dir, f"resuming after epoch {record.epochs_done}: waiting for its worker to start")
+    return run_id
+
+
+def launch(config: TrainConfig, *, name: str | None = None, root: Path | str | None = None) -> str:
+    """Start a new run as its own process (queued if the machine is busy); return its id."""
+    run_id = prepare(config, name, root)
+    _spawn(runs.run_dir(run_id, root))
+    return run_id
+
+
+def launch_resume(run_id: str, *, root: Path | str | None = None, epochs: int | None = None) -> str:
+    """Continue a stopped, failed or crashed run in its own process, optionally to `epochs` in all."""
+    prepare_resume(run_id, root, **({"epochs": epochs} if epochs is not None else {}))
+    _spawn(runs.run_dir(run_id, root))
+    return run_id
+
+
+def worker_main(run_id: str, root: Path | str | None) -> int:
+    """`python -m core worker`: SIGTERM (and SIGINT) stop cleanly within a batch; one line per epoch."""
+    from core.train_cli import ProgressReporter, exit_code
+
+    folder = runs.run_dir(run_id, root)
+    stop = runs.StopSignal(folder)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    report = ProgressReporter(sys.stdout, interactive=False)
+    outcome = work(run_id, root, stop=stop, on_event=report)
+    return exit_code(outcome)

@@ -1,23 +1,35 @@
-"""Run folders: where each training run keeps its config, metrics, status, evaluation and checkpoints.
+"""Run folders: each training run's one record, written by its worker and read by every page and the CLI.
 
     <root>/<run-id>/config.json       what was trained: run id, name, preset, time, train config, arch
-    <root>/<run-id>/metrics.jsonl     one JSON line per epoch, appended and flushed as it happens
-    <root>/<run-id>/status.json       running / finished / stopped / failed, rewritten atomically
+    <root>/<run-id>/status.json       state, message, worker pid/host, heartbeat, epoch and step (atomic)
+    <root>/<run-id>/metrics.jsonl     one EpochMetrics line per epoch, appended and flushed as it happens
+    <root>/<run-id>/batches.csv       "step,loss,lr" per optimizer step, for the live per-batch charts
     <root>/<run-id>/evaluation.json   the final model's answers on the test set (core.metrics)
     <root>/<run-id>/last.pt, best.pt  checkpoints (core.checkpoints)
+    <root>/<run-id>/stop.request      present when someone asked the run to stop
+    <root>/<run-id>/worker.log        what a launched worker printed
 
 The root is `runs_root` when given, else $DIGITS_RUNS_DIR, else checkpoints/runs/ in the project.
 Run ids are checked before any path is built from them, so nothing lands outside the root.
+
+States, as Optuna's trials: queued and running are active; finished, stopped, failed, diverged and
+crashed are final. Nobody writes "crashed": a reader derives it from an active status whose worker
+is gone (its pid no longer runs the process that wrote it, or its heartbeat is stale).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import shutil
+import socket
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,44 +37,43 @@ from core.metrics import Evaluation, evaluation_from_dict, evaluation_to_dict
 
 RUNS_ENV = "DIGITS_RUNS_DIR"
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "checkpoints" / "runs"
-STATUSES = ("running", "finished", "stopped", "failed")
-INTERRUPTED = "interrupted"  # status.json says running, but the process that wrote it is gone
+
+QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED, CRASHED = (
+    "queued", "running", "finished", "stopped", "failed", "diverged", "crashed"
+)
+ACTIVE = (QUEUED, RUNNING)  # a worker process owns the folder
+WRITTEN_STATES = (QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED)  # what a worker may write
+RESUMABLE = (STOPPED, FAILED, CRASHED)  # continue from last.pt (a diverged run needs new settings)
+DAMAGED = "damaged"  # a folder whose config or status cannot be read
+UNKNOWN = "unknown"
+
+HEARTBEAT_SECONDS = 2.0  # how often a worker rewrites status.json
+STALE_SECONDS = 30.0  # a heartbeat older than this means the worker is gone
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+BATCHES_FILE = "batches.csv"
 STATUS_FILE = "status.json"
 EVALUATION_FILE = "evaluation.json"
+STOP_FILE = "stop.request"
+LOG_FILE = "worker.log"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, STATUS_FILE, EVALUATION_FILE)  # what the run list reads
 
 # A run id is one path component of safe characters that starts with a letter or digit.
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
 _SLUG_MAX = 40
+NAME_MAX = 60  # longest display name, in characters
+HOST = socket.gethostname()
 
 
 class RunError(ValueError):
-    """A bad run id or name, or a run folder that cannot be read; the message says which."""
+    """A bad run id or name, or a run folder that cannot be read or changed; the message says which."""
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """What the run list shows, read from a run's small JSON files (never its weights)."""
-
-    run_id: str
-    run_dir: Path
-    name: str  # as the person typed it ("" if none)
-    preset: str  # preset the config started from ("" if none)
-    created: str  # ISO time the run started
-    created_unix: float  # the same, in seconds since the epoch, for ordering
-    arch: str
-    task: str
-    dataset: str
-    status: str  # running / finished / stopped / failed, or "unknown" if status.json is missing
-    message: str
-    epoch: int  # last whole epoch done
-    total_epochs: int
-    test_accuracy: float | None  # of the last whole epoch
-    best_test_accuracy: float | None
+# ---------------------------------------------------------------------------------------------
+# Ids, names and folders
 
 
 def runs_root(root: Path | str | None = None) -> Path:
@@ -100,7 +111,12 @@ def slugify(name: str) -> str:
 def _write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file beside `path`, then rename it over: readers never see half a file."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        json.dump(data, f, indent=1)
+        try:
+            json.dump(data, f, indent=1)
+        except BaseException:
+            f.close()
+            os.unlink(f.name)
+            raise
     os.replace(f.name, path)
 
 
@@ -124,7 +140,7 @@ def new_run(
     param_count: int = 0,
     root: Path | str | None = None,
 ) -> tuple[str, Path]:
-    """Create a run folder `<timestamp>-<slug>` with config.json and a running status; return (id, folder)."""
+    """Create a run folder `<timestamp>-<slug>` holding config.json; return (id, folder)."""
     slug = slugify(name or config.get("preset") or config["model"]["arch"])
     base = runs_root(root)
     base.mkdir(parents=True, exist_ok=True)
@@ -154,7 +170,7 @@ def new_run(
 def read_config(folder: Path) -> dict[str, Any]:
     """The run's config.json record; RunError if it is missing or broken."""
     record = _read_json(folder / CONFIG_FILE)
-    if not isinstance(record, dict) or "config" not in record:
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise RunError(f"{folder / CONFIG_FILE} is missing or not a run config")
     return record
 
@@ -171,60 +187,369 @@ def update_config(folder: Path, config: dict[str, Any]) -> None:
     update_record(folder, config=config)
 
 
+# ---------------------------------------------------------------------------------------------
+# Status: written by the run's worker (with a heartbeat), judged by every reader
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, or None where there is no such file."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def process_start(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), to tell it from a later one with the same pid."""
+    stat = _proc_stat(pid)
+    return int(stat[19]) if stat and len(stat) > 19 else None
+
+
+def identity(pid: int | None = None) -> dict[str, Any]:
+    """What names a worker process: pid, its start time and the host it runs on."""
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "pid_started": process_start(pid), "host": HOST}
+
+
+def _pid_runs(pid: int, started: Any) -> bool:
+    """True if `pid` exists on this host, is not a zombie and (when known) started when recorded."""
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc: nothing more to check
+    if stat[0] in ("Z", "X"):  # exited, not yet reaped by its parent
+        return False
+    return not isinstance(started, int) or int(stat[19]) == started
+
+
+def worker_gone(status: dict[str, Any], now: float | None = None) -> str:
+    """Why the worker of an active status is gone ("" if it may still be working)."""
+    beat = status.get("heartbeat")
+    age = (time.time() if now is None else now) - beat if isinstance(beat, int | float) else 0.0
+    if age > STALE_SECONDS:
+        return f"its worker stopped answering: no heartbeat for {age:.0f} s"
+    pid, host = status.get("pid"), status.get("host")
+    if host not in (None, HOST) or not isinstance(pid, int) or pid <= 0 or os.name == "nt":
+        return ""  # another machine, or nothing we can check: the heartbeat decides
+    if not _pid_runs(pid, status.get("pid_started")):
+        return f"its worker (pid {pid}) is gone: killed, out of memory, or the machine restarted"
+    return ""
+
+
 def write_status(folder: Path, status: str, *, message: str = "", epoch: int = 0, total_epochs: int = 0,
-                 **extra: Any) -> None:
-    """Rewrite status.json atomically; `extra` holds e.g. test_accuracy, best_test_accuracy."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    record = {"status": status, "message": message, "updated": now_iso(), "epoch": epoch,
-              "total_epochs": total_epochs, "pid": os.getpid(), **extra}
+                 **extra: Any) -> dict[str, Any]:
+    """Rewrite status.json atomically in one go; `extra` may name another process's `pid`."""
+    if status not in WRITTEN_STATES:
+        raise ValueError(f"status must be one of {WRITTEN_STATES}, got {status!r}")
+    who = identity(extra.pop("pid", None))
+    record = {"status": status, "message": message, "updated": now_iso(), "heartbeat": time.time(),
+              "epoch": epoch, "total_epochs": total_epochs, **who, **extra}
     _write_json_atomic(folder / STATUS_FILE, record)
+    return record
 
 
 def read_status(folder: Path) -> dict[str, Any]:
-    """The run's status.json record, or {"status": "unknown"} if it is missing.
+    """The run's status.json record; {"status": "unknown"} if it is missing, "damaged" if unreadable."""
+    path = folder / STATUS_FILE
+    if not path.exists():
+        return {"status": UNKNOWN, "message": f"no {STATUS_FILE}"}
+    record = _read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("status"), str):
+        return {"status": DAMAGED, "message": f"{STATUS_FILE} cannot be read (not a status record)"}
+    return record
 
-    A "running" status whose process died (killed, power cut) stays "running": the record keeps
-    the writer's pid, but nothing checks it yet.
+
+def state_of(status: dict[str, Any]) -> tuple[str, str]:
+    """(state, message) as every page and the CLI show them: an active run whose worker is gone is crashed."""
+    state, message = str(status.get("status", UNKNOWN)), str(status.get("message", ""))
+    if state in ACTIVE:
+        gone = worker_gone(status)
+        if gone:
+            return CRASHED, f"{state} when {gone}"
+    return state, message
+
+
+def is_live(status: dict[str, Any]) -> bool:
+    """True if the status is active and its worker still works."""
+    return state_of(status)[0] in ACTIVE
+
+
+class StatusWriter:
+    """A worker's status.json: state changes written at once, progress written by a heartbeat thread.
+
+    `gone` becomes True when the run folder disappears (deleted while running): the worker stops.
+    A write that fails (disk full) is re-raised by the next `set` from the worker's own thread.
     """
-    record = _read_json(folder / STATUS_FILE)
-    return record if isinstance(record, dict) else {"status": "unknown", "message": "no status.json"}
+
+    def __init__(self, folder: Path, state: str, **fields: Any) -> None:
+        self.folder = folder
+        self.gone = False
+        self._lock = threading.Lock()
+        self._record: dict[str, Any] = {"status": state, "message": "", **identity(), "started": now_iso(),
+                                        **fields}
+        self._error: OSError | None = None
+        self._quit = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.set()
+
+    def set(self, **fields: Any) -> None:
+        """Change fields and write now (state changes, epoch ends)."""
+        with self._lock:
+            self._record.update(fields)
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            self._write()
+
+    def note(self, **fields: Any) -> None:
+        """Change fields; the next heartbeat writes them (per-batch progress)."""
+        with self._lock:
+            self._record.update(fields)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._record)
+
+    def _write(self) -> None:
+        if self.gone:
+            return
+        if not self.folder.is_dir():
+            self.gone = True
+            return
+        self._record.update(heartbeat=time.time(), updated=now_iso())
+        try:
+            _write_json_atomic(self.folder / STATUS_FILE, self._record)
+        except FileNotFoundError:
+            self.gone = True
+
+    def _beat(self) -> None:
+        while not self._quit.wait(HEARTBEAT_SECONDS):
+            with self._lock:
+                try:
+                    self._write()
+                except OSError as error:  # disk full: the worker's next `set` raises it
+                    self._error = error
+
+    def start(self) -> StatusWriter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._quit.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
-def append_metrics(folder: Path, row: dict[str, Any]) -> None:
+# ---------------------------------------------------------------------------------------------
+# Stop requests: a file any process (page, CLI, another machine on a shared disk) can leave
+
+
+def request_stop(folder: Path) -> None:
+    """Ask the run's worker to stop: it does within one batch (a queued one before it starts)."""
+    _write_json_atomic(folder / STOP_FILE, {"requested": now_iso(), "by": identity()})
+
+
+def stop_requested(folder: Path) -> bool:
+    return (folder / STOP_FILE).exists()
+
+
+def clear_stop(folder: Path) -> None:
+    (folder / STOP_FILE).unlink(missing_ok=True)
+
+
+class StopSignal:
+    """`is_set()` as threading.Event's: true once the run's stop file exists or `event` is set."""
+
+    def __init__(self, folder: Path, event: threading.Event | None = None) -> None:
+        self.folder, self.event = folder, event or threading.Event()
+
+    def set(self) -> None:
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set() or stop_requested(self.folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: one schema per epoch, written by the engine and read by every page, Compare and the CLI
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One epoch of a run: one line of metrics.jsonl."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch's batches
+    train_accuracy: float  # fraction right during the epoch's training batches
+    test_loss: float  # mean over the test images
+    test_accuracy: float  # fraction of test images right
+    lr: float | None = None  # learning rate at the end of the epoch
+    seconds: float | None = None  # wall time of this epoch, evaluation included
+    elapsed_seconds: float | None = None  # wall time of the whole run so far, resumed epochs included
+    train_seconds: float | None = None  # of `seconds`, the training part
+    samples_per_second: float | None = None  # training images per second during this epoch
+
+    @classmethod
+    def from_row(cls, row: Any) -> EpochMetrics | None:
+        """The metrics of a parsed JSON line, or None if it lacks a required number."""
+        if not isinstance(row, dict):
+            return None
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            number = _number(row.get(item.name))
+            if number is None and item.default is not None:  # a required field (no default)
+                return None
+            values[item.name] = int(number) if item.name == "epoch" and number is not None else number
+        return cls(**values)
+
+
+METRIC_COLUMNS = tuple(item.name for item in fields(EpochMetrics))
+
+
+@dataclass(frozen=True)
+class MetricsLog:
+    """What metrics.jsonl holds: the good rows, and what was wrong with any other line."""
+
+    rows: tuple[EpochMetrics, ...]
+    problems: tuple[str, ...]  # e.g. "line 3 is not a metrics row"
+
+
+def append_metrics(folder: Path, metrics: EpochMetrics) -> None:
     """Add one epoch's line to metrics.jsonl and flush it, so a live reader sees it at once."""
     with open(folder / METRICS_FILE, "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(asdict(metrics)) + "\n")
         f.flush()
 
 
-def read_metrics(folder: Path) -> list[dict[str, Any]]:
-    """The per-epoch rows; a line cut short by a crash (or being written now) is skipped."""
+def read_metrics(folder: Path, live: bool = False) -> MetricsLog:
+    """Every good line of metrics.jsonl, with a problem named for each bad one (never a silent skip).
+
+    A last line without its newline is one cut short: being written by a live run (not a problem),
+    or torn by a worker killed mid-write (named, skipped).
+    """
     try:
-        lines = (folder / METRICS_FILE).read_text().splitlines()
+        text = (folder / METRICS_FILE).read_text()
     except FileNotFoundError:
-        return []
+        return MetricsLog((), ())
     except (OSError, ValueError) as error:  # unreadable, or not text at all
-        raise RunError(f"{folder / METRICS_FILE} cannot be read: {error}") from error
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
+        return MetricsLog((), (f"{METRICS_FILE} cannot be read ({error})",))
+    lines = text.split("\n")
+    rows, problems = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+        try:
+            metrics = EpochMetrics.from_row(json.loads(line))
+        except ValueError:
+            metrics = None
+        if metrics is not None:
+            rows.append(metrics)
+        elif number == len(lines):  # no newline after it: cut short
+            if not live:
+                problems.append(f"{METRICS_FILE} line {number} was cut short (the worker stopped mid-write)")
+        else:
+            problems.append(f"{METRICS_FILE} line {number} is not a metrics row")
+    return MetricsLog(tuple(rows), tuple(problems))
 
 
-def truncate_metrics(folder: Path, last_epoch: int) -> list[dict[str, Any]]:
-    """Keep only rows up to `last_epoch` (the resumed checkpoint's), dropping a cut line; return them."""
-    rows = [row for row in read_metrics(folder) if row.get("epoch", 0) <= last_epoch]
+def truncate_metrics(folder: Path, last_epoch: int) -> list[EpochMetrics]:
+    """Keep only good rows up to `last_epoch` (the resumed checkpoint's); return them."""
+    rows = [row for row in read_metrics(folder).rows if row.epoch <= last_epoch]
     path = folder / METRICS_FILE
     with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{METRICS_FILE}.", suffix=".tmp", delete=False) as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
+        f.writelines(json.dumps(asdict(row)) + "\n" for row in rows)
     os.replace(f.name, path)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-batch series: appended by the worker, read downsampled by the charts
+
+MAX_CHART_POINTS = 2000
+
+
+class BatchLog:
+    """Appends "step,loss,lr" lines to batches.csv, flushed at most once a second and at `flush()`."""
+
+    def __init__(self, folder: Path) -> None:
+        self._file = open(folder / BATCHES_FILE, "a")  # noqa: SIM115 (closed by close())
+        self._flushed = time.monotonic()
+
+    def add(self, step: int, loss: float, lr: float) -> None:
+        self._file.write(f"{step},{loss:.6g},{lr:.6g}\n")
+        if time.monotonic() - self._flushed > 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        self._file.flush()
+        self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class BatchSeries:
+    """The per-batch training loss and learning rate, at most `MAX_CHART_POINTS` points."""
+
+    steps: tuple[int, ...]  # global step at the end of each point's bucket
+    losses: tuple[float, ...]  # mean loss over the bucket
+    lrs: tuple[float, ...]  # learning rate at the end of the bucket
+    total: int  # batches recorded
+    bucket: int  # batches per point (1: every batch)
+
+
+def _batch_rows(folder: Path) -> list[tuple[int, float, float]]:
+    try:
+        text = (folder / BATCHES_FILE).read_text()
+    except (OSError, ValueError):
+        return []
+    rows = []
+    for line in text.split("\n"):
+        parts = line.split(",")
+        if len(parts) != 3:
+            continue  # the line being written, or torn
+        try:
+            rows.append((int(parts[0]), float(parts[1]), float(parts[2])))
+        except ValueError:
+            continue
+    return rows
+
+
+def read_batches(folder: Path, max_points: int = MAX_CHART_POINTS) -> BatchSeries:
+    """The per-batch series, each bucket of consecutive batches averaged so a chart gets `max_points`."""
+    rows = _batch_rows(folder)
+    bucket = max(1, math.ceil(len(rows) / max_points))
+    steps, losses, lrs = [], [], []
+    for start in range(0, len(rows), bucket):
+        chunk = rows[start : start + bucket]
+        steps.append(chunk[-1][0])
+        losses.append(sum(row[1] for row in chunk) / len(chunk))
+        lrs.append(chunk[-1][2])
+    return BatchSeries(tuple(steps), tuple(losses), tuple(lrs), len(rows), bucket)
+
+
+def truncate_batches(folder: Path, last_step: int) -> None:
+    """Keep the batches up to `last_step` (a resumed run's checkpoint), so the series continues, not restarts."""
+    rows = [row for row in _batch_rows(folder) if row[0] <= last_step]
+    path = folder / BATCHES_FILE
+    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{BATCHES_FILE}.", suffix=".tmp", delete=False) as f:
+        f.writelines(f"{step},{loss:.6g},{lr:.6g}\n" for step, loss, lr in rows)
+    os.replace(f.name, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
 
 
 def write_evaluation(folder: Path, evaluation: Evaluation) -> None:
@@ -242,62 +567,261 @@ def read_evaluation(folder: Path) -> Evaluation | None:
         return None
 
 
-def _optional_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+# ---------------------------------------------------------------------------------------------
+# The registry: one record per run folder, for the Train page, Compare, Draw and the CLI
 
 
-def is_live(status: dict[str, Any]) -> bool:
-    """True if status.json says running and the process that wrote it (its pid) still exists."""
-    if status.get("status") != "running":
-        return False
-    pid = status.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":  # signal 0 means Ctrl-C on Windows
-        return True  # nothing we can check: trust the file
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as every page and the CLI show it, read from its small files (never its weights)."""
+
+    run_id: str
+    run_dir: Path
+    name: str  # display name: the name given to the run, else its id
+    status: str  # queued / running / finished / stopped / failed / diverged / crashed, or damaged / unknown
+    message: str  # the status message; for a damaged folder, what is wrong with it
+    preset: str = ""
+    arch: str = ""
+    task: str = ""  # "multiclass" or "binary"
+    dataset: str = ""  # "mnist" or "fashion-mnist"
+    param_count: int | None = None  # trainable parameters (None if the run did not record them)
+    created: str = ""  # ISO time the run was made
+    created_unix: float = 0.0
+    epochs_done: int = 0  # whole epochs in metrics.jsonl
+    total_epochs: int = 0  # epochs the run was asked for
+    step: int = 0  # optimizer steps done in the epoch under way
+    steps_per_epoch: int = 0
+    samples_per_second: float | None = None  # training images per second (the whole run when ended)
+    final_test_accuracy: float | None = None  # fraction right after the last epoch
+    best_test_accuracy: float | None = None  # highest fraction right over the epochs
+    best_epoch: int | None = None  # first epoch that reached it
+    wall_seconds: float | None = None  # run time up to the end of its last epoch
+    settings: str = ""  # the settings that tell runs apart, in one line
+    live: bool = False  # queued or running, and its worker still works
+    eta_seconds: float | None = None  # running: training time left at the current pace (evaluation aside)
+    queue_position: int | None = None  # queued: runs ahead of it
+    suggested_lr: float | None = None  # diverged: a learning rate to try instead
+    pid: int | None = None
+    host: str = ""
+    problems: tuple[str, ...] = field(default_factory=tuple)  # bad lines in metrics.jsonl, etc.
+
+    @property
+    def folder(self) -> Path:
+        return self.run_dir
+
+    @property
+    def damaged(self) -> bool:
+        return self.status == DAMAGED
+
+    @property
+    def resumable(self) -> bool:
+        return self.status in RESUMABLE
+
+    @property
+    def fraction_done(self) -> float:
+        """Share of the run's steps done (whole epochs plus the epoch under way)."""
+        if self.status == FINISHED:
+            return 1.0
+        if not self.total_epochs:
+            return 0.0
+        partial = self.step / self.steps_per_epoch if self.live and self.steps_per_epoch else 0.0
+        return min((self.epochs_done + partial) / self.total_epochs, 1.0)
+
+
+def describe_settings(config: dict[str, Any]) -> str:
+    """The settings that tell runs apart, in one line, e.g. "fastcnn · adam lr 0.003 · onecycle · batch 128"."""
+    model, task, data = config.get("model", {}), config.get("task", {}), config.get("data", {})
+    optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler", {})
+    parts = [str(model.get("arch", "?"))]
+    if task.get("kind") == "binary":
+        parts.append(f"is it digit {task.get('target_digit')}?")
+    name, lr = optimizer.get("name", "?"), optimizer.get("lr")
+    parts.append(f"{name} lr {lr:g}" if isinstance(lr, int | float) else str(name))
+    if optimizer.get("weight_decay"):
+        parts.append(f"wd {optimizer['weight_decay']:g}")
+    parts.append(f"{scheduler.get('name', 'none')} schedule")
+    parts.append(f"batch {data.get('batch_size', '?')}")
+    epochs = config.get("epochs", "?")
+    parts.append(f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs")
+    if data.get("augment"):
+        parts.append("augmented")
+    if task.get("label_smoothing"):
+        parts.append(f"label smoothing {task['label_smoothing']:g}")
+    if data.get("train_subset"):
+        parts.append(f"{data['train_subset']:,} train images")
+    return " · ".join(parts)
+
+
+def config_problem(folder: Path) -> str:
+    """What is wrong with the folder's config.json, or "" if it holds a run config."""
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return f"{CONFIG_FILE} is missing"
     try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        record = json.loads(path.read_text())
+    except ValueError as error:  # includes a file that is not UTF-8
+        return f"{CONFIG_FILE} is not valid JSON ({error})"
+    except OSError as error:
+        return f"{CONFIG_FILE} cannot be read ({error.strerror})"
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        return f"{CONFIG_FILE} holds no training config"
+    return ""
 
 
-def run_info(folder: Path) -> RunInfo:
-    """A RunInfo from a run folder's config.json and status.json."""
-    record = read_config(folder)
+def _throughput(rows: Sequence[EpochMetrics]) -> float | None:
+    """Training images per second over the whole run: each epoch's rate weighted by its training time."""
+    pairs = [(row.samples_per_second, row.train_seconds or row.seconds) for row in rows]
+    usable = [(rate, seconds) for rate, seconds in pairs if rate is not None and seconds]
+    if not usable:
+        return None
+    return sum(rate * seconds for rate, seconds in usable) / sum(seconds for _, seconds in usable)
+
+
+def _metric_summary(rows: Sequence[EpochMetrics]) -> dict[str, Any]:
+    """Epochs done, final and best test accuracy, wall time and throughput from the metrics rows."""
+    if not rows:
+        return {}
+    best = max(rows, key=lambda row: row.test_accuracy)  # max keeps the first epoch that got there
+    return {
+        "epochs_done": rows[-1].epoch,
+        "final_test_accuracy": rows[-1].test_accuracy,
+        "best_test_accuracy": best.test_accuracy,
+        "best_epoch": best.epoch,
+        "wall_seconds": rows[-1].elapsed_seconds,
+        "samples_per_second": _throughput(rows),
+    }
+
+
+def _missing_metrics_problem(status: dict[str, Any], has_rows: bool) -> str:
+    """Damage when metrics.jsonl is absent or empty although the run says it got somewhere."""
+    if has_rows:
+        return ""
+    epochs = status.get("epoch", 0)
+    if status.get("status") == FINISHED or (isinstance(epochs, int) and epochs > 0):
+        return f"{METRICS_FILE} is missing or empty, but {STATUS_FILE} reports {epochs} epochs done"
+    return ""
+
+
+def _damaged(folder: Path, problem: str) -> RunRecord:
+    return RunRecord(run_id=folder.name, run_dir=folder, name=folder.name, status=DAMAGED, message=problem)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def read_run(folder: Path) -> RunRecord:
+    """The record of one run folder; one whose config cannot be read comes back damaged, saying why."""
+    problem = config_problem(folder)
+    if problem:
+        return _damaged(folder, problem)
     status = read_status(folder)
-    config = record["config"]
-    stale = status.get("status") == "running" and not is_live(status)  # its process died mid-run
-    return RunInfo(
-        run_id=record.get("run_id", folder.name),
-        run_dir=folder,
-        name=record.get("name", ""),
-        preset=record.get("preset", ""),
-        created=record.get("created", ""),
-        created_unix=float(record.get("created_unix", 0.0)),
-        arch=config.get("model", {}).get("arch", ""),
-        task=config.get("task", {}).get("kind", ""),
-        dataset=config.get("data", {}).get("dataset", ""),
-        status=INTERRUPTED if stale else status.get("status", "unknown"),
-        message=status.get("message", ""),
-        epoch=int(status.get("epoch", 0)),
-        total_epochs=int(status.get("total_epochs", config.get("epochs", 0))),
-        test_accuracy=_optional_float(status.get("test_accuracy")),
-        best_test_accuracy=_optional_float(status.get("best_test_accuracy")),
-    )
+    state, message = state_of(status)
+    if state == DAMAGED:  # status.json torn or overwritten: the worker that wrote it is not trusted alive
+        state, message = CRASHED, f"{message}; resume it from its last saved epoch"
+    live = state in ACTIVE
+    log = read_metrics(folder, live)
+    problem = _missing_metrics_problem(status, bool(log.rows))
+    if problem:
+        return _damaged(folder, "; ".join(log.problems) or problem)
+    try:
+        record = read_config(folder)
+        config = record["config"]
+        params = record.get("param_count")
+        return RunRecord(
+            run_id=folder.name, run_dir=folder, name=str(record.get("name", "")).strip() or folder.name,
+            status=state, message=message, preset=str(record.get("preset", "")),
+            arch=str(config.get("model", {}).get("arch", "")), task=str(config.get("task", {}).get("kind", "")),
+            dataset=str(config.get("data", {}).get("dataset", "")),
+            param_count=params if isinstance(params, int) and params > 0 else None,
+            created=str(record.get("created", "")), created_unix=float(record.get("created_unix", 0.0)),
+            total_epochs=int(status.get("total_epochs") or config.get("epochs", 0)),
+            step=int(status.get("step", 0)) if live else 0, steps_per_epoch=int(status.get("steps_per_epoch", 0)),
+            settings=describe_settings(config), live=live, eta_seconds=_eta(status, config) if state == RUNNING else None,
+            queue_position=status.get("queue_position") if state == QUEUED else None,
+            suggested_lr=_number(status.get("suggested_lr")),
+            pid=status.get("pid") if isinstance(status.get("pid"), int) else None, host=str(status.get("host", "")),
+            problems=log.problems,
+            **_metric_summary(log.rows),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # fields of the wrong type
+        return _damaged(folder, f"{CONFIG_FILE} is not a run config ({type(error).__name__}: {error})")
 
 
-def list_runs(root: Path | str | None = None) -> list[RunInfo]:
-    """Every readable run under the root, newest first; folders that are not runs are skipped."""
+def _eta(status: dict[str, Any], config: dict[str, Any]) -> float | None:
+    """Seconds of training left at the pace of the epoch under way."""
+    rate, batch = _number(status.get("samples_per_second")), config.get("data", {}).get("batch_size")
+    steps, total = status.get("steps_per_epoch"), status.get("total_epochs")
+    if not rate or not isinstance(batch, int) or not isinstance(steps, int) or not isinstance(total, int):
+        return None
+    done = int(status.get("epoch", 0)) * steps + int(status.get("step", 0))
+    return max(total * steps - done, 0) * batch / rate
+
+
+def _is_run_folder(path: Path) -> bool:
+    """A folder whose name could be a run id (hidden and oddly named folders are not runs)."""
+    return bool(_RUN_ID.fullmatch(path.name)) and ".." not in path.name and path.is_dir()
+
+
+def list_runs(root: Path | str | None = None) -> list[RunRecord]:
+    """Every run folder under the root, newest first, damaged ones (with the reason) last."""
     base = runs_root(root)
     if not base.is_dir():
         return []
-    infos = []
-    for folder in base.iterdir():
-        if not folder.is_dir() or not _RUN_ID.fullmatch(folder.name):
-            continue
-        try:
-            infos.append(run_info(folder))
-        except (RunError, AttributeError, TypeError, ValueError):
-            continue  # a half-made or foreign folder: not a run we can show
-    return sorted(infos, key=lambda info: (info.created_unix, info.run_id), reverse=True)
+    records = [read_run(folder) for folder in base.iterdir() if _is_run_folder(folder)]
+    return sorted(records, key=lambda record: (not record.damaged, record.created_unix, record.run_id), reverse=True)
+
+
+def find_run(run_id: str, root: Path | str | None = None) -> RunRecord:
+    """The record of one run; RunError if there is none."""
+    return read_run(run_dir(run_id, root))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stop, rename, delete
+
+
+def stop_run(run_id: str, root: Path | str | None = None) -> str:
+    """Ask a queued or running run to stop; return what happens. RunError if it is not active."""
+    record = find_run(run_id, root)
+    if not record.live:
+        raise RunError(f"run {run_id} is not training (it is {record.status}); there is nothing to stop")
+    already = stop_requested(record.run_dir)
+    request_stop(record.run_dir)
+    if already:
+        return f"run {run_id} was already asked to stop; it stops after its current batch"
+    if record.status == QUEUED:
+        return f"run {run_id} leaves the queue without training"
+    return f"run {run_id} stops after its current batch, saved up to its last whole epoch"
+
+
+def rename_run(run_id: str, name: str, root: Path | str | None = None) -> str:
+    """Store a new display name in the run's config.json (rewritten atomically); the id and folder stay.
+
+    Whitespace runs become one space; an empty name makes the list show the run id again.
+    Returns the name stored. RunError for an unknown run, a damaged config or a bad name.
+    """
+    folder = run_dir(run_id, root)
+    clean = " ".join(name.split())
+    if len(clean) > NAME_MAX:
+        raise RunError(f"a run name can have at most {NAME_MAX} characters, this one has {len(clean)}")
+    if not clean.isprintable():
+        raise RunError("a run name cannot hold control characters")
+    update_record(folder, name=clean)  # atomic: a live run or another page never sees half a config
+    return clean
+
+
+def delete_run(run_id: str, root: Path | str | None = None) -> Path:
+    """Remove a run folder with everything in it; return the path removed.
+
+    Refused (RunError) for an id that is not one safe path component, a folder that is a link or
+    lies outside the runs root, and a run that is queued or training (stop it first).
+    """
+    base = runs_root(root).resolve()
+    folder = run_dir(run_id, root)
+    if folder.is_symlink() or folder.resolve().parent != base:
+        raise RunError(f"{folder} is not a folder inside the runs root {base}; not deleting it")
+    if is_live(read_status(folder)):
+        raise RunError(f"run {run_id} is still {read_status(folder)['status']}: stop it first, then delete it")
+    shutil.rmtree(folder)
+    return folder

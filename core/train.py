@@ -8,14 +8,14 @@ streamlit.
 from __future__ import annotations
 
 import math
-import threading
+import os
 import time
 import traceback
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -164,6 +164,15 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     data = asdict(config)
     data["optimizer"]["betas"] = list(data["optimizer"]["betas"])
     return data
+
+
+def flat_values(config: TrainConfig) -> dict[str, Any]:
+    """The config as FLAT_FIELDS name -> value: the shape of the Train page's form and the CLI's flags."""
+    values = {}
+    for name, (section, key) in FLAT_FIELDS.items():
+        holder = config if section is None else getattr(config, section)
+        values[name] = getattr(holder, key)
+    return values
 
 
 def _coerce(where: str, annotation: str, value: Any) -> Any:
@@ -487,7 +496,20 @@ class Failed:
     epoch: int = 0  # last whole epoch saved
 
 
-Event = RunStarted | BatchEnd | EpochEnd | CheckpointSaved | Finished | Stopped | Failed
+@dataclass(frozen=True)
+class Diverged:
+    """The loss became non-finite or exploded, or accuracy fell to chance: stopped, marked diverged."""
+
+    message: str  # what happened, where, and what to try
+    cause: str  # "non-finite loss", "exploding loss" or "accuracy at chance"
+    suggested_lr: float  # a learning rate to try instead
+    run_id: str
+    run_dir: Path
+    epoch: int  # last whole epoch saved
+
+
+Outcome = Finished | Stopped | Failed | Diverged
+Event = RunStarted | BatchEnd | EpochEnd | CheckpointSaved | Finished | Stopped | Failed | Diverged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,8 +523,29 @@ PER_BATCH_SCHEDULERS = ("onecycle",)  # stepped after every batch; the others af
 MEMORY_FORMAT = torch.channels_last
 
 
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite; the message names the likely cause."""
+# Divergence: a smoothed loss this many times the larger of its first batches' and a uniform guess's
+# (ln 10 for ten classes) is exploding, checked once this many steps have passed.
+EXPLODE_FACTOR = 10.0
+EXPLODE_AFTER = 10
+LOSS_SMOOTHING = 0.2  # weight of the newest batch in the smoothed loss
+
+
+class Divergence(RuntimeError):
+    """The loss became non-finite or exploded; the message names the likely cause and what to try."""
+
+    def __init__(self, message: str, cause: str, suggested_lr: float) -> None:
+        super().__init__(message)
+        self.cause, self.suggested_lr = cause, suggested_lr
+
+
+class StopFlag(Protocol):
+    """What `train` polls before every batch: a threading.Event, or core.runs.StopSignal (a stop file too)."""
+
+    def is_set(self) -> bool: ...
+
+
+class RunFolderGone(RuntimeError):
+    """The run folder was deleted while the run trained: nothing more can be written."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -694,6 +737,10 @@ class _Run:
     train_phase_seconds: float = 0.0  # of which training (not evaluating), for throughput
     last_eval: tuple[float, torch.Tensor] | None = None  # (loss, probabilities) of the last epoch
     ended: bool = False  # a final status has been written
+    status: runs.StatusWriter | None = None  # status.json and its heartbeat, while the loop runs
+    batches: runs.BatchLog | None = None  # batches.csv, while the loop runs
+    first_losses: list[float] = field(default_factory=list)  # this process's first batches, the reference
+    smoothed_loss: float | None = None  # exponential moving average of the batch losses
 
     @property
     def steps_per_epoch(self) -> int:
@@ -732,12 +779,12 @@ def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
             f"the binary task needs a network that outputs a logit, but {config.model.arch} ends in {head}; "
             "pick another architecture (or its option that drops the softmax)"
         )
-    _check_schedule(config, math.ceil(len(data.train_labels) / config.data.batch_size))
+    check_schedule(config, math.ceil(len(data.train_labels) / config.data.batch_size))
     model = model.to(device).to(memory_format=MEMORY_FORMAT)
     return _Parts(device, data, model, head, arch_config)
 
 
-def _check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
+def check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
     """One-cycle needs a warm-up of at least two steps (torch divides by its length minus one)."""
     total = config.epochs * steps_per_epoch
     if config.scheduler.name == "onecycle" and config.scheduler.pct_start * total < 2:
@@ -782,17 +829,21 @@ def _resumed_config(saved: TrainConfig, given: TrainConfig | None, state: dict[s
 def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None, dataset: Dataset | None) -> _Run:
     """Reopen a run folder at its last saved epoch: weights, optimizer, scheduler, best so far, metrics."""
     folder = runs.run_dir(run_id, root)
-    if runs.is_live(runs.read_status(folder)):
-        raise runs.RunError(f"run {run_id} is still training in another process; stop it there first")
+    status = runs.read_status(folder)
+    if runs.is_live(status) and status.get("pid") != os.getpid():
+        raise runs.RunError(f"run {run_id} is still {status['status']} in another process; stop it there first")
     saved = config_from_dict(runs.read_config(folder)["config"])
     last = folder / runs.LAST_CHECKPOINT
     payload = read_checkpoint(last) if last.is_file() else None  # none: stopped in its first epoch
     epoch = int(payload["meta"]["epoch"]) if payload else 0
     state = payload.get("training_state", {}) if payload else {}
     config = _resumed_config(saved, given, state, epoch)
-    run = _assemble(config, run_id, folder, _prepare(config, dataset))
+    parts = _prepare(config, dataset)
+    run = _assemble(config, run_id, folder, parts)
     if config != saved:
         runs.update_config(folder, config_to_dict(config))
+    if not runs.read_config(folder).get("arch_config"):  # a queued run starting: record what was built
+        runs.update_record(folder, arch_config=parts.arch_config, param_count=parts.param_count)
     if payload:
         try:
             run.model.load_state_dict(payload["state_dict"])
@@ -807,15 +858,18 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
             ) from error
     run.epoch = epoch
     rows = runs.truncate_metrics(folder, epoch)  # drop lines past the checkpoint, or cut short by a crash
-    run.elapsed_seconds = sum(row.get("seconds", 0.0) for row in rows)
-    run.train_phase_seconds = sum(row.get("train_seconds", 0.0) for row in rows)
+    runs.truncate_batches(folder, epoch * run.steps_per_epoch)  # the per-batch curve continues from there
+    for leftover in folder.glob(".*.tmp"):  # a write torn by a crash; the file it was replacing is intact
+        leftover.unlink(missing_ok=True)
+    run.elapsed_seconds = sum(row.seconds or 0.0 for row in rows)
+    run.train_phase_seconds = sum(row.train_seconds or 0.0 for row in rows)
     return run
 
 
 EpochTotals = dict[str, float]  # train_loss, train_accuracy, train_seconds, samples_per_second
 
 
-def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generator[BatchEnd, None, EpochTotals | None]:
+def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[BatchEnd, None, EpochTotals | None]:
     """One pass over the training images, yielding BatchEnd; returns its totals, or None if stopped."""
     config, data = run.config, run.data
     run.model.train()
@@ -827,13 +881,14 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generat
     loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.int64, device=run.device), 0
     start = time.perf_counter()
     for step, (images, digits) in enumerate(batches, 1):
+        if run.status is not None and run.status.gone:
+            raise RunFolderGone(f"the run folder {run.run_dir} was deleted while the run trained")
         if stop is not None and stop.is_set():
             return None
         outputs = run.model(_model_input(images, data.norm, augment))
         loss = run.loss_fn(outputs, digits)
         loss_value, lr = loss.item(), run.lr()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(_non_finite_message(config, loss_value, epoch, step, lr))
+        _watch_loss(run, loss_value, epoch, step, lr)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -843,11 +898,13 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generat
         loss_sum += loss_value * len(digits)
         seen += len(digits)
         seconds = time.perf_counter() - start
-        yield BatchEnd(
+        event = BatchEnd(
             epoch=epoch, step=step, steps_per_epoch=run.steps_per_epoch,
             global_step=(epoch - 1) * run.steps_per_epoch + step, loss=loss_value, lr=lr,
             samples_per_second=seen / max(seconds, 1e-9), elapsed_seconds=run.elapsed_seconds + seconds,
         )
+        _record_batch(run, event)
+        yield event
     if run.scheduler is not None and config.scheduler.name not in PER_BATCH_SCHEDULERS:
         run.scheduler.step()
     seconds = time.perf_counter() - start
@@ -857,11 +914,54 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generat
     }
 
 
-def _non_finite_message(config: TrainConfig, value: float, epoch: int, step: int, lr: float) -> str:
-    return (
-        f"the training loss became {value} at epoch {epoch}, step {step}: the learning rate {lr:g} is "
-        f"probably too high for {config.optimizer.name} on {config.model.arch}. Try {lr / 10:g} or lower."
+def _record_batch(run: _Run, event: BatchEnd) -> None:
+    """The batch into batches.csv, its progress into status.json at the next heartbeat."""
+    if run.batches is not None:
+        run.batches.add(event.global_step, event.loss, event.lr)
+    if run.status is not None:
+        run.status.note(epoch_in_progress=event.epoch, step=event.step, global_step=event.global_step,
+                        samples_per_second=event.samples_per_second, elapsed_seconds=event.elapsed_seconds)
+
+
+def _chance_loss(config: TrainConfig) -> float:
+    """The loss of a uniform guess: ln 2 for one-vs-rest, ln 10 for ten classes."""
+    return math.log(2 if config.task.kind == "binary" else 10)
+
+
+def _divergence(run: _Run, what: str, cause: str, epoch: int, step: int, lr: float) -> Divergence:
+    config = run.config
+    suggestion = config.optimizer.lr / 10
+    return Divergence(
+        f"the training loss {what} at epoch {epoch}, step {step} (learning rate {lr:g}): the learning rate is "
+        f"probably too high for {config.optimizer.name} on {config.model.arch}. Try {suggestion:g} or lower.",
+        cause, suggestion,
     )
+
+
+def _watch_loss(run: _Run, loss: float, epoch: int, step: int, lr: float) -> None:
+    """Raise Divergence on a non-finite loss, or a smoothed loss far above where this run started."""
+    if not math.isfinite(loss):
+        raise _divergence(run, f"became {loss}", "non-finite loss", epoch, step, lr)
+    if len(run.first_losses) < 5:
+        run.first_losses.append(loss)
+    previous = run.smoothed_loss
+    run.smoothed_loss = loss if previous is None else (1 - LOSS_SMOOTHING) * previous + LOSS_SMOOTHING * loss
+    reference = max(sum(run.first_losses) / len(run.first_losses), _chance_loss(run.config))
+    if len(run.first_losses) >= 5 and step >= EXPLODE_AFTER and run.smoothed_loss > EXPLODE_FACTOR * reference:
+        raise _divergence(
+            run, f"exploded to {run.smoothed_loss:.3g} (it started near {reference:.3g})", "exploding loss",
+            epoch, step, lr,
+        )
+
+
+def _check_chance(run: _Run, epoch: int, train_loss: float, test_accuracy: float) -> None:
+    """After an epoch: ten-class accuracy at chance with a training loss well above a uniform guess's."""
+    chance_loss = _chance_loss(run.config)
+    if run.config.task.kind == "multiclass" and test_accuracy <= 0.12 and train_loss > 1.5 * chance_loss:
+        raise _divergence(
+            run, f"stayed at {train_loss:.3g} (a uniform guess scores {chance_loss:.3g}) and test accuracy fell to "
+            f"chance ({test_accuracy:.1%})", "accuracy at chance", epoch, run.steps_per_epoch, run.lr(),
+        )
 
 
 def _meta(run: _Run, row: dict[str, Any]) -> dict[str, Any]:
@@ -902,17 +1002,24 @@ def _end_epoch(run: _Run, epoch: int, totals: dict[str, float], started: float) 
     """Evaluate, append the metrics line, save the checkpoints, update the status."""
     test_loss, probs = evaluate(run.model, run.data, run.config.task, run.head, run.loss_fn)
     test_accuracy = accuracy_of(probs, run.data.test_labels, run.config.task)
+    _check_chance(run, epoch, totals["train_loss"], test_accuracy)
+    if not run.run_dir.is_dir():
+        raise RunFolderGone(f"the run folder {run.run_dir} was deleted while the run trained")
     seconds = time.perf_counter() - started
     run.elapsed_seconds += seconds
     run.train_phase_seconds += totals["train_seconds"]
     is_best = test_accuracy > run.best_accuracy
     if is_best:
         run.best_accuracy, run.best_epoch = test_accuracy, epoch
-    row = {
-        "epoch": epoch, **totals, "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": run.lr(),
-        "seconds": seconds, "elapsed_seconds": run.elapsed_seconds,
-    }
-    runs.append_metrics(run.run_dir, row)
+    metrics = runs.EpochMetrics(
+        epoch=epoch, train_loss=totals["train_loss"], train_accuracy=totals["train_accuracy"], test_loss=test_loss,
+        test_accuracy=test_accuracy, lr=run.lr(), seconds=seconds, elapsed_seconds=run.elapsed_seconds,
+        train_seconds=totals["train_seconds"], samples_per_second=totals["samples_per_second"],
+    )
+    row = asdict(metrics)
+    if run.batches is not None:
+        run.batches.flush()
+    runs.append_metrics(run.run_dir, metrics)
     run.epoch, run.last_eval = epoch, (test_loss, probs)
     yield EpochEnd(
         epoch=epoch, total_epochs=run.config.epochs, train_loss=totals["train_loss"],
@@ -921,15 +1028,20 @@ def _end_epoch(run: _Run, epoch: int, totals: dict[str, float], started: float) 
         is_best=is_best,
     )
     yield from _save(run, row, is_best)
-    _write_status(run, "running", f"epoch {epoch} of {run.config.epochs} done")
+    _write_status(run, "running", f"epoch {epoch} of {run.config.epochs} done", step=0)
 
 
-def _write_status(run: _Run, status: str, message: str) -> None:
+def _write_status(run: _Run, status: str, message: str, **extra: Any) -> None:
     accuracy = accuracy_of(run.last_eval[1], run.data.test_labels, run.config.task) if run.last_eval else None
-    runs.write_status(
-        run.run_dir, status, message=message, epoch=run.epoch, total_epochs=run.config.epochs,
-        test_accuracy=accuracy, best_test_accuracy=run.best_accuracy if run.best_epoch else None,
+    fields = dict(
+        status=status, message=message, epoch=run.epoch, total_epochs=run.config.epochs,
+        steps_per_epoch=run.steps_per_epoch, test_accuracy=accuracy,
+        best_test_accuracy=run.best_accuracy if run.best_epoch else None, **extra,
     )
+    if run.status is not None:
+        run.status.set(**fields)
+    else:
+        runs.write_status(run.run_dir, **fields)
     run.ended = status != "running"
 
 
@@ -966,20 +1078,31 @@ def _stopped(run: _Run, epoch: int) -> Stopped:
 
 
 def _failed(run: _Run, message: str, details: str = "") -> Failed:
-    runs.write_status(
-        run.run_dir, "failed", message=message, epoch=run.epoch, total_epochs=run.config.epochs, details=details
-    )
-    run.ended = True
+    try:
+        _write_status(run, "failed", message, details=details)
+    except OSError:  # the disk is full or the folder gone: the event still says why
+        run.ended = True
     return Failed(message=message, run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch)
 
 
-def _loop(run: _Run, stop: threading.Event | None) -> Iterator[Event]:
+def _diverged(run: _Run, error: Divergence) -> Diverged:
+    _write_status(run, "diverged", str(error), cause=error.cause, suggested_lr=error.suggested_lr)
+    return Diverged(message=str(error), cause=error.cause, suggested_lr=error.suggested_lr, run_id=run.run_id,
+                    run_dir=run.run_dir, epoch=run.epoch)
+
+
+def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
     """The epochs of a prepared run; always ends the run folder with a final status."""
     previous_threads = torch.get_num_threads()
     try:
         if run.config.threads:
             torch.set_num_threads(run.config.threads)
-        _write_status(run, "running", f"starting epoch {run.epoch + 1} of {run.config.epochs}")
+        run.status = runs.StatusWriter(
+            run.run_dir, "running", message=f"starting epoch {run.epoch + 1} of {run.config.epochs}",
+            epoch=run.epoch, total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch, step=0,
+            threads=torch.get_num_threads(), device=str(run.device),
+        ).start()
+        run.batches = runs.BatchLog(run.run_dir)
         yield RunStarted(
             run_id=run.run_id, run_dir=run.run_dir, config=run.config, start_epoch=run.epoch,
             total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch,
@@ -995,14 +1118,24 @@ def _loop(run: _Run, stop: threading.Event | None) -> Iterator[Event]:
                 return
             yield from _end_epoch(run, epoch, totals, started)
         yield _finish(run)
-    except NonFiniteLoss as error:
-        yield _failed(run, str(error))
+    except Divergence as error:
+        yield _diverged(run, error)
+    except RunFolderGone as error:
+        run.ended = True  # nothing to write into
+        yield Failed(message=str(error), run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch)
     except Exception as error:  # a crash mid-run: the folder says so, the traceback is kept in status.json
         yield _failed(run, f"{type(error).__name__}: {error}", traceback.format_exc())
     finally:
         torch.set_num_threads(previous_threads)
-        if not run.ended:  # the reader closed the stream or Ctrl-C interrupted: resumable from last.pt
-            _write_status(run, "stopped", f"interrupted during epoch {run.epoch + 1}; saved up to epoch {run.epoch}")
+        try:
+            if not run.ended:  # the reader closed the stream or Ctrl-C interrupted: resumable from last.pt
+                message = f"interrupted during epoch {run.epoch + 1}; saved up to epoch {run.epoch}"
+                _write_status(run, "stopped", message)
+        finally:
+            if run.batches is not None:
+                run.batches.close()
+            if run.status is not None:
+                run.status.close()
 
 
 def train(
@@ -1010,7 +1143,7 @@ def train(
     *,
     run_name: str | None = None,
     resume: str | None = None,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     runs_root: Path | str | None = None,
     dataset: Dataset | None = None,
 ) -> Iterator[Event]:

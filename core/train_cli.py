@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TextIO
 
-from core import runs
+from core import jobs, runs
 from core.train import (
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,
@@ -26,18 +26,17 @@ from core.train import (
     BatchEnd,
     CheckpointSaved,
     ConfigError,
+    Diverged,
     EpochEnd,
     Event,
     Failed,
     Finished,
+    Outcome,
     RunStarted,
     Stopped,
     TrainConfig,
-    config_from_dict,
     config_to_dict,
-    override,
     preset_config,
-    train,
 )
 
 # CLI option -> FLAT_FIELDS name, for the overrides a person may type.
@@ -87,8 +86,8 @@ class ProgressReporter:
                 f"acc {event.train_accuracy:.2%} | test loss {event.test_loss:.4f} acc {event.test_accuracy:.2%}"
                 f"{best} | {event.seconds:.1f}s, {event.samples_per_second:,.0f} img/s, lr {event.lr:.3g}"
             )
-        elif isinstance(event, Stopped | Failed):
-            self._line(f"{'stopped' if isinstance(event, Stopped) else 'failed'}: {event.message}")
+        elif isinstance(event, Stopped | Failed | Diverged):
+            self._line(f"{outcome_state(event)}: {event.message}")
         elif isinstance(event, Finished):
             self._line(
                 f"finished: test accuracy {event.test_accuracy:.2%} (best {event.best_test_accuracy:.2%} at "
@@ -118,7 +117,16 @@ class ProgressReporter:
         self.stream.flush()
 
 
-def outcome_json(event: Finished | Stopped | Failed) -> dict[str, Any]:
+def outcome_state(event: Outcome) -> str:
+    return {Finished: runs.FINISHED, Stopped: runs.STOPPED, Failed: runs.FAILED, Diverged: runs.DIVERGED}[type(event)]
+
+
+def exit_code(outcome: Outcome | None) -> int:
+    """0 finished, 130 stopped (as after Ctrl-C), 1 failed or diverged or gone."""
+    return 130 if isinstance(outcome, Stopped) else 0 if isinstance(outcome, Finished) else 1
+
+
+def outcome_json(event: Outcome) -> dict[str, Any]:
     """The one JSON line `--json` prints."""
     if isinstance(event, Finished):
         return {
@@ -128,11 +136,13 @@ def outcome_json(event: Finished | Stopped | Failed) -> dict[str, Any]:
             "best_test_accuracy": event.best_test_accuracy, "best_epoch": event.best_epoch,
             "best_checkpoint": str(event.best_checkpoint),
         }
-    status = "stopped" if isinstance(event, Stopped) else "failed"
-    return {
-        "status": status, "run_id": event.run_id, "run_dir": str(event.run_dir or ""), "epochs": event.epoch,
-        "message": event.message,
+    outcome = {
+        "status": outcome_state(event), "run_id": event.run_id, "run_dir": str(event.run_dir or ""),
+        "epochs": event.epoch, "message": event.message,
     }
+    if isinstance(event, Diverged):
+        outcome.update(cause=event.cause, suggested_lr=event.suggested_lr)
+    return outcome
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -141,20 +151,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return preset_config(args.preset, **overrides)
 
 
-def resume_config(args: argparse.Namespace) -> TrainConfig | None:
-    """For --resume: None (keep the saved config) unless epochs/device/threads were given."""
+def queue_resume(args: argparse.Namespace) -> str:
+    """For --resume: queue the run again, with epochs/device/threads if given (nothing else may change)."""
     given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     refused = sorted(set(given) - set(RESUME_OVERRIDES))
     if refused:
         raise ConfigError(f"--resume keeps the run's config; only --epochs, --device and --threads may change, "
                           f"not --{refused[0].replace('_', '-')}")
-    if not given:
-        return None
-    saved = config_from_dict(runs.read_config(runs.run_dir(args.resume, args.runs_dir))["config"])
-    return override(saved, **given)
+    return jobs.prepare_resume(args.resume, args.runs_dir, **given)
 
 
-def _install_stop_handler(stop: threading.Event, stream: TextIO) -> Callable[[], None]:
+def _install_stop_handler(stop: runs.StopSignal, stream: TextIO) -> Callable[[], None]:
     """First Ctrl-C: set `stop` (the run ends after this batch, saved and resumable). Second: abort."""
     previous = signal.getsignal(signal.SIGINT)
 
@@ -191,24 +198,31 @@ def _list_presets(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.list_presets:
         return _list_presets(args)
-    config = resume_config(args) if args.resume else config_from_args(args)
-    stop = threading.Event()
+    run_id = queue_resume(args) if args.resume else jobs.prepare(config_from_args(args), args.run_name, args.runs_dir)
+    if args.detach:
+        jobs._spawn(runs.run_dir(run_id, args.runs_dir))
+        record = runs.find_run(run_id, args.runs_dir)
+        print(json.dumps({"status": record.status, "run_id": run_id, "run_dir": str(record.run_dir)}) if args.json
+              else f"run {run_id} started in the background; follow it with `python -m core runs show {run_id}`")
+        return 0
+    stop = runs.StopSignal(runs.run_dir(run_id, args.runs_dir), threading.Event())
     report = ProgressReporter(sys.stderr, interactive=sys.stderr.isatty())
+
+    def on_event(event: Event) -> None:
+        if not args.quiet or not isinstance(event, BatchEnd | CheckpointSaved):
+            report(event)
+
     restore = _install_stop_handler(stop, sys.stderr)
-    outcome: Finished | Stopped | Failed | None = None
     try:
-        events = train(config, run_name=args.run_name, resume=args.resume, stop=stop, runs_root=args.runs_dir)
-        for event in events:
-            if not args.quiet or not isinstance(event, BatchEnd | CheckpointSaved):
-                report(event)
-            if isinstance(event, Finished | Stopped | Failed):
-                outcome = event
+        outcome = jobs.work(run_id, args.runs_dir, stop=stop, on_event=on_event)
     finally:
         restore()
-    assert outcome is not None  # the stream always ends with one of the three
+    if outcome is None:
+        print(f"error: the run folder of {run_id} was deleted", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(outcome_json(outcome)))
-    return {Finished: 0, Stopped: 130, Failed: 1}[type(outcome)]
+    return exit_code(outcome)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -259,5 +273,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs-dir", help="folder of run folders (default $DIGITS_RUNS_DIR or checkpoints/runs)")
     parser.add_argument("--json", action="store_true", help="print one JSON line with the outcome on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the per-epoch lines")
+    parser.add_argument("--detach", action="store_true",
+                        help="train in a background process and return at once (follow it with `runs show`)")
     _add_overrides(parser)
     parser.set_defaults(func=run_cli)

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from core import compare, runs
-from core.compare import CompareError, EvaluationComparison, FlippedDigit, RunRecord
+from core.compare import CompareError, EvaluationComparison, FlippedDigit
+from core.runs import RunRecord
 from core.metrics import Evaluation
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
 from pages.common import get_dataset, upscale
@@ -35,7 +36,7 @@ FLIPS_SHOWN = 12  # flipped digits shown per side
 @st.cache_data(show_spinner=False)
 def load_records(root: str, fingerprint: tuple) -> list[RunRecord]:
     """The run list; `fingerprint` is only the cache key."""
-    return compare.list_run_records(root)
+    return runs.list_runs(root)
 
 
 @st.cache_data(show_spinner=False)
@@ -55,8 +56,8 @@ def load_evaluation(folder: str, stamp: tuple) -> Evaluation | None:
 
 
 def status_text(record: RunRecord) -> str:
-    if record.status == "running":
-        return f"running, epoch {record.epochs_done}/{record.total_epochs}"
+    if record.status == runs.RUNNING:
+        return f"running, epoch {min(record.epochs_done + 1, record.total_epochs)}/{record.total_epochs}"
     return record.status
 
 
@@ -90,6 +91,9 @@ def runs_table(records: list[RunRecord]) -> None:
         if record.damaged:
             st.warning(f"Run folder `{record.run_id}` is damaged and cannot be compared: {record.message}. "
                        "You can delete it below.", icon=":material/broken_image:")
+        elif record.problems:
+            st.warning(f"Run `{record.name}`: {'; '.join(record.problems)}. Its other epochs are shown.",
+                       icon=":material/warning:")
 
 
 def show_notice() -> None:
@@ -100,7 +104,7 @@ def show_notice() -> None:
 
 def rename_clicked(run_id: str) -> None:
     try:
-        name = compare.rename_run(run_id, st.session_state[f"cmp_name_{run_id}"])
+        name = runs.rename_run(run_id, st.session_state[f"cmp_name_{run_id}"])
         st.session_state[NOTICE_KEY] = ("success", f"Renamed `{run_id}` to “{name or run_id}”.")
     except runs.RunError as error:
         st.session_state[NOTICE_KEY] = ("error", f"Could not rename: {error}")
@@ -109,7 +113,7 @@ def rename_clicked(run_id: str) -> None:
 def delete_confirmed(run_id: str) -> None:
     st.session_state.pop(PENDING_DELETE_KEY, None)
     try:
-        folder = compare.delete_run(run_id)
+        folder = runs.delete_run(run_id)
         st.session_state[NOTICE_KEY] = ("success", f"Deleted run `{run_id}` ({folder}).")
     except runs.RunError as error:
         st.session_state[NOTICE_KEY] = ("error", f"Could not delete: {error}")
@@ -121,7 +125,7 @@ def manage_runs(records: list[RunRecord]) -> None:
         chosen = st.selectbox("Run", records, format_func=lambda record: f"{record.name} · {record.run_id}",
                               key="cmp_manage_run")
         name_column, rename_column = st.columns([3, 1], vertical_alignment="bottom")
-        name_column.text_input("Display name (empty: show the run id)", value=chosen.name, max_chars=compare.NAME_MAX,
+        name_column.text_input("Display name (empty: show the run id)", value=chosen.name, max_chars=runs.NAME_MAX,
                                key=f"cmp_name_{chosen.run_id}", disabled=chosen.damaged)
         rename_column.button("Rename", key="cmp_rename", on_click=rename_clicked, args=(chosen.run_id,),
                              disabled=chosen.damaged, icon=":material/edit:")

@@ -16,6 +16,7 @@ import json
 import shutil
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def export(finished: Finished, command: str) -> dict[str, object]:
         "train_seconds": round(finished.train_seconds, 1),
         "model_bytes": size,
         "command": command,
-        "per_epoch": runs.read_metrics(finished.run_dir),
+        "per_epoch": [asdict(row) for row in runs.read_metrics(finished.run_dir).rows],
     }
     (TARGET / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics

@@ -15,7 +15,8 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from core import compare, runs
-from core.compare import DAMAGED, CompareError
+from core.compare import CompareError
+from core.runs import DAMAGED
 from core.train import preset_config
 
 pytest_plugins = ["tests.compare_fixtures"]
@@ -25,8 +26,8 @@ def rows_of(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / runs.METRICS_FILE).read_text().splitlines()]
 
 
-def record_of(root: Path, run_id: str) -> compare.RunRecord:
-    return next(record for record in compare.list_run_records(root) if record.run_id == run_id)
+def record_of(root: Path, run_id: str) -> runs.RunRecord:
+    return next(record for record in runs.list_runs(root) if record.run_id == run_id)
 
 
 def dead_pid() -> int:
@@ -45,7 +46,7 @@ def test_lists_real_runs_from_their_json_files(runs_copy, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the run list must not load weights"))
-    records = compare.list_run_records(root)
+    records = runs.list_runs(root)
     assert [record.run_id for record in records] == [lenet_id, fast_id]  # newest first
     fast = record_of(root, fast_id)
     rows = rows_of(root / fast_id)
@@ -75,8 +76,8 @@ def test_param_count_matches_the_built_network(runs_copy):
 
 
 def test_no_root_or_empty_root_lists_nothing(tmp_path):
-    assert compare.list_run_records(tmp_path / "absent") == []
-    assert compare.list_run_records(tmp_path) == []
+    assert runs.list_runs(tmp_path / "absent") == []
+    assert runs.list_runs(tmp_path) == []
     assert compare.runs_fingerprint(tmp_path / "absent") == ()
 
 
@@ -85,7 +86,7 @@ def test_folders_that_cannot_be_runs_are_skipped(runs_copy):
     (root / ".hidden-temp").mkdir()
     (root / "has space").mkdir()
     (root / "loose-file.txt").write_text("not a run")
-    assert sorted(record.run_id for record in compare.list_run_records(root)) == sorted(run_ids)
+    assert sorted(record.run_id for record in runs.list_runs(root)) == sorted(run_ids)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +108,7 @@ def test_folders_that_cannot_be_runs_are_skipped(runs_copy):
 def test_damaged_folders_are_listed_with_the_reason(runs_copy, damage, reason):
     root, (fast_id, lenet_id) = runs_copy
     damage(root / fast_id)
-    records = compare.list_run_records(root)
+    records = runs.list_runs(root)
     assert [record.run_id for record in records] == [lenet_id, fast_id]  # damaged ones last
     broken = records[-1]
     assert broken.status == DAMAGED and broken.damaged and reason in broken.message
@@ -115,28 +116,30 @@ def test_damaged_folders_are_listed_with_the_reason(runs_copy, damage, reason):
     assert not records[0].damaged
 
 
-def test_truncated_metrics_line_is_damage_unless_the_run_is_writing_it(runs_copy):
+def test_torn_last_metrics_line_is_named_unless_the_run_is_writing_it(runs_copy):
     root, (fast_id, _) = runs_copy
     path = root / fast_id / runs.METRICS_FILE
     text = path.read_text()
     path.write_text(text[: len(text) - 40])  # a crash in the middle of the last line
-    broken = record_of(root, fast_id)
-    assert broken.damaged and "metrics.jsonl line 2 is cut short" in broken.message
+    torn = record_of(root, fast_id)
+    assert not torn.damaged and torn.epochs_done == 1  # the good line is kept
+    assert torn.problems == ("metrics.jsonl line 2 was cut short (the worker stopped mid-write)",)
 
     runs.write_status(root / fast_id, "running", epoch=1, total_epochs=2)  # this process writes it: live
     live = record_of(root, fast_id)
     assert not live.damaged and live.live and live.status == "running"
-    assert live.epochs_done == 1  # the line being written is not counted yet
+    assert live.epochs_done == 1 and live.problems == ()  # the line being written is not counted, nor a problem
 
 
-def test_bad_line_in_the_middle_is_damage_even_for_a_live_run(runs_copy):
+def test_bad_line_in_the_middle_is_reported_and_the_rest_kept_even_for_a_live_run(runs_copy):
     root, (fast_id, _) = runs_copy
     lines = (root / fast_id / runs.METRICS_FILE).read_text().splitlines()
     (root / fast_id / runs.METRICS_FILE).write_text("\n".join([lines[0], '{"epoch": 2, "train_loss": "x"}',
                                                                lines[1]]) + "\n")
     runs.write_status(root / fast_id, "running", epoch=2, total_epochs=3)
     record = record_of(root, fast_id)
-    assert record.damaged and "line 2" in record.message
+    assert not record.damaged and record.epochs_done == 2
+    assert record.problems == ("metrics.jsonl line 2 is not a metrics row",)
 
 
 def test_a_run_that_has_not_finished_an_epoch_is_not_damaged(runs_copy):
@@ -148,32 +151,42 @@ def test_a_run_that_has_not_finished_an_epoch_is_not_damaged(runs_copy):
     assert record.live and not record.damaged
 
 
-def test_folder_with_config_only_is_damaged(runs_copy):
+def test_folder_with_config_only_is_unknown_not_damaged(runs_copy):
     root, (fast_id, _) = runs_copy
     for name in (runs.METRICS_FILE, runs.STATUS_FILE):
         (root / fast_id / name).unlink()
-    assert "never started" in record_of(root, fast_id).message
+    record = record_of(root, fast_id)
+    assert (record.status, record.message, record.damaged) == ("unknown", "no status.json", False)
 
 
-def test_running_status_of_a_dead_process_reads_interrupted(runs_copy):
+def test_running_status_of_a_dead_process_reads_crashed(runs_copy):
     root, (fast_id, _) = runs_copy
     runs.write_status(root / fast_id, "running", epoch=2, total_epochs=4)
     status = json.loads((root / fast_id / runs.STATUS_FILE).read_text())
     status["pid"] = dead_pid()
     (root / fast_id / runs.STATUS_FILE).write_text(json.dumps(status))
     record = record_of(root, fast_id)
-    assert record.status == runs.INTERRUPTED and not record.live and "has ended" in record.message
+    assert record.status == runs.CRASHED and not record.live and "is gone" in record.message
 
 
 def test_fingerprint_changes_when_a_run_changes(runs_copy):
     root, (fast_id, _) = runs_copy
     before = compare.runs_fingerprint(root)
     assert [name for name, _ in before] == sorted(runs_copy[1])
-    runs.append_metrics(root / fast_id, {**rows_of(root / fast_id)[-1], "epoch": 3})
+    runs.append_metrics(root / fast_id, replace(runs.read_metrics(root / fast_id).rows[-1], epoch=3))
     after_epoch = compare.runs_fingerprint(root)
     assert after_epoch != before
-    compare.rename_run(fast_id, "renamed", root)
-    assert compare.runs_fingerprint(root) != after_epoch
+    runs.rename_run(fast_id, "renamed", root)
+    after_rename = compare.runs_fingerprint(root)
+    assert after_rename != after_epoch
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        runs.write_status(root / fast_id, "running", epoch=3, total_epochs=4, pid=worker.pid)
+        running = compare.runs_fingerprint(root)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert compare.runs_fingerprint(root) != running  # its worker died; none of its files changed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,38 +335,38 @@ def test_binary_runs_count_yes_no_answers():
 def test_rename_changes_only_the_display_name(runs_copy):
     root, (fast_id, _) = runs_copy
     before = runs.read_config(root / fast_id)
-    assert compare.rename_run(fast_id, "  my   best\trun ", root) == "my best run"
+    assert runs.rename_run(fast_id, "  my   best\trun ", root) == "my best run"
     after = runs.read_config(root / fast_id)
     assert after == {**before, "name": "my best run"}
     assert (root / fast_id).is_dir() and record_of(root, fast_id).name == "my best run"
     assert sorted(path.name for path in (root / fast_id).iterdir() if path.name.startswith(".")) == []  # no temp left
-    compare.rename_run(fast_id, "", root)
+    runs.rename_run(fast_id, "", root)
     assert record_of(root, fast_id).name == fast_id  # an empty name shows the id
 
 
 def test_rename_refuses_bad_names_and_damaged_or_unknown_runs(runs_copy):
     root, (fast_id, lenet_id) = runs_copy
     with pytest.raises(runs.RunError, match="at most"):
-        compare.rename_run(fast_id, "x" * (compare.NAME_MAX + 1), root)
+        runs.rename_run(fast_id, "x" * (runs.NAME_MAX + 1), root)
     with pytest.raises(runs.RunError, match="control"):
-        compare.rename_run(fast_id, "bell\x07", root)
+        runs.rename_run(fast_id, "bell\x07", root)
     with pytest.raises(runs.RunError, match="no run"):
-        compare.rename_run("20990101-000000-nothing", "x", root)
+        runs.rename_run("20990101-000000-nothing", "x", root)
     (root / lenet_id / runs.CONFIG_FILE).write_text("{")
     with pytest.raises(runs.RunError):
-        compare.rename_run(lenet_id, "x", root)
+        runs.rename_run(lenet_id, "x", root)
 
 
 def test_delete_removes_the_folder(runs_copy):
     root, (fast_id, lenet_id) = runs_copy
-    assert compare.delete_run(fast_id, root) == root / fast_id
-    assert not (root / fast_id).exists() and [r.run_id for r in compare.list_run_records(root)] == [lenet_id]
+    assert runs.delete_run(fast_id, root) == root / fast_id
+    assert not (root / fast_id).exists() and [r.run_id for r in runs.list_runs(root)] == [lenet_id]
 
 
 def test_delete_removes_a_damaged_folder(runs_copy):
     root, (fast_id, _) = runs_copy
     (root / fast_id / runs.CONFIG_FILE).unlink()
-    compare.delete_run(fast_id, root)
+    runs.delete_run(fast_id, root)
     assert not (root / fast_id).exists()
 
 
@@ -362,7 +375,7 @@ def test_delete_refuses_paths_outside_the_root(runs_copy, run_id):
     root, run_ids = runs_copy
     (root.parent / "outside").mkdir()
     with pytest.raises(runs.RunError):
-        compare.delete_run(run_id, root)
+        runs.delete_run(run_id, root)
     assert (root.parent / "outside").is_dir() and all((root / run_id).is_dir() for run_id in run_ids)
 
 
@@ -373,15 +386,15 @@ def test_delete_refuses_a_link_to_a_folder_elsewhere(runs_copy, tmp_path):
     (elsewhere / "keep.txt").write_text("keep")
     os.symlink(elsewhere, root / "20990101-000000-link")
     with pytest.raises(runs.RunError, match="not a folder inside"):
-        compare.delete_run("20990101-000000-link", root)
+        runs.delete_run("20990101-000000-link", root)
     assert (elsewhere / "keep.txt").read_text() == "keep"
 
 
 def test_delete_refuses_a_run_still_training(runs_copy):
     root, (fast_id, _) = runs_copy
     runs.write_status(root / fast_id, "running", epoch=1, total_epochs=2)  # written by this living process
-    with pytest.raises(runs.RunError, match="still training"):
-        compare.delete_run(fast_id, root)
+    with pytest.raises(runs.RunError, match="still running: stop it first"):
+        runs.delete_run(fast_id, root)
     assert (root / fast_id).is_dir()
 
 
@@ -390,5 +403,5 @@ def test_delete_allows_a_run_whose_process_has_ended(runs_copy):
     runs.write_status(root / fast_id, "running", epoch=1, total_epochs=2)
     status = json.loads((root / fast_id / runs.STATUS_FILE).read_text())
     (root / fast_id / runs.STATUS_FILE).write_text(json.dumps({**status, "pid": dead_pid()}))
-    compare.delete_run(fast_id, root)
+    runs.delete_run(fast_id, root)
     assert not (root / fast_id).exists()

@@ -141,7 +141,7 @@ def test_a_run_still_training_shows_progress_and_cannot_be_deleted(runs_copy, mo
     runs.write_status(root / lenet_id, "running", message="epoch 1 of 3 done", epoch=1, total_epochs=3)
     at = open_page(root, monkeypatch)
     listed = table(at)
-    assert listed["status"].tolist()[0] == "running, epoch 1/3"
+    assert listed["status"].tolist()[0] == "running, epoch 2/3"  # the epoch under way
     assert listed["progress"].tolist()[0] == pytest.approx(100 / 3)
     assert at.button(key="cmp_delete").disabled
     assert at.button(key="cmp_refresh")

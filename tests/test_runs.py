@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -59,16 +61,46 @@ def test_root_comes_from_the_environment(tmp_path, monkeypatch):
     assert folder.parent == tmp_path / "elsewhere" and runs.run_dir(run_id) == folder
 
 
-def test_metrics_reader_skips_a_line_cut_short(tmp_path):
-    runs.append_metrics(tmp_path, {"epoch": 1, "test_accuracy": 0.9})
-    runs.append_metrics(tmp_path, {"epoch": 2, "test_accuracy": 0.95})
+def metrics(epoch: int, accuracy: float) -> runs.EpochMetrics:
+    return runs.EpochMetrics(epoch=epoch, train_loss=0.5, train_accuracy=0.8, test_loss=0.4, test_accuracy=accuracy)
+
+
+def test_metrics_reader_tolerates_a_torn_last_line_and_names_bad_ones(tmp_path):
+    runs.append_metrics(tmp_path, metrics(1, 0.9))
     with open(tmp_path / runs.METRICS_FILE, "a") as f:
-        f.write('{"epoch": 3, "test_acc')  # a crash mid-line
-    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == [1, 2]
-    assert runs.truncate_metrics(tmp_path, 1) == [{"epoch": 1, "test_accuracy": 0.9}]
-    runs.append_metrics(tmp_path, {"epoch": 2, "test_accuracy": 0.96})
-    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == [1, 2]
-    assert runs.read_metrics(tmp_path / "nothing") == []
+        f.write('{"epoch": "two"}\n')  # a line of the wrong shape
+    runs.append_metrics(tmp_path, metrics(2, 0.95))
+    with open(tmp_path / runs.METRICS_FILE, "a") as f:
+        f.write('{"epoch": 3, "test_acc')  # a worker killed mid-line
+    log = runs.read_metrics(tmp_path)
+    assert [row.epoch for row in log.rows] == [1, 2] and log.rows[1].test_accuracy == 0.95
+    assert log.problems == ("metrics.jsonl line 2 is not a metrics row",
+                            "metrics.jsonl line 4 was cut short (the worker stopped mid-write)")
+    assert runs.read_metrics(tmp_path, live=True).problems == ("metrics.jsonl line 2 is not a metrics row",)
+    assert runs.truncate_metrics(tmp_path, 1) == [metrics(1, 0.9)]
+    runs.append_metrics(tmp_path, metrics(2, 0.96))
+    assert [row.test_accuracy for row in runs.read_metrics(tmp_path).rows] == [0.9, 0.96]
+    assert runs.read_metrics(tmp_path).problems == ()
+    assert runs.read_metrics(tmp_path / "nothing") == runs.MetricsLog((), ())
+
+
+def test_batch_series_is_downsampled_for_charts_and_continues_after_truncation(tmp_path):
+    log = runs.BatchLog(tmp_path)
+    for step in range(1, 9401):  # a long run: 9,400 batches
+        log.add(step, loss=1.0 if step % 2 else 3.0, lr=step * 1e-5)
+    log.close()
+    with open(tmp_path / runs.BATCHES_FILE, "a") as f:
+        f.write("9401,0.5")  # torn: skipped
+    series = runs.read_batches(tmp_path, max_points=2000)
+    assert series.total == 9400 and series.bucket == 5 and len(series.steps) == 1880
+    assert series.steps[:2] == (5, 10) and series.losses[0] == pytest.approx((1 + 3 + 1 + 3 + 1) / 5)
+    assert series.lrs[-1] == pytest.approx(0.094)
+    runs.truncate_batches(tmp_path, 100)
+    again = runs.BatchLog(tmp_path)
+    again.add(101, 2.0, 1e-3)
+    again.close()
+    series = runs.read_batches(tmp_path)
+    assert series.steps == tuple(range(1, 102)) and series.bucket == 1
 
 
 def test_status_is_written_whole_and_read_back(tmp_path):
@@ -76,42 +108,81 @@ def test_status_is_written_whole_and_read_back(tmp_path):
     runs.write_status(tmp_path, "running", message="epoch 1", epoch=1, total_epochs=3, test_accuracy=0.9)
     status = runs.read_status(tmp_path)
     assert status["status"] == "running" and status["epoch"] == 1 and status["test_accuracy"] == 0.9
+    assert (status["pid"], status["host"]) == (os.getpid(), runs.HOST) and status["heartbeat"] <= time.time()
     assert [p.name for p in tmp_path.iterdir()] == [runs.STATUS_FILE]  # no temp file left
     with pytest.raises(ValueError):
         runs.write_status(tmp_path, "exploded")
+    with pytest.raises(ValueError):
+        runs.write_status(tmp_path, "crashed")  # derived by readers, never written
 
 
 def test_list_runs_reads_metadata_only_and_skips_strangers(tmp_path):
     old_id, _ = runs.new_run(config(preset="seed002", arch="seed002"), root=tmp_path)
     new_id, new = runs.new_run(config(), name="newer", root=tmp_path)
-    runs.write_status(new, "finished", epoch=2, total_epochs=2, test_accuracy=0.99, best_test_accuracy=0.991)
+    runs.write_status(new, "finished", epoch=2, total_epochs=2)
+    runs.append_metrics(new, metrics(1, 0.98))
+    runs.append_metrics(new, metrics(2, 0.97))
     (new / runs.BEST_CHECKPOINT).write_bytes(b"not even a checkpoint")  # never opened by list_runs
     (tmp_path / "junk").mkdir()
     (tmp_path / "notes.txt").write_text("hi")
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / runs.CONFIG_FILE).write_text(json.dumps({"no": "config"}))
+    (tmp_path / ".queue").mkdir()
     infos = runs.list_runs(tmp_path)
-    assert [info.run_id for info in infos] == [new_id, old_id]
+    assert [info.run_id for info in infos] == [new_id, old_id, "junk"]
     newest = infos[0]
-    assert (newest.status, newest.epoch) == ("finished", 2)
-    assert (newest.test_accuracy, newest.best_test_accuracy) == (0.99, 0.991)
+    assert (newest.status, newest.epochs_done, newest.fraction_done) == ("finished", 2, 1.0)
+    assert (newest.final_test_accuracy, newest.best_test_accuracy, newest.best_epoch) == (0.97, 0.98, 1)
     assert (infos[1].status, infos[1].arch, infos[1].preset) == ("unknown", "seed002", "seed002")
+    assert infos[2].damaged and "config.json is missing" in infos[2].message
     assert runs.list_runs(tmp_path / "none") == []
 
 
-def test_a_run_whose_process_died_is_interrupted_and_a_live_one_cannot_be_resumed_twice(tmp_path):
+def dead(folder, **changes):
+    """Rewrite the folder's status as if written by another process (pid, start time, heartbeat)."""
+    status = {**runs.read_status(folder), **changes}
+    (folder / runs.STATUS_FILE).write_text(json.dumps(status))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (dict(pid=2**22 + 4321), "is gone"),  # above Linux's largest pid: no such process
+        (dict(pid_started=1), "is gone"),  # this pid now belongs to another process than the one that wrote it
+        (dict(heartbeat=1.0), "no heartbeat"),  # a worker on another machine, or hung, long silent
+    ],
+    ids=["no-such-pid", "pid-reused", "stale-heartbeat"],
+)
+def test_an_active_run_whose_worker_is_gone_reads_crashed(tmp_path, change, reason):
+    run_id, folder = runs.new_run(config(), root=tmp_path)
+    runs.write_status(folder, "running", epoch=0, total_epochs=2)
+    assert runs.find_run(run_id, tmp_path).status == "running"
+    dead(folder, **change)
+    record = runs.find_run(run_id, tmp_path)
+    assert record.status == "crashed" and not record.live and record.resumable and reason in record.message
+
+
+def test_a_corrupt_status_reads_crashed_and_stays_resumable(tmp_path):
+    run_id, folder = runs.new_run(config(), root=tmp_path)
+    (folder / runs.STATUS_FILE).write_text('{"status": "runn')
+    record = runs.find_run(run_id, tmp_path)
+    assert record.status == "crashed" and record.resumable and "status.json cannot be read" in record.message
+
+
+def test_a_live_run_cannot_be_resumed_twice(tmp_path):
     from core.train import config_to_dict, preset_config, train
 
-    config = preset_config("fast", epochs=1, train_subset=640, test_subset=300)
-    run_id, folder = runs.new_run(config_to_dict(config), name="ghost", root=tmp_path)
-    runs.write_status(folder, "running", epoch=1, total_epochs=1)  # written by this (live) process
-    (info,) = runs.list_runs(tmp_path)
-    assert info.status == "running"
-    with pytest.raises(runs.RunError, match="still training in another process"):
+    run_id, folder = runs.new_run(config_to_dict(preset_config("fast", epochs=1, train_subset=640)), root=tmp_path)
+    runs.write_status(folder, "running", epoch=1, total_epochs=1, pid=1)  # pid 1 lives and is not us
+    dead(folder, pid_started=None)
+    with pytest.raises(runs.RunError, match="still running in another process"):
         next(iter(train(None, resume=run_id, runs_root=tmp_path)))
 
-    status = runs.read_status(folder)
-    status["pid"] = 2**22 + 4321  # above Linux's largest pid: no such process
-    (folder / runs.STATUS_FILE).write_text(json.dumps(status))
-    (info,) = runs.list_runs(tmp_path)
-    assert info.status == runs.INTERRUPTED
+
+def test_stop_requests_and_their_refusals(tmp_path):
+    run_id, folder = runs.new_run(config(), root=tmp_path)
+    runs.write_status(folder, "running", epoch=0, total_epochs=2)
+    assert "stops after its current batch" in runs.stop_run(run_id, tmp_path)
+    assert runs.stop_requested(folder) and runs.StopSignal(folder).is_set()
+    assert "already asked to stop" in runs.stop_run(run_id, tmp_path)  # twice: no harm, says so
+    runs.write_status(folder, "stopped", epoch=0, total_epochs=2)
+    with pytest.raises(runs.RunError, match="not training .it is stopped."):
+        runs.stop_run(run_id, tmp_path)

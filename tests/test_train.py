@@ -18,6 +18,7 @@ from core.train import (
     BatchEnd,
     CheckpointSaved,
     ConfigError,
+    Diverged,
     EpochEnd,
     Failed,
     Finished,
@@ -61,8 +62,8 @@ def test_short_run_on_5000_real_images_converges(mnist, tmp_path):
     assert all(0.1 <= c <= 1.0 for c in evaluation.confidences)
     assert runs.read_evaluation(finished.run_dir) == evaluation
     assert runs.read_status(finished.run_dir)["status"] == "finished"
-    [row] = runs.read_metrics(finished.run_dir)
-    assert row["test_accuracy"] == finished.test_accuracy and row["epoch"] == 1
+    [row] = runs.read_metrics(finished.run_dir).rows
+    assert row.test_accuracy == finished.test_accuracy and row.epoch == 1
 
 
 def test_best_checkpoint_reproduces_the_reported_accuracy(mnist, tmp_path):
@@ -85,9 +86,9 @@ def test_resume_continues_epoch_count_and_metrics_file(mnist, tmp_path):
     assert events[0].start_epoch == 1 and events[0].total_epochs == 3
     assert [e.epoch for e in events if isinstance(e, EpochEnd)] == [2, 3]
     assert events[-1].epochs == 3
-    rows = runs.read_metrics(first.run_dir)
-    assert [row["epoch"] for row in rows] == [1, 2, 3]
-    assert rows[0]["elapsed_seconds"] < rows[1]["elapsed_seconds"] < rows[2]["elapsed_seconds"]
+    rows = runs.read_metrics(first.run_dir).rows
+    assert [row.epoch for row in rows] == [1, 2, 3]
+    assert rows[0].elapsed_seconds < rows[1].elapsed_seconds < rows[2].elapsed_seconds
     assert load_checkpoint(first.run_dir / "last.pt").epoch == 3
     with pytest.raises(ConfigError, match="already has 3 of 3 epochs"):
         run_all(None, resume=first.run_id, runs_root=tmp_path, dataset=mnist)
@@ -109,7 +110,7 @@ def test_stop_takes_effect_within_one_batch_and_run_resumes(mnist, tmp_path):
 
     resumed = run_all(None, resume=stopped.run_id, runs_root=tmp_path, dataset=mnist)
     assert resumed[0].start_epoch == 1 and isinstance(resumed[-1], Finished)
-    assert [row["epoch"] for row in runs.read_metrics(stopped.run_dir)] == [1, 2]
+    assert [row.epoch for row in runs.read_metrics(stopped.run_dir).rows] == [1, 2]
 
 
 def test_closing_the_stream_marks_the_run_stopped(mnist, tmp_path):
@@ -120,15 +121,73 @@ def test_closing_the_stream_marks_the_run_stopped(mnist, tmp_path):
     assert runs.read_status(started.run_dir)["status"] == "stopped"
 
 
-def test_non_finite_loss_fails_with_a_message_naming_the_learning_rate(mnist, tmp_path):
+def test_non_finite_loss_diverges_with_a_message_naming_the_learning_rate(mnist, tmp_path):
     config = preset_config("seed003", lr=1e12, momentum=0.0, **TINY)
     events = run_all(config, runs_root=tmp_path, dataset=mnist)
-    failed = events[-1]
-    assert isinstance(failed, Failed)
-    assert "learning rate 1e+12 is probably too high for sgd" in failed.message
+    diverged = events[-1]
+    assert isinstance(diverged, Diverged) and diverged.cause == "non-finite loss"
+    assert "learning rate is probably too high for sgd on seed003. Try 1e+11 or lower" in diverged.message
+    assert diverged.suggested_lr == pytest.approx(1e11)
     assert not any(isinstance(e, EpochEnd) for e in events)
+    status = runs.read_status(diverged.run_dir)
+    assert (status["status"], status["message"], status["suggested_lr"]) == ("diverged", diverged.message, 1e11)
+
+
+def test_an_exploding_but_finite_loss_diverges(mnist, tmp_path):
+    # fast at lr 10 reached a training loss of 4e10 and chance accuracy, and used to end "finished".
+    config = preset_config("fast", lr=10.0, train_subset=6000, test_subset=500, threads=2)
+    events = run_all(config, runs_root=tmp_path, dataset=mnist)
+    diverged = events[-1]
+    assert isinstance(diverged, Diverged) and diverged.cause in ("exploding loss", "non-finite loss")
+    assert diverged.suggested_lr == pytest.approx(1.0) and "Try 1 or lower" in diverged.message
+    assert runs.find_run(diverged.run_id, tmp_path).status == "diverged"
+
+
+def test_a_healthy_run_is_never_called_diverged(mnist, tmp_path):
+    # plain SGD at lr 0.01 barely moves in 10 steps: slow, not diverging
+    config = preset_config("seed003", train_subset=640, test_subset=300, threads=2)
+    assert isinstance(run_all(config, runs_root=tmp_path, dataset=mnist)[-1], Finished)
+
+
+def test_accuracy_at_chance_with_a_risen_loss_diverges(mnist, tmp_path, monkeypatch):
+    import core.train as engine
+
+    monkeypatch.setattr(engine, "EXPLODE_FACTOR", math.inf)  # only the end-of-epoch check can catch it
+    config = preset_config("fast", lr=10.0, scheduler="none", train_subset=640, test_subset=300, threads=2)
+    diverged = run_all(config, runs_root=tmp_path, dataset=mnist)[-1]
+    assert isinstance(diverged, Diverged) and diverged.cause in ("accuracy at chance", "non-finite loss")
+
+
+def test_cli_says_diverged(tmp_path, capsys):
+    code = main(["train", "--preset", "fast", "--lr", "10", "--train-subset", "6000", "--test-subset", "2000",
+                 "--runs-dir", str(tmp_path), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1 and result["status"] == "diverged" and result["suggested_lr"] == 1.0 and result["cause"]
+
+
+def test_a_failing_write_ends_the_run_failed_with_the_message(mnist, tmp_path, monkeypatch):
+    import core.train as engine
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(engine, "save_checkpoint", disk_full)
+    failed = run_all(preset_config("seed003", **TINY), runs_root=tmp_path, dataset=mnist)[-1]
+    assert isinstance(failed, Failed) and "No space left on device" in failed.message
     status = runs.read_status(failed.run_dir)
-    assert status["status"] == "failed" and status["message"] == failed.message
+    assert status["status"] == "failed" and "No space left on device" in status["message"]
+
+
+def test_deleting_the_folder_of_a_running_run_ends_it_without_recreating_it(mnist, tmp_path):
+    import shutil
+
+    events = train(preset_config("seed003", epochs=3, **TINY), runs_root=tmp_path, dataset=mnist)
+    started = next(events)
+    next(events)  # one batch done
+    shutil.rmtree(started.run_dir)
+    rest = list(events)
+    assert isinstance(rest[-1], Failed) and "was deleted" in rest[-1].message
+    assert not started.run_dir.exists()
 
 
 def test_binary_task_reports_metrics_next_to_always_no(mnist, tmp_path):
