@@ -7,11 +7,11 @@ from typing import Any
 import streamlit as st
 import torch
 
-from core import runs
+from core import jobs, runs
 from core.data import NORMALIZATIONS
-from core.jobs import JobSnapshot, TrainingJob, resume_job
 from core.metrics import Evaluation
 from core.models import describe_architecture, list_architectures
+from core.runs import RunRecord
 from core.train import (
     FLAT_FIELDS,
     OPTIMIZERS,
@@ -20,6 +20,7 @@ from core.train import (
     SCHEDULERS,
     ConfigError,
     TrainConfig,
+    flat_values,
     preset_config,
 )
 from pages.charts import (
@@ -32,19 +33,10 @@ from pages.charts import (
 )
 from pages.common import current_dataset_name, get_dataset, upscale
 
-JOB_KEY = "train_job"  # session state: this browser session's TrainingJob
+RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or a shared link keeps it)
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 NORMALIZATION_LABELS = {"none": "none: [0, 1]", "half": "(0.5, 0.5): [-1, 1]", "dataset": "dataset mean/std"}
-
-
-def flat_values(config: TrainConfig) -> dict[str, Any]:
-    """The config as FLAT_FIELDS name -> value, the shape the form's widgets hold."""
-    values = {}
-    for name, (section, key) in FLAT_FIELDS.items():
-        holder = config if section is None else getattr(config, section)
-        values[name] = getattr(holder, key)
-    return values
 
 
 def apply_preset() -> None:
@@ -140,6 +132,10 @@ def config_form() -> TrainConfig | None:
         apply_preset()
     choice = st.selectbox("Start from a preset", list(PRESETS), key=PREFIX + "preset_choice", on_change=apply_preset)
     st.info(PRESET_DESCRIPTIONS[choice])
+    dataset = get_dataset()
+    task = ("10 classes" if field("task") == "multiclass"
+            else f"one-vs-rest: is it {dataset.classes[field('target_digit')]}?")
+    st.markdown(f"Trains on **{dataset.spec.title}** ({task}); change the dataset in the sidebar.")
     columns = st.columns(4)
     for column, inputs in zip(columns, (model_and_task_inputs, data_inputs, optimizer_inputs, run_inputs), strict=True):
         with column:
@@ -147,63 +143,110 @@ def config_form() -> TrainConfig | None:
     values = {name: field(name) for name in FLAT_FIELDS if PREFIX + name in st.session_state}
     values["dataset"] = current_dataset_name()
     try:
-        return preset_config(choice, **values)
+        config = preset_config(choice, **values)
+        jobs.check_startable(config)
     except ConfigError as error:
         st.error(f"**These settings cannot train:** {error}")
         return None
+    return config
 
 
-def controls(config: TrainConfig | None, snapshot: JobSnapshot | None) -> None:
-    """Start and Stop; one run per browser session at a time."""
-    active = snapshot is not None and snapshot.active
-    start, stop, _ = st.columns([1, 1, 4])
-    if start.button("Start training", type="primary", icon=":material/play_arrow:",
-                    disabled=active or config is None, key="tr_start"):
-        dataset = get_dataset(config.data.dataset if config else None)
+def controls(config: TrainConfig | None) -> None:
+    """Start: the run becomes its own process (queued if the machine is busy), and this page follows it."""
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=config is None,
+                 key="tr_start"):
+        assert config is not None
         name = st.session_state[PREFIX + "run_name"].strip() or None
-        st.session_state[JOB_KEY] = TrainingJob(config, run_name=name, dataset=dataset).start()
-        st.rerun()
-    if stop.button("Stop", icon=":material/stop:", disabled=not active, key="tr_stop"):
-        st.session_state[JOB_KEY].stop()
-
-
-def resume_section(snapshot: JobSnapshot | None) -> None:
-    """Continue a stopped, failed or interrupted run from its last saved epoch."""
-    unfinished = ("stopped", "failed", runs.INTERRUPTED)
-    resumable = [info for info in runs.list_runs() if info.status in unfinished and info.epoch > 0]
-    with st.expander(f"Resume a stopped run ({len(resumable)} available)"):
-        if not resumable:
-            st.caption("Runs you stop (or that fail after an epoch) can be continued here from their last saved epoch.")
+        try:
+            follow(jobs.launch(config, name=name))
+        except (ConfigError, runs.RunError) as error:
+            st.error(f"**The run could not start:** {error}")
             return
-        chosen = st.selectbox("Run", resumable, key="tr_resume_run",
-                              format_func=lambda info: f"{info.run_id} — {info.status} at epoch {info.epoch}/"
-                                                       f"{info.total_epochs}")
-        epochs = st.number_input("Train until epoch", chosen.epoch + 1, 500, max(chosen.total_epochs, chosen.epoch + 1),
-                                 key="tr_resume_epochs")
-        busy = snapshot is not None and snapshot.active
-        if st.button("Resume", icon=":material/resume:", disabled=busy, key="tr_resume"):
-            dataset = get_dataset(chosen.dataset)
-            st.session_state[JOB_KEY] = resume_job(chosen.run_id, dataset=dataset, epochs=int(epochs)).start()
+        st.rerun()
+
+
+def follow(run_id: str) -> None:
+    st.query_params[RUN_PARAM] = run_id
+
+
+def queue_settings() -> None:
+    """How many runs train at once on this machine, and the threads each gets."""
+    cores, limit = jobs.cpu_count(), jobs.max_parallel()
+    with st.expander(f"Queue: {limit} run{'s' if limit != 1 else ''} at once on {cores} CPU cores",
+                     icon=":material/queue:"):
+        st.markdown(
+            f"Each run trains in its own process with **{jobs.worker_threads()}** CPU "
+            f"thread{'s' if jobs.worker_threads() != 1 else ''}. Runs beyond the limit wait in a queue and start "
+            "in order as soon as a slot frees. Two runs on two cores each run at about half speed, and this "
+            "dashboard answers drawings more slowly while they train, so one at a time is the default here."
+        )
+        count = st.number_input("Runs at once", 1, 64, value=limit, key="tr_max_parallel")
+        if count != limit and st.button("Apply", key="tr_apply_queue"):
+            jobs.set_max_parallel(int(count))
             st.rerun()
 
 
-def progress_text(snapshot: JobSnapshot) -> str:
-    if snapshot.started is None:
-        return "Preparing the run…"
-    parts = [f"run {snapshot.started.run_id}"]
-    if snapshot.last_batch:
-        batch = snapshot.last_batch
-        parts += [f"epoch {batch.epoch}/{snapshot.started.total_epochs}",
-                  f"step {batch.step}/{batch.steps_per_epoch}", f"{batch.samples_per_second:,.0f} images/s"]
-    if snapshot.eta_seconds is not None:
-        minutes, seconds = divmod(int(snapshot.eta_seconds), 60)
-        parts.append(f"ETA {minutes}m {seconds:02d}s")
+def resume_section(records: list[RunRecord]) -> None:
+    """Continue a stopped, failed or crashed run from its last saved epoch, in its own process."""
+    resumable = [record for record in records if record.resumable]
+    with st.expander(f"Resume a run ({len(resumable)} can continue)", icon=":material/resume:"):
+        if not resumable:
+            st.caption("Runs that are stopped, failed or crashed (their worker killed) can be continued here from "
+                       "their last saved epoch.")
+            return
+        chosen = st.selectbox("Run", resumable, key="tr_resume_run",
+                              format_func=lambda record: f"{record.name} — {record.status} at epoch "
+                                                         f"{record.epochs_done}/{record.total_epochs}")
+        epochs = st.number_input("Train until epoch", chosen.epochs_done + 1, 500,
+                                 max(chosen.total_epochs, chosen.epochs_done + 1), key="tr_resume_epochs")
+        if st.button("Resume", icon=":material/resume:", key="tr_resume"):
+            try:
+                follow(jobs.launch_resume(chosen.run_id, epochs=int(epochs)))
+            except (ConfigError, runs.RunError) as error:
+                st.error(f"**Cannot resume:** {error}")
+                return
+            st.rerun()
+
+
+def progress_text(record: RunRecord) -> str:
+    if record.status == runs.QUEUED:
+        return f"run {record.name}: queued — {record.message}"
+    parts = [f"run {record.name}", f"epoch {min(record.epochs_done + 1, record.total_epochs)}/{record.total_epochs}"]
+    if record.status == runs.RUNNING and record.steps_per_epoch:
+        parts.append(f"step {record.step}/{record.steps_per_epoch}")
+    if record.eta_seconds is not None:
+        minutes, seconds = divmod(int(record.eta_seconds), 60)
+        parts.append(f"about {minutes}m {seconds:02d}s left")
     return " · ".join(parts)
 
 
-def live_charts(snapshot: JobSnapshot) -> None:
-    """Epoch curves, per-batch loss and learning rate."""
-    points = snapshot.epochs
+def stop_clicked(run_id: str) -> None:
+    try:
+        st.toast(runs.stop_run(run_id))
+    except runs.RunError as error:
+        st.toast(str(error))
+
+
+def active_runs(records: list[RunRecord]) -> None:
+    """Every queued and running run, from any tab, browser or terminal, with a Stop button each."""
+    active = [record for record in records if record.live]
+    if not active:
+        return
+    st.subheader("Training now")
+    for record in sorted(active, key=lambda record: (record.status != runs.RUNNING, record.created_unix)):
+        text, button, watch = st.columns([6, 1, 1], vertical_alignment="center")
+        text.progress(record.fraction_done, text=progress_text(record))
+        button.button("Stop", key=f"tr_stop_{record.run_id}", icon=":material/stop:", on_click=stop_clicked,
+                      args=(record.run_id,))
+        watch.button("Follow", key=f"tr_follow_{record.run_id}", icon=":material/visibility:", on_click=follow,
+                     args=(record.run_id,), disabled=st.query_params.get(RUN_PARAM) == record.run_id)
+
+
+def live_charts(record: RunRecord) -> None:
+    """Epoch curves from metrics.jsonl; per-batch loss and learning rate from batches.csv (downsampled)."""
+    points = runs.read_metrics(record.run_dir, record.live).rows
+    for problem in record.problems:
+        st.caption(f"Note: {problem}")
     if points:
         epochs = [p.epoch for p in points]
         last = points[-1]
@@ -219,37 +262,85 @@ def live_charts(snapshot: JobSnapshot) -> None:
         right.plotly_chart(train_test_figure(epochs, [p.train_accuracy for p in points],
                                              [p.test_accuracy for p in points], "Accuracy per epoch", "accuracy",
                                              percent=True), key="chart_accuracy")
-    if snapshot.batch_losses:
+    series = runs.read_batches(record.run_dir)
+    if series.steps:
         left, right = st.columns(2)
-        left.plotly_chart(batch_loss_figure(snapshot.batch_steps, snapshot.batch_losses), key="chart_batch_loss")
-        right.plotly_chart(lr_figure(snapshot.batch_steps, snapshot.batch_lrs), key="chart_lr")
+        left.plotly_chart(batch_loss_figure(series.steps, series.losses), key="chart_batch_loss")
+        right.plotly_chart(lr_figure(series.steps, series.lrs), key="chart_lr")
+        if series.bucket > 1:
+            st.caption(f"{series.total:,} batches so far; each point is the mean of {series.bucket} batches.")
 
 
-def status_banner(snapshot: JobSnapshot) -> None:
-    if snapshot.status == "finished" and snapshot.finished:
-        done = snapshot.finished
-        st.success(f"Finished {done.epochs} epochs in {done.train_seconds:.1f} s ({done.samples_per_second:,.0f} "
-                   f"images/s): test accuracy {done.test_accuracy:.2%}, best {done.best_test_accuracy:.2%} at epoch "
-                   f"{done.best_epoch}. Saved in `{done.run_dir}`.")
-    elif snapshot.status == "stopped":
-        reason = snapshot.message.rstrip(".")
-        st.warning(f"**Stopped** — {reason}. Resume it below to continue from its last saved epoch.")
-    elif snapshot.status == "failed":
-        st.error(f"**The run failed.** {snapshot.message}")
+def status_banner(record: RunRecord) -> None:
+    if record.status == runs.FINISHED:
+        speed = f" ({record.samples_per_second:,.0f} images/s)" if record.samples_per_second else ""
+        st.success(f"Finished {record.epochs_done} epoch{'s' if record.epochs_done != 1 else ''} in "
+                   f"{record.wall_seconds or 0:.1f} s{speed}: test accuracy {record.final_test_accuracy:.2%}, best "
+                   f"{record.best_test_accuracy:.2%} at epoch {record.best_epoch}. Saved in `{record.run_dir}`.")
+    elif record.status == runs.STOPPED:
+        st.warning(f"**Stopped** — {record.message.rstrip('.')}. Resume it above to continue from its last saved "
+                   "epoch.")
+    elif record.status == runs.DIVERGED:
+        lr = f" Start a new run with learning rate **{record.suggested_lr:g}** or lower." if record.suggested_lr else ""
+        st.error(f"**Diverged** — {record.message}{lr}", icon=":material/trending_up:")
+    elif record.status == runs.FAILED:
+        st.error(f"**The run failed.** {record.message}")
+    elif record.status == runs.CRASHED:
+        st.error(f"**Crashed** — {record.message}. Its folder keeps every whole epoch; resume it above.",
+                 icon=":material/heart_broken:")
 
 
-def show_progress(job: TrainingJob, was_active: bool) -> None:
-    """Progress bar, status and charts; re-runs itself every second while the run is active.
+def run_summary(record: RunRecord) -> None:
+    """The run's own settings (not the form's), so a resumed or shared run reads right."""
+    st.markdown(f"**{record.name}** · {record.dataset or '?'} · {record.task or '?'} · {record.settings}")
+    if record.live and record.pid:
+        st.caption(f"Trains in its own process (pid {record.pid} on {record.host}); closing this tab or reloading "
+                   "does not stop it. Any tab can follow and stop it.")
 
-    `was_active` is the page's view when it set up this fragment; fragment reruns keep it, so the
-    first rerun that finds the run over reruns the whole page (final results, no more polling).
+
+def followed_run(run_id: str, was_live: bool) -> None:
+    """The followed run's progress, banner and charts, re-read from its folder every second while it trains.
+
+    `was_live` is the page's view when it set up this fragment; the first rerun that finds the run
+    over reruns the whole page (final results, no more polling).
     """
-    snapshot = job.snapshot()
-    st.progress(snapshot.fraction_done, text=progress_text(snapshot))
-    status_banner(snapshot)
-    live_charts(snapshot)
-    if was_active and not snapshot.active:
+    try:
+        record = runs.find_run(run_id)
+    except runs.RunError:
+        st.info(f"Run `{run_id}` no longer exists.")
+        return
+    run_summary(record)
+    st.progress(record.fraction_done, text=progress_text(record))
+    status_banner(record)
+    live_charts(record)
+    if was_live and not record.live:
         st.rerun()
+
+
+def all_runs_panel(any_live: bool) -> None:
+    """The list of active runs, refreshed every second while any run is active."""
+    records = runs.list_runs()
+    active_runs(records)
+    if any_live and not any(record.live for record in records):
+        st.rerun()
+
+
+def pick_followed_run(records: list[RunRecord]) -> RunRecord | None:
+    """The run named in the URL, else the newest active one, else the newest; with a picker for any other."""
+    readable = [record for record in records if not record.damaged]
+    if not readable:
+        return None
+    by_id = {record.run_id: record for record in readable}
+    wanted = st.query_params.get(RUN_PARAM)
+    if wanted not in by_id:
+        wanted = next((record.run_id for record in readable if record.live), readable[0].run_id)
+    st.subheader("Follow a run")
+    picked = st.selectbox("Run", list(by_id), index=list(by_id).index(wanted), key=f"tr_follow_pick_{wanted}",
+                          format_func=lambda run_id: f"{by_id[run_id].name} ({by_id[run_id].status})")
+    if picked != wanted:
+        follow(picked)
+        st.rerun()
+    return by_id[wanted]
 
 
 def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int = 24) -> None:
@@ -299,20 +390,25 @@ def final_results(evaluation: Evaluation, dataset_key: str) -> None:
 
 
 st.title("Train a network")
-st.markdown("Pick a preset — the four tutorials' recipes, or our `fast` and `best` — change anything, and start. "
-            "Training runs in the background: you can switch pages and come back. Every epoch is saved under "
-            "`checkpoints/runs/` and appears on the Compare and Draw pages.")
-job: TrainingJob | None = st.session_state.get(JOB_KEY)
-before = job.snapshot() if job else None
+st.markdown(
+    "Pick a preset — the four tutorials' recipes, or our `fast` and `best` — change anything, and start. "
+    "Each run trains in its own process: close this tab, reload, or open another browser, and it goes on; "
+    "any tab can follow and stop it. Every epoch is saved under `checkpoints/runs/` and appears on the Compare and "
+    "Draw pages."
+)
 config = config_form()
-controls(config, before)
-resume_section(before)
-job = st.session_state.get(JOB_KEY)
-if job is None:
-    st.info("No run yet in this session. Choose settings above and press **Start training**.")
+controls(config)
+records = runs.list_runs()
+queue_settings()
+resume_section(records)
+any_live = any(record.live for record in records)
+st.fragment(run_every=1.0 if any_live else None)(all_runs_panel)(any_live)
+
+record = pick_followed_run(records)
+if record is None:
+    st.info("No runs yet. Choose settings above and press **Start training**.")
     st.stop()
-active = job.snapshot().active
-st.fragment(run_every=1.0 if active else None)(show_progress)(job, active)
-final = job.snapshot()
-if final.finished is not None and final.started is not None and not active:
-    final_results(final.finished.evaluation, final.started.config.data.dataset)
+st.fragment(run_every=1.0 if record.live else None)(followed_run)(record.run_id, record.live)
+evaluation = runs.read_evaluation(record.run_dir) if not record.live else None
+if evaluation is not None:
+    final_results(evaluation, record.dataset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,19 +10,42 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import jobs, runs
+from core.train import config_to_dict, preset_config
+
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
 
 @pytest.fixture
-def page(tmp_path, monkeypatch) -> Iterator[AppTest]:
+def root(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A private runs root for the page; any run still training at the end is stopped and waited for."""
     monkeypatch.setenv("DIGITS_RUNS_DIR", str(tmp_path))
+    yield tmp_path
+    for record in runs.list_runs(tmp_path):
+        if record.live:
+            runs.request_stop(record.run_dir)
+    deadline = time.monotonic() + 120
+    while any(record.live for record in runs.list_runs(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def page(root) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
-    yield at
-    job = at.session_state["train_job"] if "train_job" in at.session_state else None  # noqa: SIM401 (no .get)
-    if job is not None:  # never leave a training thread running into the next test
-        job.stop()
-        job.join(60)
+    return at
+
+
+def run_until(at: AppTest, check, timeout: float = 180.0) -> AppTest:
+    """Rerun the page (as its one-second refresh does) until `check(at)` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check(at):
+            return at
+        time.sleep(0.2)
+        at.run()
+        assert not at.exception
+    raise AssertionError("the page never showed it")
 
 
 def test_preset_fills_the_form(page):
@@ -38,7 +62,10 @@ def test_preset_fills_the_form(page):
 
 def test_optimizer_specific_fields(page):
     page.selectbox(key="tr_optimizer").set_value("sgd").run()
-    assert page.number_input(key="tr_momentum") is not None
+    assert page.number_input(key="tr_momentum").value == pytest.approx(0.9)
+    assert page.checkbox(key="tr_nesterov").value  # fast uses Nesterov momentum
+    page.selectbox(key="tr_optimizer").set_value("adam").run()
+    assert (page.number_input(key="tr_beta1").value, page.number_input(key="tr_beta2").value) == (0.9, 0.999)
     page.selectbox(key="tr_scheduler").set_value("step").run()
     assert page.number_input(key="tr_gamma").value == pytest.approx(0.1)
 
@@ -51,23 +78,66 @@ def test_invalid_setting_shows_the_message_and_disables_start(page):
     assert page.button(key="tr_start").disabled
 
 
-def test_tiny_run_from_start_to_final_charts(page):
+def test_tiny_run_from_start_to_final_charts(page, root):
+    assert any(block.value.startswith("Trains on **MNIST** (10 classes)") for block in page.markdown)
     page.number_input(key="tr_train_subset").set_value(2000)
     page.number_input(key="tr_test_subset").set_value(1000)
     page.number_input(key="tr_epochs").set_value(1)
     page.text_input(key="tr_run_name").set_value("apptest run").run()
     page.button(key="tr_start").click().run()
     assert not page.exception
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not page.success:
-        time.sleep(0.5)
-        page.run()
-    assert page.success, "the run did not finish"
-    assert "Finished 1 epochs" in page.success[0].value
+    [record] = runs.list_runs(root)
+    assert page.query_params["run"] == record.run_id  # the URL names the run: a reload follows it again
+    run_until(page, lambda at: bool(at.success))
+    assert page.success[0].value.startswith("Finished 1 epoch in ")
     charts = page.get("plotly_chart")
     assert len(charts) >= 6  # loss, accuracy, batch loss, lr, confusion matrix, per-class accuracy
     assert any("misclassified" in block.value for block in page.markdown)
-    assert not page.button(key="tr_start").disabled and page.button(key="tr_stop").disabled
+    assert any("apptest run" in block.value and "fastcnn" in block.value for block in page.markdown)  # its config
+    assert runs.find_run(record.run_id, root).pid != os.getpid()  # trained in its own process
+
+
+def test_a_run_started_elsewhere_shows_with_a_working_stop(page, root):
+    run_id = jobs.launch(preset_config("fast", epochs=200, train_subset=640, test_subset=300, scheduler="none"),
+                         name="from the cli", root=root)
+    fresh = AppTest.from_file(PAGE, default_timeout=120).run()  # another tab, reload or browser
+    run_until(fresh, lambda at: any(block.value == "Training now" for block in at.subheader)
+              and runs.find_run(run_id, root).status == "running")
+    fresh.run()
+    assert any("from the cli" in (bar.proto.text or "") for bar in fresh.get("progress"))
+    fresh.button(key=f"tr_stop_{run_id}").click().run()
+    deadline = time.monotonic() + 120
+    while runs.find_run(run_id, root).live and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert runs.read_status(runs.run_dir(run_id, root))["status"] == "stopped"
+    run_until(fresh, lambda at: any("Stopped" in warning.value for warning in at.warning))
+    assert fresh.selectbox(key="tr_resume_run").value.run_id == run_id  # and it can be resumed here
+
+
+def test_a_diverged_run_is_red_with_the_reason_and_a_learning_rate_to_try(root):
+    run_id, folder = runs.new_run(config_to_dict(preset_config("fast", lr=10.0)), name="too hot", root=root)
+    runs.write_status(folder, "diverged", message="the training loss exploded to 789 at epoch 1, step 15",
+                      suggested_lr=1.0, total_epochs=1)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+    [error] = at.error
+    assert "**Diverged** — the training loss exploded to 789" in error.value and "learning rate **1**" in error.value
+
+
+def test_a_crashed_run_says_so_and_can_be_resumed(root):
+    run_id, folder = runs.new_run(config_to_dict(preset_config("fast", epochs=3)), name="killed", root=root)
+    runs.write_status(folder, "running", epoch=0, total_epochs=3, pid=2**22 + 4321)  # no such process
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert any("**Crashed** — running when its worker (pid 4198625) is gone" in error.value for error in at.error)
+    assert at.selectbox(key="tr_resume_run").value.run_id == run_id
+    assert not at.subheader or all(block.value != "Training now" for block in at.subheader)
+
+
+def test_queue_setting_changes_how_many_runs_train_at_once(page, root):
+    page.number_input(key="tr_max_parallel").set_value(2).run()
+    page.button(key="tr_apply_queue").click().run()
+    assert jobs.max_parallel(root) == 2
 
 
 def test_options_of_one_architecture_do_not_stick_to_the_next(page):
@@ -82,4 +152,4 @@ def test_options_of_one_architecture_do_not_stick_to_the_next(page):
 def test_every_preset_setting_has_a_widget(page):
     page.selectbox(key="tr_scheduler").set_value("cosine").run()
     assert page.number_input(key="tr_min_lr").value == 0.0
-    assert page.number_input(key="tr_label_smoothing") is not None
+    assert page.number_input(key="tr_label_smoothing").value == 0.0
