@@ -45,13 +45,16 @@ def test_two_chosen_runs_are_overlaid(three_runs, server, page):
 
     choose_runs(page, ["tiny fastcnn", "tiny fastcnn 3 epochs"])
     # The overlay chart's traces, once it has redrawn with both runs (its title tells it from the others).
+    # Wait for the chart of exactly these runs: a chart still drawn for the default choice must not count.
     traces = page.wait_for_function(
-        """() => {
+        """names => {
             const charts = [...document.querySelectorAll('.js-plotly-plot')]
                 .filter(el => el.layout && String(el.layout.title.text).includes('Test accuracy'));
             const last = charts[charts.length - 1];
-            return last && last.data.length === 2 && last.data.map(t => [t.name, t.line.color]);
+            const shown = last ? last.data.map(t => t.name).sort() : [];
+            return JSON.stringify(shown) === JSON.stringify(names) && last.data.map(t => [t.name, t.line.color]);
         }""",
+        arg=sorted(["tiny fastcnn", "tiny fastcnn 3 epochs"]),
         timeout=30_000,
     ).json_value()
     assert sorted(name for name, _ in traces) == ["tiny fastcnn", "tiny fastcnn 3 epochs"]
