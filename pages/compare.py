@@ -9,8 +9,8 @@ import streamlit as st
 
 from core import compare, runs
 from core.compare import CompareError, EvaluationComparison, FlippedDigit
-from core.runs import RunRecord
 from core.metrics import Evaluation
+from core.runs import RunRecord
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
 from pages.common import get_dataset, upscale
 
@@ -68,6 +68,8 @@ def runs_table(records: list[RunRecord]) -> None:
         "status": status_text(record),
         "progress": 100 * record.epochs_done / record.total_epochs if record.total_epochs else None,
         "preset": record.preset,
+        "dataset": record.dataset,
+        "task": record.task,
         "architecture": record.arch,
         "parameters": record.param_count,
         "epochs": record.epochs_done,
@@ -151,13 +153,14 @@ def legend_names(records: list[RunRecord]) -> dict[str, str]:
 
 
 def pick_runs(healthy: list[RunRecord]) -> list[RunRecord]:
-    """The multiselect of runs to compare; the two newest are chosen at first."""
+    """The multiselect of runs to compare; the two newest finished ones are chosen at first."""
     by_id = {record.run_id: record for record in healthy}
     names = legend_names(healthy)
     if SELECTED_KEY in st.session_state:  # drop runs deleted (or damaged) since the last page run
         st.session_state[SELECTED_KEY] = [run_id for run_id in st.session_state[SELECTED_KEY] if run_id in by_id]
     else:
-        st.session_state[SELECTED_KEY] = [record.run_id for record in healthy[:2]]
+        finished = [record for record in healthy if record.status == runs.FINISHED] or healthy
+        st.session_state[SELECTED_KEY] = [record.run_id for record in finished[:2]]
     chosen = st.multiselect("Runs to compare", list(by_id), format_func=names.__getitem__, key=SELECTED_KEY,
                             placeholder="Choose runs")
     return [by_id[run_id] for run_id in chosen]
@@ -336,9 +339,15 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
     names = (styles[a.run_id].name, styles[b.run_id].name)
     st.subheader(f"A: {names[0]} against B: {names[1]}, digit by digit")
     evaluations = [load_evaluation(str(r.folder), fingerprint.get(r.run_id, ())) for r in pair]
-    missing = [record.name for record, evaluation in zip(pair, evaluations, strict=True) if evaluation is None]
+    missing = [record for record, evaluation in zip(pair, evaluations, strict=True) if evaluation is None]
+    for record in missing:
+        if record.live:
+            st.info(f"No test answers yet for {record.name}: it is {record.status}, and writes them when it "
+                    "finishes or is stopped.")
+        else:
+            st.info(f"No test answers for {record.name}: it ended {record.status} before any were written "
+                    f"({record.message.rstrip('.')}).")
     if missing:
-        st.info(f"No test answers yet for {' and '.join(missing)}: a run writes them when it finishes or is stopped.")
         return
     eval_a, eval_b = evaluations
     assert eval_a is not None and eval_b is not None
@@ -388,6 +397,11 @@ if not selected:
     st.info("Choose one or more runs above to see their curves side by side.")
     st.stop()
 
+mixed = sorted({(record.dataset, record.task) for record in selected})
+if len(mixed) > 1:
+    st.warning("These runs answer different questions — " + ", ".join(f"{dataset} ({task})" for dataset, task in mixed)
+               + ": their curves are drawn together, but their numbers are not comparable.",
+               icon=":material/warning:")
 names = legend_names(selected)
 styles = {record.run_id: RunStyle(names[record.run_id], run_color(position), record.settings)
           for position, record in enumerate(selected)}

@@ -66,10 +66,12 @@ def model_and_task_inputs() -> None:
                  help="Open the Architecture page to see every layer's shape and cost.")
     st.caption(describe_architecture(field("arch")))
     st.radio("Task", ["multiclass", "binary"], key=PREFIX + "task", horizontal=True,
-             format_func=lambda kind: {"multiclass": "which digit (10 classes)",
-                                       "binary": "is it digit N? (one vs rest)"}[kind])
+             format_func=lambda kind: {"multiclass": "which class (all 10)",
+                                       "binary": "is it this class? (one vs rest)"}[kind])
     if field("task") == "binary":
-        st.number_input("Target digit", 0, 9, key=PREFIX + "target_digit")
+        classes = get_dataset().classes
+        named = {label: str(label) if name == str(label) else f"{label}: {name}" for label, name in enumerate(classes)}
+        st.selectbox("Target class", range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
     else:
         st.number_input("Label smoothing", 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing",
                         help="Share of the target probability spread over all classes: the model is never "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -156,3 +157,33 @@ def test_damaged_run_can_be_deleted(runs_copy, monkeypatch):
     at.button(key="cmp_delete").click().run()
     at.button(key="cmp_delete_yes").click().run()
     assert not (root / fast_id).exists()
+
+
+def test_default_choice_is_the_newest_finished_runs_and_the_table_names_dataset_and_task(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    runs.write_status(root / lenet_id, "failed", message="RuntimeError: out of memory", epoch=1, total_epochs=1)
+    at = open_page(root, monkeypatch)
+    listed = table(at)
+    assert listed["dataset"].tolist() == ["mnist", "mnist"] and listed["task"].tolist() == ["multiclass"] * 2
+    assert at.multiselect(key="cmp_selected").value == [fast_id]  # the failed newer run is not chosen for you
+
+
+def test_a_run_without_test_answers_says_why(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    (root / lenet_id / runs.EVALUATION_FILE).unlink()
+    runs.write_status(root / lenet_id, "failed", message="RuntimeError: out of memory.", epoch=1, total_epochs=1)
+    at = open_page(root, monkeypatch)
+    at.multiselect(key="cmp_selected").set_value([lenet_id, fast_id]).run()
+    assert "No test answers for tiny lenet: it ended failed before any were written (RuntimeError: out of " \
+           "memory)." in texts(at)
+
+
+def test_runs_of_different_datasets_are_overlaid_only_with_a_warning(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    record = runs.read_config(root / lenet_id)
+    record["config"]["data"]["dataset"] = "fashion-mnist"
+    (root / lenet_id / runs.CONFIG_FILE).write_text(json.dumps(record))
+    at = open_page(root, monkeypatch)
+    assert at.multiselect(key="cmp_selected").value == [lenet_id, fast_id]
+    assert any("fashion-mnist (multiclass), mnist (multiclass)" in warning.value and "not comparable" in warning.value
+               for warning in at.warning)

@@ -25,7 +25,7 @@ from core.data import Dataset
 from core.inference import DEFAULT_CHECKPOINT
 from core.models import arch_config, build_model
 from core.preprocess import render_as_canvas
-from core.runs import BEST_CHECKPOINT, new_run, write_status
+from core.runs import BEST_CHECKPOINT, EpochMetrics, append_metrics, new_run, write_status
 from tests.apptest_helpers import images_of
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
@@ -132,6 +132,7 @@ def add_run(runs_dir: Path, checkpoint: Path, task: str = "multiclass") -> str:
     config = {"model": {"arch": "fastcnn"}, "task": {"kind": task}, "data": {"dataset": "mnist"}, "preset": ""}
     run_id, folder = new_run(config, name=f"test {task}", root=runs_dir)
     shutil.copy(checkpoint, folder / BEST_CHECKPOINT)
+    append_metrics(folder, EpochMetrics(epoch=1, train_loss=0.7, train_accuracy=0.5, test_loss=0.7, test_accuracy=0.5))
     write_status(folder, "finished", epoch=1, total_epochs=1, best_test_accuracy=0.5)
     return run_id
 

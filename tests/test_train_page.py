@@ -56,7 +56,7 @@ def test_preset_fills_the_form(page):
     assert page.number_input(key="tr_batch_size").value == 64
     assert page.selectbox(key="tr_normalization").value == "dataset"
     page.selectbox(key="tr_preset_choice").set_value("seed000").run()
-    assert page.radio(key="tr_task").value == "binary" and page.number_input(key="tr_target_digit").value == 8
+    assert page.radio(key="tr_task").value == "binary" and page.selectbox(key="tr_target_digit").value == 8
     assert "is it an 8" in page.info[0].value
 
 
@@ -153,3 +153,14 @@ def test_every_preset_setting_has_a_widget(page):
     page.selectbox(key="tr_scheduler").set_value("cosine").run()
     assert page.number_input(key="tr_min_lr").value == 0.0
     assert page.number_input(key="tr_label_smoothing").value == 0.0
+
+
+def test_the_form_says_which_dataset_and_question_it_trains_on(root):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["dataset"] = "fashion-mnist"
+    at.run()
+    assert any(block.value.startswith("Trains on **Fashion-MNIST** (10 classes)") for block in at.markdown)
+    at.selectbox(key="tr_preset_choice").set_value("seed000").run()  # "is it an 8?"
+    assert any(block.value.startswith("Trains on **Fashion-MNIST** (one-vs-rest: is it Bag?)")
+               for block in at.markdown)
+    assert at.selectbox(key="tr_target_digit").format_func(8) == "8: Bag"
