@@ -25,7 +25,8 @@ def dataset_sidebar() -> None:
         list(DATASETS),
         format_func=lambda key: DATASETS[key].title,
         key=DATASET_KEY,
-        help="MNIST: handwritten digits. Fashion-MNIST: the same format with clothing, and harder.",
+        help="MNIST: handwritten digits. Fashion-MNIST: the same format with Zalando's clothes, shoes and bags, "
+        "and harder.",
     )
 
 
