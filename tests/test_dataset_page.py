@@ -148,3 +148,17 @@ def test_missing_data_shows_the_message_not_a_traceback(tmp_path, monkeypatch):
     at = AppTest.from_file(str(ROOT / "pages" / "dataset.py"), default_timeout=60).run()
     assert not at.exception
     assert "MNIST is not available" in at.error[0].value and "Tried" in at.error[0].value
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_the_pixel_histogram_caption_is_true(tmp_path, name):
+    from core.data import load_dataset
+
+    at = app_test(tmp_path).run()
+    at.sidebar.selectbox(key="dataset").set_value(name).run()
+    caption = next(caption.value for caption in at.caption if "exactly 0 (background)" in caption.value)
+    share_black, median = re.search(r"([\d.]+)% of all .* are (\d+) or brighter", caption).groups()
+    pixels = load_dataset(name).train_images.flatten()
+    lit = pixels[pixels > 0]
+    assert float(share_black) == pytest.approx(100 * float((pixels == 0).double().mean()), abs=0.05)
+    assert int((lit >= int(median)).sum()) >= len(lit) / 2 > int((lit >= int(median) + 1).sum())
