@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 MENU = ["Dataset", "Architecture", "Train", "Draw", "Compare"]
 HELPER_LABELS = ("app", "arch charts", "charts", "common", "layer builder")  # what legacy mode would list
-USABLE_BOUND_S = 30.0  # the assertion; the target is 5 s on an idle machine (see the printed figures)
+USABLE_BOUND_S = 45.0  # the assertion, loose for a shared, loaded machine; the target is 5 s (see the printed figures)
 
 # Records, from the very first DOM change, the text of every navigation link the page ever shows and
 # when the first one appeared, so a menu that flashes for a moment is still caught.
