@@ -75,10 +75,15 @@ def test_first_paint_shows_only_our_menu_and_the_page_is_usable_soon(page, tmp_p
 def test_deep_link_as_first_request_gets_the_router_and_sidebar(page, tmp_path, path, heading):
     page.add_init_script(RECORD_NAVIGATION)
     with streamlit_server(tmp_path, f"streamlit-deep-link-{path}") as url:
+        healthy = time.perf_counter()
         page.goto(f"{url}/{path}")
+        page.get_by_role("link", name=heading.split()[0]).first.wait_for(timeout=90_000)
+        menu_s = time.perf_counter() - healthy
         page.get_by_role("heading", name=heading).first.wait_for(timeout=90_000)
         page.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)  # the shared sidebar: app.py ran
         wait_for_app_idle(page)
+        print(f"\nfresh server, deep link /{path}: menu visible {menu_s:.2f} s, page usable "
+              f"{time.perf_counter() - healthy:.2f} s after health; load average {os.getloadavg()[0]:.1f}")
         assert page.url.rstrip("/").endswith(f"/{path}")  # the reroute kept the address
         assert menu_links(page) == MENU
         assert_only_our_menu(page)
