@@ -3,9 +3,10 @@
 Deep links on a fresh server: with a folder named pages/ beside app.py, Streamlit starts in its legacy
 multipage mode, in which a first request for /train runs pages/train.py alone, without app.py's router
 and sidebar. The public st.navigation ends that mode for the whole process. Every page imports from
-this package, so on the first import in a session we call it and rerun once: the same URL then goes
-through app.py, where st.Page gives it the same page hash. (The public API cannot tell us whether this
-first run came through app.py; when it did, the extra rerun costs a fraction of a second.)
+this package, so when it is first imported (once per server process, in that run's session) we call it
+and rerun: the same URL then goes through app.py, where st.Page gives it the same page hash. (The
+public API cannot tell us whether that run came through app.py; when it did, the extra rerun costs a
+fraction of a second.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 PAGES_DIR = Path(__file__).resolve().parent
-REROUTED_KEY = "pages_rerouted"  # session-state flag: this session has left the legacy mode
+REROUTED_KEY = "pages_rerouted"  # session-state flag: this session has rerouted once (no second time)
 
 
 def app_pages() -> list[st.Page]:
