@@ -3,19 +3,20 @@
 import streamlit as st
 
 import core  # noqa: F401  (first: it sets OMP_WAIT_POLICY before any module loads torch)
-from pages.common import dataset_sidebar
+from pages import app_pages
 
 st.set_page_config(page_title="MNIST Lab", page_icon=":material/draw:", layout="wide")
 
-# Only pages that really work are listed; each later feature adds its own line.
-PAGES = [
-    st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:", default=True),
-    st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/draw.py", title="Draw", icon=":material/edit:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-]
+# Our own menu of page links: .streamlit/config.toml hides Streamlit's automatic one, which on a fresh
+# server would first list every file in pages/ (helpers included) while the legacy multipage mode lasts.
+PAGES = app_pages()
+navigation = st.navigation(PAGES, position="hidden")
+for page in PAGES:
+    st.sidebar.page_link(page, width="stretch")
+st.sidebar.divider()
 
-navigation = st.navigation(PAGES)
+# Loaded only now that the menu is on screen: pages.common imports torch, which takes seconds.
+from pages.common import dataset_sidebar  # noqa: E402
+
 dataset_sidebar()
 navigation.run()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -76,10 +78,30 @@ def _now() -> str:
 
 
 def _reason(error: BaseException) -> str:
-    """The telling line of torch.load's long error messages."""
+    """The telling line of torch.load's long error messages, without its advice on loosening the checks."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     telling = [line for line in lines if "error:" in line.lower()]
-    return (telling or lines or [type(error).__name__])[0][:300]
+    line = (telling or lines or [type(error).__name__])[0]
+    return line.split(". Please use")[0].split("weights_only")[0].rstrip(" .(")[:300] or type(error).__name__
+
+
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # weights_only's "Unsupported global: GLOBAL torch.nn....Linear"
+
+
+def _pickled_object_error(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
+    """What a file refused by weights_only loading is, and what to do instead (never: load it unsafely)."""
+    refused = _REFUSED_GLOBAL.search(str(error))
+    what = (
+        f"a pickled Python object that needs {refused.group(1)}, such as a whole model saved with torch.save(model)"
+        if refused
+        else f"pickled data in a format this project does not read ({_reason(error)})"
+    )
+    return CheckpointError(
+        f"{path} is {what}, not a MNIST Lab checkpoint of weights. It was not opened, because unpickling it "
+        "could run any code in it. To use that model here, load it where it was made and save its weights as a "
+        "state_dict with core.checkpoints.save_checkpoint (weights plus architecture and normalization); "
+        "otherwise train a model here or pick a last.pt/best.pt from a run folder."
+    )
 
 
 def save_checkpoint(
@@ -120,6 +142,8 @@ def read_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"no checkpoint file at {path}")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:  # weights_only refused a class or function the file needs
+        raise _pickled_object_error(path, error) from error
     except Exception as error:  # torch.load raises anything from KeyError to UnpicklingError on a foreign file
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_reason(error)})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

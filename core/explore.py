@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,30 @@ def sample_indices(labels: torch.Tensor, classes: list[int], count: int, seed: i
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(candidates), generator=generator)[:count]
     return candidates[chosen]
+
+
+@dataclass(frozen=True)
+class ClassBalance:
+    """The smallest and the largest class of a split, by image count."""
+
+    smallest: str  # class name
+    smallest_count: int  # images
+    largest: str
+    largest_count: int
+
+    @property
+    def equal(self) -> bool:
+        """True when every class has the same number of images."""
+        return self.smallest_count == self.largest_count
+
+
+def class_balance(counts: Sequence[int], classes: Sequence[str]) -> ClassBalance:
+    """The smallest and largest of `counts` (one per class, in class order), named; ties go to the first."""
+    if not counts or len(counts) != len(classes):
+        raise ValueError(f"expected one count per class, got {len(counts)} counts for {len(classes)} classes")
+    low = min(range(len(counts)), key=counts.__getitem__)
+    high = max(range(len(counts)), key=counts.__getitem__)
+    return ClassBalance(classes[low], int(counts[low]), classes[high], int(counts[high]))
 
 
 def class_mean_images(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

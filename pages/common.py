@@ -12,6 +12,10 @@ from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
 
+def count_of(number: int, noun: str, plural: str | None = None) -> str:
+    """'1 image', '2 images', '60,000 images': a count with its noun in the right number."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
 
 def dataset_sidebar() -> None:
     """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`."""
@@ -21,7 +25,8 @@ def dataset_sidebar() -> None:
         list(DATASETS),
         format_func=lambda key: DATASETS[key].title,
         key=DATASET_KEY,
-        help="MNIST: handwritten digits. Fashion-MNIST: the same format with clothing, and harder.",
+        help="MNIST: handwritten digits. Fashion-MNIST: the same format with Zalando's clothes, shoes and bags, "
+        "and harder.",
     )
 
 

@@ -2,36 +2,95 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from core.data import Dataset
-from core.explore import augmentation_preview, class_mean_images, normalization_table, sample_indices
-from pages.common import get_dataset, pixel_heatmap, upscale
+from core.data import Augmentation, Dataset
+from core.explore import (
+    augmentation_preview,
+    class_balance,
+    class_mean_images,
+    normalization_table,
+    sample_indices,
+)
+from pages.common import count_of, get_dataset, pixel_heatmap, upscale
 
 SEED_KEY = "dataset_sample_seed"
 
 
+@dataclass(frozen=True)
+class Wording:
+    """The sentences that differ between datasets, so no page says 'digit' about a coat."""
+
+    item: str  # what one image shows, singular
+    bright: str  # what the white pixels are
+    origin: str  # how the images were made, and what that means for an image of your own
+    variety: str  # what the blur of a class's mean image shows
+    augment_note: str = ""  # a dataset-specific remark on augmentation, if any
+
+
+WORDING = {
+    "mnist": Wording(
+        item="digit",
+        bright="ink",
+        origin="Grey values at the stroke's edges come from anti-aliasing when MNIST's authors scaled each digit "
+        "into a 20 × 20 box; they then centred its centre of mass in the 28 × 28 frame, which is why a digit "
+        "you draw must be prepared the same way before a network can read it.",
+        variety="the blur shows how much people's writing varies.",
+        augment_note="It helps most with digits drawn by hand, which are never placed like MNIST's.",
+    ),
+    "fashion-mnist": Wording(
+        item="item",
+        bright="the item",
+        origin="Fashion-MNIST's images are Zalando's product photos, trimmed to the item, scaled so the longer "
+        "side is 28 pixels, sharpened, centred in the 28 × 28 frame and inverted, so the item is light on "
+        "black; a picture of your own needs the same preparation before a network can read it.",
+        variety="the blur shows how much the items of one class differ in shape and pose.",
+    ),
+}
+GENERIC_WORDING = Wording(
+    item="image",
+    bright="the foreground",
+    origin="A picture of your own must be prepared the same way as these before a network can read it.",
+    variety="the blur shows how much the images of one class differ.",
+)
+
+
+def wording(dataset: Dataset) -> Wording:
+    return WORDING.get(dataset.spec.key, GENERIC_WORDING)
+
+
 def sample_controls(dataset: Dataset) -> tuple[bool, list[int], int]:
-    """Split, classes and grid size, plus the 'another sample' button (a new seed)."""
+    """Split, classes and grid size, plus the 'another sample' button (a new seed).
+
+    No class picked means every class, so a first click on a class shows only that class.
+    """
     st.session_state.setdefault(SEED_KEY, 0)
-    left, middle, right, button = st.columns([1, 3, 1, 1], vertical_alignment="bottom")
+    left, right, button = st.columns([1, 1, 1], vertical_alignment="bottom")
     split = left.segmented_control("Split", ["train", "test"], default="train", required=True, key="dataset_split")
-    classes = middle.pills(
-        "Classes",
-        list(range(len(dataset.classes))),
-        selection_mode="multi",
-        default=list(range(len(dataset.classes))),
-        format_func=lambda c: dataset.classes[c],
-        key="dataset_classes",
-    )
     side = right.select_slider("Grid", options=[4, 6, 8, 10, 12], value=8, key="dataset_grid", help="images per side")
     if button.button("Another sample", icon=":material/casino:", key="dataset_resample"):
         st.session_state[SEED_KEY] += 1
-    return split == "train", list(classes), int(side)
+    picked = st.pills(  # its own row: long class names (Fashion-MNIST) need the page's width
+        "Classes",
+        list(range(len(dataset.classes))),
+        selection_mode="multi",
+        format_func=lambda c: dataset.classes[c],
+        key="dataset_classes",
+        help="Click classes to see only those; with none picked, every class is shown.",
+    )
+    classes = sorted(picked) or list(range(len(dataset.classes)))
+    if picked:
+        names = ", ".join(dataset.classes[c] for c in classes)
+        st.caption(f"Showing {count_of(len(classes), 'class', 'classes')}: {names}. Click again to unpick.")
+    else:
+        st.caption(f"Showing all {count_of(len(classes), 'class', 'classes')}; click some to see only those.")
+    return split == "train", classes, int(side)
 
 
 def show_sample_grid(dataset: Dataset, images: torch.Tensor, labels: torch.Tensor, side: int) -> None:
@@ -46,27 +105,24 @@ def show_sample_grid(dataset: Dataset, images: torch.Tensor, labels: torch.Tenso
 
 def show_one_image(dataset: Dataset, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> None:
     """One sample large, with every raw 0-255 value on hover."""
-    choice = st.selectbox(
-        "Look at one image up close",
-        range(len(indices)),
-        format_func=lambda i: (
-            f"#{i + 1} in the grid (dataset index {int(indices[i])}, label {dataset.classes[int(labels[i])]})"
-        ),
-        key="dataset_pick",
-    )
+    # The options are the labels themselves: when a new sample or dataset changes them, the old choice
+    # is no longer among them and the box resets; with index options the browser kept showing the old
+    # label (an MNIST "9" over a Fashion-MNIST shirt).
+    names = [f"#{i + 1} in the grid: {dataset.classes[int(labels[i])]} (dataset index {int(indices[i])})"
+             for i in range(len(indices))]
+    choice = names.index(st.selectbox("Look at one image up close", names, key="dataset_pick"))
     image = images[choice]
     left, right = st.columns([3, 2])
-    title = f"label {dataset.classes[int(labels[choice])]}"
+    title = f"{dataset.classes[int(labels[choice])]}, dataset index {int(indices[choice])}"
     left.plotly_chart(pixel_heatmap(image, title, "raw value"), key="pick_heat")
     inked = int((image > 0).sum())
+    words = wording(dataset)
     right.markdown(
         f"""
-Each image is **28 × 28 = 784 pixels**, one byte each: **0 is black** (background), **255 is white** (ink).
-This one has **{inked}** non-zero pixels ({inked / 784:.0%} of the image), a mean value of
-**{float(image.float().mean()):.1f}** and a maximum of **{int(image.max())}**.
-Grey values at the stroke's edges come from anti-aliasing when MNIST's authors scaled each digit
-into a 20 × 20 box; they then centred its centre of mass in the 28 × 28 frame, which is why a digit
-you draw must be prepared the same way before a network can read it.
+Each image is **28 × 28 = 784 pixels**, one byte each: **0 is black** (background), **255 is white**
+({words.bright}). This one has **{count_of(inked, "non-zero pixel")}** ({inked / 784:.0%} of the image),
+a mean value of **{float(image.float().mean()):.1f}** and a maximum of **{int(image.max())}**.
+{words.origin}
 """
     )
 
@@ -75,6 +131,24 @@ you draw must be prepared the same way before a network can read it.
 def cached_class_means(dataset_key: str) -> torch.Tensor:
     dataset = get_dataset(dataset_key)
     return class_mean_images(dataset.train_images, dataset.train_labels, len(dataset.classes))
+
+
+def balance_sentence(dataset: Dataset) -> str:
+    """How evenly the training images spread over the classes, and what that means for accuracy."""
+    counts = dataset.class_counts(True)
+    balance = class_balance(counts, dataset.classes)
+    share = balance.largest_count / sum(counts)
+    if balance.equal:
+        spread = f"Every class has {count_of(balance.largest_count, 'training image')}"
+    else:
+        spread = (
+            f"Training classes range from {count_of(balance.smallest_count, 'image')} ({balance.smallest}) "
+            f"to {count_of(balance.largest_count, 'image')} ({balance.largest})"
+        )
+    return (
+        f"{spread}, so always answering the commonest class would score only about {share:.0%}: "
+        f"accuracy is a fair summary here."
+    )
 
 
 def show_class_statistics(dataset: Dataset) -> None:
@@ -86,16 +160,9 @@ def show_class_statistics(dataset: Dataset) -> None:
     )
     figure = px.bar(counts, x="class", y="images", color="split", barmode="group", title="Images per class")
     st.plotly_chart(figure, key="class_counts")
-    train_counts = dataset.class_counts(True)
-    smallest, largest = min(train_counts), max(train_counts)
-    st.caption(
-        f"Training classes range from {smallest} to {largest} images "
-        f"({dataset.classes[train_counts.index(smallest)]} to {dataset.classes[train_counts.index(largest)]}), "
-        f"so accuracy is a fair summary here; a class that is 10% of the data is why 'always say no' already "
-        f"scores about 90% on a one-vs-rest task."
-    )
+    st.caption(balance_sentence(dataset))
     means = cached_class_means(dataset.spec.key)
-    st.markdown("**The average training image of each class** — the blur shows how much people's writing varies.")
+    st.markdown(f"**The average training image of each class** — {wording(dataset).variety}")
     columns = st.columns(len(dataset.classes))
     for column, mean_image, name in zip(columns, means, dataset.classes, strict=True):
         column.image(upscale(mean_image.round().to(torch.uint8), 3), caption=name, width="stretch")
@@ -105,20 +172,25 @@ def show_class_statistics(dataset: Dataset) -> None:
     figure.update_layout(title="Pixel values over all training images", xaxis_title="raw value (0-255)",
                          yaxis_title="pixels (log scale)", yaxis_type="log", height=320)
     st.plotly_chart(figure, key="pixel_hist")
-    st.caption(f"{share_black:.1%} of all training pixels are exactly 0 (background); most of the rest sit near 255.")
+    nonzero = histogram[1:].cumsum(0)  # pixels with value <= 1, 2, ..., 255
+    median_lit = 1 + int(torch.searchsorted(nonzero, (nonzero[-1] + 1) // 2))  # median of the non-zero values
+    st.caption(
+        f"{share_black:.1%} of all training pixels are exactly 0 (background); "
+        f"half of the others are {median_lit} or brighter."
+    )
 
 
 def show_normalization(dataset: Dataset) -> None:
     """Raw bytes -> ToTensor -> each preset, with the computed mean and std."""
     mean, std = dataset.mean_std
+    pixels = count_of(len(dataset.train_labels) * 784, "training pixel")
     st.markdown(
         f"""
 Networks train best on inputs centred near zero with a spread near one. The tutorials use three recipes.
 `ToTensor()` first turns a byte into a float: **x = pixel / 255**, so 0..255 becomes 0..1.
 Then `Normalize(mean, std)` computes **(x − mean) / std**.
-For {dataset.spec.title}, the mean and standard deviation of all {len(dataset.train_labels) * 784:,}
-training pixels, computed here from the files, are **mean = {mean:.4f}** and **std = {std:.4f}**
-(the tutorials type in 0.1307 and 0.3081 for MNIST).
+For {dataset.spec.title}, the mean and standard deviation of all {pixels}, computed here from the files,
+are **mean = {mean:.4f}** and **std = {std:.4f}** (the tutorials type in 0.1307 and 0.3081 for MNIST).
 """
     )
     rows = normalization_table(dataset)
@@ -136,21 +208,23 @@ training pixels, computed here from the files, are **mean = {mean:.4f}** and **s
     st.caption(
         f"Worked example with the dataset's own statistics: a white pixel (255) becomes 255/255 = 1, then "
         f"(1 − {mean:.4f}) / {std:.4f} = {dataset_row.high:.4f}; a black one becomes (0 − {mean:.4f}) / {std:.4f} "
-        f"= {dataset_row.low:.4f}. Whatever a model was trained with, a drawn digit must get the same."
+        f"= {dataset_row.low:.4f}. Whatever a model was trained with, a new {wording(dataset).item} must get the same."
     )
 
 
-def show_augmentation(image: torch.Tensor, label: str) -> None:
-    """One digit under eight random affine draws."""
+def show_augmentation(dataset: Dataset, image: torch.Tensor, label: str) -> None:
+    """One image under eight random affine draws, with the ranges they are drawn from."""
     st.session_state.setdefault("aug_seed", 0)
+    aug, words = Augmentation(), wording(dataset)
     st.markdown(
-        "Augmentation shows the network slightly different versions of each digit every epoch — rotated up to "
-        "±10°, shifted up to ±10% (±2.8 px) and scaled 0.9–1.1× — so it learns the digit, not its exact pixels. "
-        "It helps most with digits drawn by hand, which are never placed like MNIST's."
+        f"Augmentation shows the network slightly different versions of each {words.item} every epoch — rotated "
+        f"up to ±{aug.degrees:g}°, shifted up to ±{aug.translate:.0%} (±{aug.translate * 28:.1f} px) and scaled "
+        f"{aug.scale[0]:g}–{aug.scale[1]:g}× — so it learns the {words.item}, not its exact pixels. "
+        f"{words.augment_note}"
     )
     if st.button("New draws", icon=":material/refresh:", key="aug_redraw"):
         st.session_state["aug_seed"] += 1
-    draws = augmentation_preview(image, 8, seed=st.session_state["aug_seed"])
+    draws = augmentation_preview(image, 8, seed=st.session_state["aug_seed"], aug=aug)
     columns = st.columns(9)
     columns[0].image(upscale(image, 3), caption=f"original ({label})", width="stretch")
     for number, (column, moved) in enumerate(zip(columns[1:], draws, strict=True), start=1):
@@ -160,14 +234,15 @@ def show_augmentation(image: torch.Tensor, label: str) -> None:
 dataset = get_dataset()
 st.title(f"{dataset.spec.title} dataset")
 st.markdown(
-    f"{len(dataset.train_labels):,} training and {len(dataset.test_labels):,} test images of "
-    f"{len(dataset.classes)} classes, 28 × 28 grey pixels each. Everything below is computed from the real files."
+    f"{count_of(len(dataset.train_labels), 'training image')} and {count_of(len(dataset.test_labels), 'test image')} "
+    f"in {count_of(len(dataset.classes), 'class', 'classes')}, 28 × 28 grey pixels each. "
+    f"Everything below is computed from the real files."
 )
 train, classes, side = sample_controls(dataset)
 images, labels = dataset.split(train)
 indices = sample_indices(labels, classes, side * side, st.session_state[SEED_KEY])
 if len(indices) == 0:
-    st.info("Pick at least one class to see samples.")
+    st.info("These classes have no images in this split.")
     st.stop()
 shown_images, shown_labels = images[indices], labels[indices]
 show_sample_grid(dataset, shown_images, shown_labels, side)
@@ -179,4 +254,4 @@ with statistics:
 with normalizing:
     show_normalization(dataset)
 with augmenting:
-    show_augmentation(shown_images[0], dataset.classes[int(shown_labels[0])])
+    show_augmentation(dataset, shown_images[0], dataset.classes[int(shown_labels[0])])

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 import torch
+from torch import nn
 
 from core import checkpoints
 from core.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
@@ -77,8 +78,31 @@ def test_pickled_code_is_never_run(tmp_path):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
         pickle.dump({"format": checkpoints.FORMAT, "payload": Payload()}, f, protocol=2)
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a MNIST Lab checkpoint") as refused:
         read_checkpoint(path)
+    assert "needs print" in str(refused.value) and "weights_only" not in str(refused.value)
+
+
+class CustomNet(nn.Module):
+    """A user's own class, pickled whole: weights_only loading must refuse it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 2)
+
+
+@pytest.mark.parametrize("whole", [nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), CustomNet()],
+                         ids=["torch-module", "custom-class"])
+def test_a_whole_pickled_model_gets_our_advice_not_torchs(tmp_path, whole):
+    path = tmp_path / "whole_model.pt"
+    torch.save(whole, path)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert str(path) in message  # names the file
+    assert "weights_only" not in message and "safe_globals" not in message  # no advice to load it unsafely
+    assert "pickled Python object" in message and "not a MNIST Lab checkpoint" in message  # what it is
+    assert "state_dict" in message and "train a model here" in message  # what to do instead
 
 
 def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):

@@ -237,3 +237,36 @@ def test_core_never_imports_streamlit():
     for path in Path("core").rglob("*.py"):
         source = path.read_text()
         assert "import streamlit" not in source and "from streamlit" not in source, path
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_reading_the_idx_files_matches_torchvision(name):
+    """Our IDX reader against torchvision's, the trusted reference, on the real files."""
+    from torchvision import datasets
+
+    ours = load_dataset(name)
+    for train, images, labels in ((True, ours.train_images, ours.train_labels),
+                                  (False, ours.test_images, ours.test_labels)):
+        reference = getattr(datasets, ours.spec.folder)(str(data.data_dir()), train=train, download=False)
+        assert torch.equal(images, reference.data) and images.dtype == torch.uint8
+        assert torch.equal(labels, reference.targets) and labels.dtype == torch.int64
+
+
+def test_read_idx_refuses_what_is_not_an_idx_file(shared_raw, tmp_path):
+    zip_file = tmp_path / "train-images-idx3-ubyte"
+    zip_file.write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
+        data.read_idx(zip_file)
+    short = tmp_path / "t10k-labels-idx1-ubyte"
+    short.write_bytes((shared_raw / "t10k-labels-idx1-ubyte").read_bytes()[:-5])
+    with pytest.raises(ValueError, match="holds 9995 bytes of data, its header says 10000"):
+        data.read_idx(short)
+
+
+def test_loading_the_dataset_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    probe = "import sys, core.data; core.data.load_dataset('mnist'); print('torchvision' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "False"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.explore import augmentation_preview, class_mean_images, normalization_table, sample_indices
+from core.explore import augmentation_preview, class_balance, class_mean_images, normalization_table, sample_indices
 
 
 def test_sample_indices_respect_classes_count_and_seed(mnist):
@@ -38,3 +38,13 @@ def test_augmentation_preview_is_uint8_and_seeded(mnist):
     assert draws.shape == (8, 28, 28) and draws.dtype == torch.uint8
     assert torch.equal(draws, augmentation_preview(digit, 8, seed=5))
     assert int(draws.sum()) > 0.7 * int(digit.sum()) * 8  # the ink stays (mostly) in frame
+
+
+def test_class_balance_names_smallest_and_largest(mnist):
+    balance = class_balance(mnist.class_counts(True), mnist.classes)
+    assert (balance.smallest, balance.smallest_count) == ("5", 5421)
+    assert (balance.largest, balance.largest_count) == ("1", 6742) and not balance.equal
+    even = class_balance([6000, 6000, 6000], ["T-shirt/top", "Trouser", "Pullover"])
+    assert even.equal and even.smallest_count == even.largest_count == 6000
+    with pytest.raises(ValueError):
+        class_balance([1, 2], ["a"])

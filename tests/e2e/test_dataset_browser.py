@@ -34,3 +34,38 @@ def test_dataset_page_shows_the_sample_grid(server, page):
     page.get_by_role("tab", name="Augmentation").click()
     page.get_by_text("draw 8").wait_for(timeout=10_000)
     screenshot(page, "dataset-augmentation")
+
+
+def test_fashion_mnist_class_pills_fit_and_a_first_click_shows_one_class(server, page):
+    page.goto(server)
+    page.get_by_role("heading", name="MNIST dataset").wait_for(timeout=90_000)
+    wait_for_app_idle(page)
+    page.get_by_role("combobox", name="Dataset").click()
+    page.get_by_role("option", name="Fashion-MNIST").click()
+    page.get_by_role("heading", name="Fashion-MNIST dataset").wait_for(timeout=90_000)
+    wait_for_app_idle(page)
+
+    pills = page.locator("[data-testid=stButtonGroup]").filter(has_text="Ankle boot")
+    for name in ("T-shirt/top", "Pullover", "Ankle boot"):
+        pill = pills.get_by_role("button", name=name)
+        assert pill.is_visible()
+        fits = pill.evaluate(
+            "el => { const box = el.getBoundingClientRect(), row = el.closest('[data-testid=stButtonGroup]')"
+            ".getBoundingClientRect(); return el.scrollWidth <= el.clientWidth + 1 && box.right <= row.right + 1; }"
+        )
+        assert fits, f"the {name!r} pill is clipped"
+    screenshot(page, "dataset-fashion-pills")
+
+    shown = page.get_by_role("combobox", name="Look at one image up close").input_value()
+    assert any(name in shown for name in ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                          "Sneaker", "Bag", "Ankle boot")), f"stale MNIST label: {shown!r}"
+
+    pills.get_by_role("button", name="Shirt", exact=True).click()  # the first click shows only that class
+    page.get_by_text("Showing 1 class: Shirt").wait_for(timeout=30_000)
+    wait_for_app_idle(page)
+    captions = page.locator("[data-testid=stImage] [data-testid=stImageCaption]").all_inner_texts()[:64]
+    assert captions and set(captions) == {"Shirt"}
+    page.wait_for_function(  # the new pictures have replaced the old ones, not just their captions
+        "[...document.querySelectorAll('[data-testid=stImage] img')].every(img => img.complete && img.naturalWidth)"
+    )
+    screenshot(page, "dataset-fashion-shirt")

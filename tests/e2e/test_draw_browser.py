@@ -87,7 +87,7 @@ def open_draw_page(server: str, page) -> None:
     page.set_viewport_size({"width": 1400, "height": 3400})  # Streamlit scrolls inside: tall, to see it all
     page.goto(server)
     page.get_by_role("heading", name="MNIST dataset").wait_for(timeout=90_000)  # app.py's first page is up
-    page.locator("[data-testid=stSidebarNav] a", has_text="Draw").click()
+    page.locator("[data-testid=stSidebar] a", has_text="Draw").click()  # app.py's menu of page links
     page.get_by_role("heading", name="Draw a digit").wait_for(timeout=60_000)
     page.locator(CANVAS).wait_for(timeout=60_000)
     wait_for_app_idle(page)

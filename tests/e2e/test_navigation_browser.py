@@ -1,21 +1,90 @@
-"""Browser: a fresh server whose first request is a deep link still runs app.py's router and sidebar."""
+"""Browser, each test on a brand-new server: the first paint shows only the app's own menu, deep links
+still run app.py's router and sidebar, and the first page is usable within seconds of the server's health."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
-from tests.e2e.conftest import streamlit_server, wait_for_app_idle
+from tests.e2e.conftest import screenshot, streamlit_server, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e
 
+MENU = ["Dataset", "Architecture", "Train", "Draw", "Compare"]
+HELPER_LABELS = ("app", "arch charts", "charts", "common", "layer builder")  # what legacy mode would list
+USABLE_BOUND_S = 45.0  # the assertion, loose for a shared, loaded machine; the target is 5 s (see the printed figures)
 
-def test_deep_link_as_first_request_gets_the_router_and_sidebar(page, tmp_path):
-    with streamlit_server(tmp_path, "streamlit-deep-link") as url:
-        page.goto(f"{url}/architecture")
-        page.get_by_role("heading", name="Architecture", exact=False).first.wait_for(timeout=90_000)
+# Records, from the very first DOM change, the text of every navigation link the page ever shows and
+# when the first one appeared, so a menu that flashes for a moment is still caught.
+RECORD_NAVIGATION = r"""
+window.__navTexts = [];
+window.__firstNavMs = null;
+const NAV = '[data-testid=stSidebarNav] a, [data-testid=stSidebarNavLink], [data-testid=stTopNavLink], '
+          + '[data-testid=stPageLink-NavLink], header nav a';
+const record = () => {
+  for (const link of document.querySelectorAll(NAV)) {
+    const text = link.innerText.trim().split('\n').filter(Boolean).pop() || '';  // drop the icon's name
+    if (window.__firstNavMs === null) window.__firstNavMs = Date.now();
+    if (text && !window.__navTexts.includes(text)) window.__navTexts.push(text);
+  }
+};
+new MutationObserver(record).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def menu_links(page) -> list[str]:
+    """The sidebar's link labels, without their icons' names."""
+    return [text.split()[-1] for text in page.locator("[data-testid=stSidebar] a").all_inner_texts()]
+
+
+def assert_only_our_menu(page) -> None:
+    seen = page.evaluate("window.__navTexts")
+    assert seen, "no navigation link was ever drawn"
+    assert set(seen) <= set(MENU), f"navigation showed entries that are not pages: {seen}"
+    assert not any(text.lower() in HELPER_LABELS for text in seen)
+
+
+def test_first_paint_shows_only_our_menu_and_the_page_is_usable_soon(page, tmp_path):
+    page.add_init_script(RECORD_NAVIGATION)
+    with streamlit_server(tmp_path, "streamlit-first-paint") as url:
+        healthy, healthy_wall = time.perf_counter(), time.time()
+        page.goto(url)
+        page.get_by_role("link", name="Dataset").first.wait_for(timeout=90_000)
+        first_menu_s = time.perf_counter() - healthy
+        page.locator("[data-testid=stImage] img").nth(63).wait_for(timeout=90_000)
+        page.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)
+        grid_s = time.perf_counter() - healthy
         wait_for_app_idle(page)
-        sidebar = page.locator("[data-testid=stSidebar]")
-        assert sidebar.get_by_text("Dataset", exact=True).count() >= 2  # the nav link and the picker's label
-        links = sidebar.locator("[data-testid=stSidebarNavLink]").all_inner_texts()
-        assert any("Train" in link for link in links) and any("Architecture" in link for link in links)
-        assert not any(name in " ".join(links) for name in ("common", "charts"))  # helpers are not pages
+        usable_s = time.perf_counter() - healthy
+        first_nav_s = page.evaluate("window.__firstNavMs") / 1000 - healthy_wall  # same machine's clock
+        print(f"\nfresh server, seconds after it reported healthy: first navigation link {first_nav_s:.2f}, "
+              f"menu visible {first_menu_s:.2f}, grid and dataset choice on screen {grid_s:.2f}, "
+              f"Dataset page usable (script finished) {usable_s:.2f} (target 5); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        screenshot(page, "first-paint-dataset")
+
+        assert_only_our_menu(page)
+        assert menu_links(page) == MENU
+        assert page.get_by_role("heading", name="MNIST dataset").count() == 1
+        assert usable_s < USABLE_BOUND_S
+
+
+@pytest.mark.parametrize(("path", "heading"), [("architecture", "Architecture"), ("train", "Train a network")])
+def test_deep_link_as_first_request_gets_the_router_and_sidebar(page, tmp_path, path, heading):
+    page.add_init_script(RECORD_NAVIGATION)
+    with streamlit_server(tmp_path, f"streamlit-deep-link-{path}") as url:
+        healthy = time.perf_counter()
+        page.goto(f"{url}/{path}")
+        page.get_by_role("link", name=heading.split()[0]).first.wait_for(timeout=90_000)
+        menu_s = time.perf_counter() - healthy
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=90_000)
+        page.get_by_role("combobox", name="Dataset").wait_for(timeout=90_000)  # the shared sidebar: app.py ran
+        wait_for_app_idle(page)
+        print(f"\nfresh server, deep link /{path}: menu visible {menu_s:.2f} s, page usable "
+              f"{time.perf_counter() - healthy:.2f} s after health; load average {os.getloadavg()[0]:.1f}")
+        assert page.url.rstrip("/").endswith(f"/{path}")  # the reroute kept the address
+        assert menu_links(page) == MENU
+        assert_only_our_menu(page)
+        assert page.get_by_text("Traceback").count() == 0
