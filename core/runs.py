@@ -604,6 +604,9 @@ class RunRecord:
     pid: int | None = None
     host: str = ""
     problems: tuple[str, ...] = field(default_factory=tuple)  # bad lines in metrics.jsonl, etc.
+    study: str = ""  # the Optuna study this run is a trial of ("" if none)
+    trial: int | None = None  # its trial number in that study
+    trial_state: str = ""  # the trial's state as the sweep recorded it (e.g. "pruned")
 
     @property
     def folder(self) -> Path:
@@ -741,11 +744,20 @@ def read_run(folder: Path) -> RunRecord:
             queue_position=status.get("queue_position") if state == QUEUED else None,
             suggested_lr=_number(status.get("suggested_lr")),
             pid=status.get("pid") if isinstance(status.get("pid"), int) else None, host=str(status.get("host", "")),
-            problems=log.problems,
+            problems=log.problems, **_sweep_fields(record.get("sweep")),
             **_metric_summary(log.rows),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # fields of the wrong type
         return _damaged(folder, f"{CONFIG_FILE} is not a run config ({type(error).__name__}: {error})")
+
+
+def _sweep_fields(sweep: Any) -> dict[str, Any]:
+    """config.json's optional "sweep": {"study": name, "trial": number, "state": ...}, as RunRecord fields."""
+    if not isinstance(sweep, dict):
+        return {}
+    trial = sweep.get("trial")
+    return {"study": str(sweep.get("study", "")), "trial": trial if isinstance(trial, int) else None,
+            "trial_state": str(sweep.get("state", ""))}
 
 
 def _eta(status: dict[str, Any], config: dict[str, Any]) -> float | None:

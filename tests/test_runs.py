@@ -186,3 +186,11 @@ def test_stop_requests_and_their_refusals(tmp_path):
     runs.write_status(folder, "stopped", epoch=0, total_epochs=2)
     with pytest.raises(runs.RunError, match="not training .it is stopped."):
         runs.stop_run(run_id, tmp_path)
+
+
+def test_a_sweep_trial_carries_its_study_and_state(tmp_path):
+    run_id, folder = runs.new_run(config(), root=tmp_path)
+    runs.update_record(folder, sweep={"study": "lr-search", "trial": 3, "state": "pruned"})
+    record = runs.find_run(run_id, tmp_path)
+    assert (record.study, record.trial, record.trial_state) == ("lr-search", 3, "pruned")
+    assert runs.find_run(runs.new_run(config(), root=tmp_path)[0], tmp_path).study == ""
