@@ -184,7 +184,7 @@ def test_stop_requests_and_their_refusals(tmp_path):
     assert runs.stop_requested(folder) and runs.StopSignal(folder).is_set()
     assert "already asked to stop" in runs.stop_run(run_id, tmp_path)  # twice: no harm, says so
     runs.write_status(folder, "stopped", epoch=0, total_epochs=2)
-    with pytest.raises(runs.RunError, match="not training .it is stopped."):
+    with pytest.raises(runs.RunError, match=r"not training \(it is stopped\)"):
         runs.stop_run(run_id, tmp_path)
 
 
