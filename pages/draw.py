@@ -30,6 +30,7 @@ from pages.charts import feature_maps_figure, probability_figure, saliency_figur
 from pages.common import current_dataset_name, upscale
 
 CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
+CANVAS_TOOLBAR_ROOM_PX = 12  # extra space above the canvas for its toolbar (see draw_input)
 STRIP_PX = 140  # about how wide each image of the preprocessing strip is shown
 DEFAULT_LABEL = "Default model (shipped)"
 SUBJECTS = {"mnist": "digit", "fashion-mnist": "piece of clothing"}  # what a model of each dataset reads
@@ -145,6 +146,9 @@ def draw_input() -> np.ndarray | None:
     stroke = stroke_col.slider("Stroke width (px)", 8, 40, 22, key="stroke")
     if clear_col.button("Clear", icon=":material/delete:", key="clear", width="stretch"):
         st.session_state["canvas_version"] += 1  # a new key is a new, empty canvas
+    # On hover the canvas shows its own toolbar 2.65rem above its top edge, over whatever is there:
+    # this space, with the two gaps around it, keeps it clear of the slider.
+    st.space(CANVAS_TOOLBAR_ROOM_PX)
     canvas = st_canvas(
         stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
         update_streamlit=True,  # send the drawing at every mouse-up
