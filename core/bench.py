@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -296,16 +297,18 @@ TRAINING_BESIDE = ["--preset", "fast", "--train-subset", "30000", "--test-subset
 
 
 @contextlib.contextmanager
-def training_beside(timeout: float = 300.0) -> Iterator[subprocess.Popen]:
+def training_beside(timeout: float = 300.0, niceness: int = 0) -> Iterator[subprocess.Popen]:
     """A `python -m core train` process in a throw-away runs folder, yielded once its first epoch has begun.
 
     "Begun" is its run folder's status.json saying running: the engine writes it after loading the
     data and building the model, right before the first batch. The process is ended afterwards.
+    `niceness` > 0 runs it at that lower CPU priority (os.nice), to see what that would buy a server.
     """
     with tempfile.TemporaryDirectory(prefix="bench-beside-") as root:
         command = [sys.executable, "-m", "core", "train", *TRAINING_BESIDE, "--runs-dir", root]
         with tempfile.TemporaryFile("w+") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            lower = functools.partial(os.nice, niceness) if niceness else None  # runs in the child, before exec
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lower)
             try:
                 _wait_until_training(process, Path(root), log, timeout)
                 yield process
@@ -333,7 +336,9 @@ def _wait_until_training(process: subprocess.Popen, root: Path, log: IO[str], ti
     raise RuntimeError(f"the training process did not start training within {timeout:.0f} s")
 
 
-def bench_predict(checkpoint: str, count: int, with_training: bool = False, seconds: float = 0.0) -> dict[str, Any]:
+def bench_predict(
+    checkpoint: str, count: int, with_training: bool = False, seconds: float = 0.0, training_nice: int = 0
+) -> dict[str, Any]:
     """Time preprocess + predict per canvas-like image: `count` real test digits drawn at 280x280.
 
     The process first sets its thread count as the dashboard server does (core.inference.set_serving_threads).
@@ -357,13 +362,13 @@ def bench_predict(checkpoint: str, count: int, with_training: bool = False, seco
         "p50_ms": timing.p50_ms, "p95_ms": timing.p95_ms, "max_ms": timing.max_ms, "accuracy": timing.accuracy,
     }
     if with_training:
-        with training_beside() as process:
+        with training_beside(niceness=training_nice) as process:
             busy = time_predictions(loaded.model, loaded.normalization, images, labels, min_seconds=seconds)
             result["training_throughout"] = process.poll() is None  # still training when the timing ended
             result["busy_load_average_1min"] = os.getloadavg()[0]
         after = time_predictions(loaded.model, loaded.normalization, images, labels, min_seconds=seconds)
         result.update({
-            "training_command": " ".join(["python -m core train", *TRAINING_BESIDE]),
+            "training_command": " ".join(["python -m core train", *TRAINING_BESIDE]), "training_nice": training_nice,
             "busy_predictions": busy.count, "busy_p50_ms": busy.p50_ms, "busy_p95_ms": busy.p95_ms,
             "busy_max_ms": busy.max_ms, "ratio_p50": busy.p50_ms / timing.p50_ms,
             "ratio_p95": busy.p95_ms / timing.p95_ms,
@@ -381,7 +386,8 @@ def print_predict_report(result: dict[str, Any]) -> None:
           f"(target <= 5 ms), max {result['max_ms']:.2f} ms")
     print(f"  accuracy on these images: {result['accuracy']:.2%}")
     if "busy_p50_ms" in result:
-        print(f"  beside `{result['training_command']}` (load average {result['busy_load_average_1min']:.1f}): "
+        nice = f" at nice {result['training_nice']}" if result["training_nice"] else ""
+        print(f"  beside `{result['training_command']}`{nice} (load average {result['busy_load_average_1min']:.1f}): "
               f"p50 {result['busy_p50_ms']:.2f} ms, p95 {result['busy_p95_ms']:.2f} ms, "
               f"max {result['busy_max_ms']:.2f} ms")
         print(f"  busy / idle: p50 {result['ratio_p50']:.2f}x, p95 {result['ratio_p95']:.2f}x (target <= 1.2x)")
@@ -393,7 +399,7 @@ def print_predict_report(result: dict[str, Any]) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     seconds = args.seconds if args.seconds is not None else BUSY_SECONDS if args.with_training else 0.0
-    result = bench_predict(args.checkpoint, args.count, args.with_training, seconds)
+    result = bench_predict(args.checkpoint, args.count, args.with_training, seconds, args.training_nice)
     if args.json:
         print(json.dumps(result))
     else:
@@ -412,6 +418,8 @@ def _add_predict(actions: argparse._SubParsersAction) -> None:
                              f"with --with-training, {BUSY_SECONDS:g} s)")
     parser.add_argument("--with-training", action="store_true",
                         help="time them again while a training process runs beside them; print busy/idle ratios")
+    parser.add_argument("--training-nice", type=int, default=0,
+                        help="with --with-training: run the training process at this lower CPU priority (default 0)")
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
     parser.set_defaults(func=_cmd_predict)
 

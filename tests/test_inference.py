@@ -392,7 +392,8 @@ def test_default_model_was_made_by_the_script_recipe() -> None:
 @pytest.mark.usefixtures("keep_thread_count")
 def test_bench_predict_beside_a_training_process(capsys: pytest.CaptureFixture[str]) -> None:
     """--with-training times the images again while a real `python -m core train` runs, and gives the ratios."""
-    assert main(["bench", "predict", "--count", "30", "--seconds", "0.5", "--with-training", "--json"]) == 0
+    args = ["--count", "30", "--seconds", "0.5", "--with-training", "--training-nice", "5", "--json"]
+    assert main(["bench", "predict", *args]) == 0
     result = json.loads(capsys.readouterr().out)
     figures = ("p50_ms", "p95_ms", "busy_p50_ms", "busy_p95_ms", "ratio_p50", "ratio_p95")
     assert all(isinstance(result[key], float) and math.isfinite(result[key]) and result[key] > 0 for key in figures)
@@ -400,4 +401,4 @@ def test_bench_predict_beside_a_training_process(capsys: pytest.CaptureFixture[s
     assert result["ratio_p95"] == pytest.approx(result["busy_p95_ms"] / result["p95_ms"])
     assert result["training_throughout"] is True and result["threads"] == 1
     assert result["predictions"] >= 30 and result["busy_predictions"] >= 30
-    assert "--preset fast" in result["training_command"]
+    assert "--preset fast" in result["training_command"] and result["training_nice"] == 5
