@@ -232,11 +232,13 @@ def saliency_figure(model_input: np.ndarray, plain: np.ndarray, smooth: np.ndarr
     )
     figure = make_subplots(1, len(panels), subplot_titles=[title for *_, title in panels], horizontal_spacing=0.08)
     for col, (image, scale, label, _) in enumerate(panels, 1):
+        right = figure.layout[f"xaxis{col if col > 1 else ''}"].domain[1]  # each colorbar just right of its map
         figure.add_trace(go.Heatmap(
-            z=image, colorscale=scale, colorbar=dict(x=col / len(panels) - 0.02, len=0.9, thickness=12),
+            z=image, colorscale=scale, colorbar=dict(x=right + 0.005, len=0.9, thickness=12),
             hovertemplate=f"row %{{y}}, col %{{x}}<br>{label} %{{z:.3g}}<extra></extra>",
         ), 1, col)
-        figure.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", constrain="domain", row=1, col=col)
+        figure.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", constrain="domain", showticklabels=col == 1,
+                            row=1, col=col)
         figure.update_xaxes(constrain="domain", row=1, col=col)
     figure.update_layout(height=400, margin=dict(l=10, r=10, t=40, b=10))
     return figure

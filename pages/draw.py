@@ -293,8 +293,8 @@ def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction
         f"**Plain gradient**, |∂score/∂pixel|: how much a tiny change of each pixel alone would move the score, "
         "exact for this very image but noisy, since the network's ReLUs make it jump from pixel to pixel. "
         f"**SmoothGrad**: the same map averaged over {SMOOTHGRAD_SAMPLES} copies of the input with random "
-        f"noise ({SMOOTHGRAD_NOISE:.0%} of its value range): what holds all around this image, so it shows the "
-        f"strokes that matter (its pixel-to-pixel variation is {total_variation(smooth):.2f} against "
+        f"noise ({SMOOTHGRAD_NOISE:.0%} of its value range): what holds all around this image, so it marks "
+        f"regions rather than single pixels (its pixel-to-pixel variation is {total_variation(smooth):.2f} against "
         f"{total_variation(plain):.2f}). In SmoothGrad, the 28 most influential pixels (of 784) carry {share:.0%} "
         f"of the total and sit around row {row:.0f}, column {col:.0f}."
     )
