@@ -35,8 +35,32 @@ DIGITS: dict[str, list[list[tuple[float, float]]]] = {
 }
 
 
+def wait_for_steady_canvas(page, frames: int = 5) -> None:
+    """Wait until the canvas has kept its place for `frames` animation frames and nothing covers its middle.
+
+    After a clear, the rest of the page can still be settling (stale elements leave, others move up);
+    a stroke aimed at where the canvas was a moment ago lands on the page instead and selects text.
+    """
+    page.wait_for_function(
+        """frames => {
+            const host = document.querySelector('[data-testid=stBidiComponentIsolated]');
+            const canvas = host && host.shadowRoot && host.shadowRoot.querySelector('canvas.upper-canvas');
+            if (!canvas) return false;
+            const r = canvas.getBoundingClientRect();
+            const place = [r.x, r.y, r.width, r.height].join();
+            const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+            window.__canvasSteady = place === (window.__canvasPlace || '') && hit === host
+                ? (window.__canvasSteady || 0) + 1 : 0;
+            window.__canvasPlace = place;
+            return window.__canvasSteady >= frames;
+        }""",
+        arg=frames, timeout=20_000, polling="raf",
+    )
+
+
 def draw(page, strokes: list[list[tuple[float, float]]]) -> float:
     """Draw the strokes on the canvas; return the perf_counter time of the last mouse-up."""
+    wait_for_steady_canvas(page)
     box = page.locator(CANVAS).bounding_box()
     assert box is not None
     released = 0.0
@@ -124,7 +148,11 @@ def warm_up(page) -> None:
 def stroke_latency(page, digit: str) -> float:
     """Draw `digit` on a cleared canvas; seconds from the last mouse-up to the answer on screen (checked)."""
     released = draw(page, DIGITS[digit])
-    wait_for_answer(page)
+    try:
+        wait_for_answer(page)
+    except Exception:
+        screenshot(page, f"draw-no-answer-{digit}")  # what the page showed instead
+        raise
     latency = time.perf_counter() - released
     wait_for_app_idle(page)
     assert shown_answer(page) == digit, f"drew a {digit}, the page says {shown_answer(page)}"
