@@ -48,6 +48,7 @@ MAX_PARALLEL_ENV = "DIGITS_MAX_PARALLEL"
 QUEUE_SETTINGS = "queue.json"  # in the runs root: {"max_parallel": N}
 QUEUE_DIR = ".queue"  # in the runs root: one lock file per slot
 POLL_SECONDS = 0.5  # how often a queued worker looks for a free slot
+WORKER_NICE = 10  # launched workers run at lower CPU priority than the server (measured in README)
 TRAIN_IMAGES = 60_000  # both datasets' training set, for checks made before any data is loaded
 
 
@@ -322,6 +323,7 @@ def worker_main(run_id: str, root: Path | str | None) -> int:
     from core.train_cli import ProgressReporter, exit_code
 
     folder = runs.run_dir(run_id, root)
+    os.nice(WORKER_NICE)  # the dashboard's answers to drawings come first; training takes what is left
     world = distributed.setup(distributed.device_type(str(runs.read_config(folder)["config"].get("device", "auto"))))
     stop = runs.StopSignal(folder)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -234,7 +234,7 @@ def show_strip(stages: Preprocessed, options: PreprocessOptions, checkpoint: Loa
     model_view = stages.model_input[0, 0].numpy()
     low, high = float(model_view.min()), float(model_view.max())
     fitted_h, fitted_w = stages.fitted.shape
-    images = [
+    images: list[tuple[np.ndarray, str]] = [
         (stages.ink, f"1. ink map {stages.ink.shape[1]}×{stages.ink.shape[0]}"),
         (stages.cropped, f"2. {'cropped' if options.crop else 'uncropped'} "
                          f"{stages.cropped.shape[1]}×{stages.cropped.shape[0]}"),
