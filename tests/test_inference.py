@@ -264,7 +264,8 @@ def test_plain_predictions_run_while_a_hooked_forward_holds_the_model() -> None:
     thread.join(timeout=60)
     pause.handle.remove()
     assert [m.name for m in result] == [m.name for m in expected]
-    assert all(torch.equal(a.maps, b.maps) for a, b in zip(result, expected, strict=True))  # not `other`'s maps
+    # not `other`'s maps (close, not bit-equal: a new thread may compute with another OpenMP thread count)
+    assert all(torch.allclose(a.maps, b.maps, atol=1e-5) for a, b in zip(result, expected, strict=True))
     assert hook_count(model) == 0 and not hook_lock(model).locked()
 
 

@@ -164,3 +164,10 @@ def test_the_form_says_which_dataset_and_question_it_trains_on(root):
     assert any(block.value.startswith("Trains on **Fashion-MNIST** (one-vs-rest: is it Bag?)")
                for block in at.markdown)
     assert at.selectbox(key="tr_target_digit").format_func(8) == "8: Bag"
+
+
+def test_processes_that_cannot_split_the_batch_are_refused_with_the_reason(page, root):
+    page.number_input(key="tr_processes").set_value(3).run()
+    page.button(key="tr_start").click().run()
+    assert any("3 processes must split the batch of 64 evenly" in error.value for error in page.error)
+    assert runs.list_runs(root) == []
