@@ -57,7 +57,7 @@ class ExportSource:
     checkpoint: LoadedCheckpoint
     config: dict[str, Any] | None  # core.train.config_to_dict form; None when neither run nor checkpoint has it
     run_id: str  # the run that trained it; "" when unknown
-    label: str  # how messages and the script's docstring name it: "run ID" or the checkpoint's path
+    label: str  # how messages and the script's docstring name it: "run ID", else the checkpoint's file name
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def load_source(checkpoint: Path | str, run_folder: Path | None = None) -> Expor
     loaded = load_checkpoint(checkpoint)
     config = runs.read_config(run_folder)["config"] if run_folder is not None else loaded.meta.get("config")
     run_id = run_folder.name if run_folder is not None else str(loaded.meta.get("run_id", ""))
-    label = f"run {run_id}" if run_folder is not None else str(loaded.path)
+    label = f"run {run_id}" if run_id else loaded.path.name
     return ExportSource(loaded, config if isinstance(config, dict) else None, run_id, label)
 
 
