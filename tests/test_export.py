@@ -122,8 +122,8 @@ def checkpoint_for(folder: Path, preset: str, mnist, **overrides) -> Path:
     torch.manual_seed(0)
     meta = {
         "arch_config": arch, "config": config_to_dict(config), "epoch": 1, "metrics": {},
-        "normalization": asdict(normalization(config.data.normalization, mnist)), "dataset": "mnist",
-        "classes": list(mnist.classes), "task": config.task.kind, "target_digit": config.task.target_digit,
+        "normalization": asdict(normalization(config.data.normalization, mnist)), "dataset": config.data.dataset,
+        "task": config.task.kind, "target_digit": config.task.target_digit,
     }
     return save_checkpoint(folder / "best.pt", build_model(**arch), meta)
 
@@ -160,6 +160,21 @@ def test_generated_script_trains_one_short_epoch(preset, overrides, expected, mn
     assert found and 0 <= float(found.group(1)) <= 100, output
     weights = torch.load(tmp_path / "weights.pt", weights_only=True)
     assert weights.keys() == source.checkpoint.model.state_dict().keys()
+
+
+def test_a_binary_checkpoint_exports_one_logit_and_fashion_verifies_on_fashion(mnist, tmp_path):
+    binary = export.load_source(checkpoint_for(tmp_path, "seed000", mnist))
+    result = export.export(binary, "onnx", tmp_path / "binary.onnx")
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"pixels": torch.rand(5, 1, 28, 28).numpy()})[0].shape == (5, 1)
+    props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert props["task"] == "binary" and props["output"].startswith("(N, 1): one logit for 'is it 8?'")
+    fashion_folder = tmp_path / "fashion"
+    fashion_folder.mkdir()
+    fashion = export.load_source(checkpoint_for(fashion_folder, "fast", mnist, dataset="fashion-mnist"))
+    assert json.loads(export.metadata(fashion)["classes"])[0] == "T-shirt/top"
+    result = export.export(fashion, "torchscript", tmp_path / "fashion.pt")
+    assert result.verified_images == 1000
 
 
 def test_script_scheduler_steps_follow_core_train():
