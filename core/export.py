@@ -108,6 +108,7 @@ class PixelsToScores(nn.Module):
 
 
 def exportable(source: ExportSource) -> PixelsToScores:
+    """The checkpoint's network behind its own normalization, in eval mode."""
     norm = source.checkpoint.normalization
     return PixelsToScores(source.checkpoint.model, norm.mean, norm.std).eval()
 
@@ -185,6 +186,7 @@ def _write_torchscript(model: nn.Module, path: Path, source: ExportSource) -> No
 
 
 def _write_script(model: nn.Module, path: Path, source: ExportSource) -> None:
+    """The standalone train.py (the network comes from the checkpoint, so `model` adds nothing here)."""
     path.write_text(script_text(source))
 
 
