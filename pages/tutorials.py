@@ -82,9 +82,11 @@ def network_numbers(key: str) -> None:
                  width="stretch", column_config=arch_charts.COUNT_COLUMNS, key=f"tut_layers_{key}")
     for row in summary.layers:
         if formula := arch_charts.param_formula(row):
-            st.latex(rf"\text{{{row.name}}}:\ {formula}")
-    st.caption("Shapes are per image (channels×height×width, or a vector length after Flatten), measured with "
-               "hooks on a real forward pass.")
+            numbers = " = ".join(formula.split(" = ")[-2:])  # the worked numbers, without the generic formula
+            st.latex(rf"\text{{{row.name}}}:\ {numbers}")
+    st.caption("Parameters: k_h·k_w·C_in·C_out + C_out for a convolution (weights plus one bias per output "
+               "channel), n_in·n_out + n_out for a Linear layer. Shapes are per image (channels×height×width, or "
+               "a vector length after Flatten), measured with hooks on a real forward pass.")
 
 
 def loss_numbers(key: str, tut: Tutorial, dataset: Dataset) -> None:
@@ -140,7 +142,7 @@ def show_step(key: str, tut: Tutorial, excerpt: Excerpt, dataset: Dataset) -> No
     st.subheader(tutorials.STEP_TITLES[excerpt.step])
     code, numbers = st.columns([1, 1])
     with code:
-        st.code(excerpt.code, language="python")
+        st.code(excerpt.code, language="python", wrap_lines=True)
         st.caption(f"Quoted from tutorial {tut.number}. {excerpt.note}")
     with numbers:
         if excerpt.step == "data":
