@@ -340,8 +340,8 @@ def recipe_runs(key: str, was_live: bool) -> None:
         st.info("No runs of this recipe yet.")
         return
     newest = records[0]
-    st.progress(newest.fraction_done, text=f"Newest run: {newest.name}, {newest.status}, epoch {newest.epochs_done} "
-                                           f"of {newest.total_epochs}.")
+    st.progress(newest.fraction_done, text=f"Newest run: {newest.name}, {newest.status}, {newest.epochs_done} of "
+                                           f"{newest.total_epochs} epochs done.")
     points = runs.read_metrics(newest.run_dir, newest.live).rows
     left, right = st.columns(2)
     if points:
