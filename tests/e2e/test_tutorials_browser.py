@@ -32,3 +32,13 @@ def test_tutorials_page_shows_the_conv1_count(server, page):
     assert page.locator("[data-testid=stMetric]").filter(has_text="Reported with train=True").count() == 1
     softmax.scroll_into_view_if_needed()
     screenshot(page, "tutorials-001")
+
+    page.get_by_text("003 · LeNet").click()
+    imshow = page.get_by_role("heading", name="imshow un-normalizes for Normalize(0.5, 0.5), not (0.1307, 0.3081)")
+    imshow.wait_for(timeout=60_000)
+    wait_for_app_idle(page)
+    grids = page.locator("[data-testid=stImage] img")
+    grids.nth(1).wait_for(timeout=30_000)
+    assert grids.first.evaluate("img => img.complete && img.naturalWidth") == 484  # 242 px upscaled 2x
+    imshow.scroll_into_view_if_needed()
+    screenshot(page, "tutorials-003")
