@@ -32,6 +32,7 @@ from pages.charts import (
     train_test_figure,
 )
 from pages.common import current_dataset_name, get_dataset, upscale
+from pages.export_ui import export_buttons
 
 RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or a shared link keeps it)
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
@@ -420,3 +421,9 @@ st.fragment(run_every=1.0 if record.live else None)(followed_run)(record.run_id,
 evaluation = runs.read_evaluation(record.run_dir) if not record.live else None
 if evaluation is not None:
     final_results(evaluation, record.dataset)
+if not record.live and (record.run_dir / runs.BEST_CHECKPOINT).is_file():
+    st.subheader("Take the model elsewhere")
+    st.caption(f"The best epoch's weights ({record.best_test_accuracy:.2%} test accuracy), checked against PyTorch "
+               "on 1,000 test images before you download them." if record.best_test_accuracy is not None else
+               "The best epoch's weights, checked against PyTorch on 1,000 test images before you download them.")
+    export_buttons(record.run_dir / runs.BEST_CHECKPOINT, record.run_dir, key=f"tr_{record.run_id}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, runs
+from core import export, jobs, runs
 from core.train import config_to_dict, preset_config
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
@@ -95,6 +95,8 @@ def test_tiny_run_from_start_to_final_charts(page, root):
     assert any("misclassified" in block.value for block in page.markdown)
     assert any("apptest run" in block.value and "fastcnn" in block.value for block in page.markdown)  # its config
     assert runs.find_run(record.run_id, root).pid != os.getpid()  # trained in its own process
+    labels = {button.proto.label for button in page.get("download_button")}
+    assert set(export.FORMAT_TITLES.values()) <= labels  # ONNX, TorchScript and train.py of its best epoch
 
 
 def test_a_run_started_elsewhere_shows_with_a_working_stop(page, root):
