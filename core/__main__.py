@@ -39,7 +39,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from core.layers import ArchitectureError
     from core.preprocess import ImageError
     from core.runs import RunError
-    from core.train import ConfigError
+    from core.training import ConfigError
 
     return (ArchitectureError, CheckpointError, CompareError, ConfigError, DataError, ExportError, ImageError, RunError)
 

@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from core import distributed, jobs, runs
-from core.train import (
+from core.training import (
     FLAT_FIELDS,
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,

@@ -12,7 +12,7 @@ from core.data import NORMALIZATIONS
 from core.metrics import Evaluation
 from core.models import describe_architecture, list_architectures
 from core.runs import RunRecord
-from core.train import (
+from core.training import (
     FLAT_FIELDS,
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from core import runs
 from core.__main__ import main
 from core.checkpoints import load_checkpoint
-from core.train import (
+from core.training import (
     FLAT_FIELDS,
     PRESETS,
     BatchEnd,
@@ -151,7 +151,7 @@ def test_a_healthy_run_is_never_called_diverged(mnist, tmp_path):
 
 
 def test_accuracy_at_chance_with_a_risen_loss_diverges(mnist, tmp_path, monkeypatch):
-    import core.train as engine
+    import core.training.engine as engine
 
     monkeypatch.setattr(engine, "EXPLODE_FACTOR", math.inf)  # only the end-of-epoch check can catch it
     config = preset_config("fast", lr=10.0, scheduler="none", train_subset=640, test_subset=300, threads=2)
@@ -167,7 +167,7 @@ def test_cli_says_diverged(tmp_path, capsys):
 
 
 def test_a_failing_write_ends_the_run_failed_with_the_message(mnist, tmp_path, monkeypatch):
-    import core.train as engine
+    import core.training.engine as engine
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
