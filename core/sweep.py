@@ -244,6 +244,7 @@ def make_spec(preset: str, overrides: dict[str, Any], space: dict[str, Param]) -
         space[name] = Choice((value,)) if isinstance(space[name], Choice) else FloatRange(float(value), float(value))
     overrides = {name: value for name, value in overrides.items() if name not in space}
     base = preset_config(preset, **overrides)
+    jobs.check_startable(base)
     spec = SweepSpec(preset, dict(overrides), space_for(base, space))
     for name, param in spec.space.items():
         ends = param.options if isinstance(param, Choice) else (param.low, param.high)
