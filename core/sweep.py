@@ -565,8 +565,10 @@ def run_sweep(
     if not isinstance(trials, int) or trials < 1:
         raise SweepError(f"trials must be a whole number of at least 1, got {trials!r}")
     url = storage or default_storage(root)
+    launched = runs.read_status(sweep_dir(study, root))
     folder = claim_folder(study, root)
-    runs.clear_stop(folder)
+    if not (launched.get("status") == runs.QUEUED and launched.get("pid") in (os.getpid(), os.getppid())):
+        runs.clear_stop(folder)  # a stale request; one made while launch_sweep started us is honored
     sweep_stop = runs.StopSignal(folder, stop)
     writer = runs.StatusWriter(folder, runs.RUNNING, message="opening the study", study=study,
                                storage=masked(url), trials=trials, done=0).start()
