@@ -84,9 +84,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.detach:
         status = sweep.launch_sweep(spec, args.trials, study, storage=args.storage, root=args.runs_dir)
         log = status.folder / sweep.LOG_FILE
+        where = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
         print(json.dumps({"study": study, "state": status.state, "folder": str(status.folder), "pid": status.pid})
               if args.json else f"sweep of study {study} started in the background; follow it with "
-                                f"`python -m core sweep --study {study} --show`; its log: {log}")
+                                f"`python -m core sweep --study {study} --show{where}`; its log: {log}")
         return 0
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
