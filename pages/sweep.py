@@ -12,16 +12,16 @@ import streamlit as st
 from core import jobs, sweep
 from core.sweep import SEARCH_SPACE, Choice, FloatRange, Param, SweepError, SweepSpec
 from core.train import PRESETS, ConfigError
-from pages import PAGES_DIR
 from pages.common import current_dataset_name, get_dataset
 
 STUDY_PARAM = "study"  # URL query parameter: the study this page follows
 PREFIX = "sw_"  # session-state prefix of the page's widgets
+FOLLOWED = PREFIX + "followed"  # the study picker's key
+FOLLOW_NEXT = PREFIX + "follow_next"  # a study just started, for the picker to show on the next run
 LABELS = {
     "lr": "Learning rate", "batch_size": "Batch size", "weight_decay": "Weight decay",
     "label_smoothing": "Label smoothing", "augment": "Augmentation", "optimizer": "Optimizer",
 }
-TRAIN_PAGE = PAGES_DIR / "train.py"
 STATE_SENTENCES = {
     "queued": "The sweep on this machine is starting: {message}.",
     "running": "The sweep on this machine is running: {message}.",
@@ -92,6 +92,7 @@ def start(make_spec: Callable[[], SweepSpec], trials: int, study: str) -> None:
         st.error(f"The sweep could not start: {error}")
         return
     st.query_params[STUDY_PARAM] = study
+    st.session_state[FOLLOW_NEXT] = study  # the study picker takes it before it is drawn on the next run
     st.rerun()
 
 
@@ -104,15 +105,21 @@ def stop_clicked(study: str) -> None:
 
 def trials_table(rows: list[sweep.TrialRow]) -> None:
     frame = pd.DataFrame([{
-        "trial": row.number, "state": row.state, "test accuracy": row.value, "epochs": row.epochs, **row.params,
-        "seconds": row.seconds, "overhead (s)": row.overhead_seconds,
-        "run": f"train?run={row.run_id}" if row.run_id else None, "note": row.message,
+        "trial": row.number, "state": row.state, "test accuracy": row.value, "epochs": row.epochs,
+        "run": f"train?run={row.run_id}" if row.run_id else None, **row.params,
+        "seconds": row.seconds, "overhead (s)": row.overhead_seconds, "note": row.message,
     } for row in rows])
     st.dataframe(frame, hide_index=True, key=PREFIX + "table", column_config={
         "test accuracy": st.column_config.NumberColumn(format="percent"),
-        "seconds": st.column_config.NumberColumn(format="%.1f"),
-        "overhead (s)": st.column_config.NumberColumn(format="%.2f"),
         "run": st.column_config.LinkColumn(display_text=r"run=(.*)", help="Open the trial's run on the Train page."),
+        **{name: label for name, label in LABELS.items() if name in frame},
+        "lr": st.column_config.NumberColumn(LABELS["lr"], format="%.3g"),
+        "weight_decay": st.column_config.NumberColumn(LABELS["weight_decay"], format="%.2g"),
+        "label_smoothing": st.column_config.NumberColumn(LABELS["label_smoothing"], format="%.3f"),
+        "seconds": st.column_config.NumberColumn(format="%.1f", help="The trial's wall time."),
+        "overhead (s)": st.column_config.NumberColumn(
+            format="%.2f", help="The trial's wall time minus its run's own training time: queue, data loading, "
+                                "building the network, checkpoints and the study's database."),
     })
 
 
@@ -160,6 +167,7 @@ def study_not_made(study_name: str) -> None:
 
 def figures(study: optuna.Study, complete: int) -> None:
     """Optuna's own figures of the study."""
+    st.subheader("Figures")
     if complete == 0:
         st.info("The figures appear when a first trial completes; pruned and failed trials have no final value.")
         return
@@ -182,7 +190,9 @@ def figures(study: optuna.Study, complete: int) -> None:
 def best_section(study: optuna.Study) -> None:
     """Train the best trial's settings as an ordinary run."""
     best = study.best_trial
-    st.markdown(f"The best trial so far is trial {best.number}, with test accuracy {best.value or 0.0:.2%}.")
+    st.subheader("Train the best configuration")
+    st.markdown(f"The best trial so far is trial {best.number}, with test accuracy {best.value or 0.0:.2%}. Its "
+                "settings can train again as an ordinary run, for longer and on all the images.")
     spec = sweep.study_spec(study)
     epochs = int(st.number_input("Epochs", 1, 500, int(spec.overrides.get("epochs", 1)) if spec else 1,
                                  key=PREFIX + "best_epochs"))
@@ -194,8 +204,8 @@ def best_section(study: optuna.Study) -> None:
         except ConfigError as error:
             st.error(f"The run could not start: {error}")
             return
-        st.success(f"Run {run_id} trains trial {best.number}'s settings.")
-        st.page_link(TRAIN_PAGE, label="Follow it on the Train page", query_params={"run": run_id})
+        st.success(f"Run {run_id} trains trial {best.number}'s settings. [Follow it on the Train page]"
+                   f"(train?run={run_id}).")
 
 
 def more_trials(study: optuna.Study, status: sweep.SweepStatus) -> None:
@@ -203,9 +213,11 @@ def more_trials(study: optuna.Study, status: sweep.SweepStatus) -> None:
     spec = sweep.study_spec(study)
     if spec is None or status.live:
         return
-    trials = int(st.number_input("More trials", 1, 500, 5, key=PREFIX + "more"))
-    if st.button("Add them to this study", icon=":material/add:", key=PREFIX + "resume"):
-        start(lambda: spec, trials, study.study_name)
+    with st.expander("Add trials to this study", icon=":material/add:"):
+        st.caption("They run on this machine with the study's own preset, options and search space.")
+        trials = int(st.number_input("More trials", 1, 500, 5, key=PREFIX + "more"))
+        if st.button("Add them to this study", icon=":material/add:", key=PREFIX + "resume"):
+            start(lambda: spec, trials, study.study_name)
 
 
 st.title("Sweep")
@@ -221,8 +233,12 @@ names = sorted(set(sweep.study_names()) | {status.study for status in sweep.list
 if not names:
     st.info("No studies yet. Choose a preset and a search space above and press **Start the sweep**.")
     st.stop()
-wanted = st.query_params.get(STUDY_PARAM)
-chosen = st.selectbox("Study", names, index=names.index(wanted) if wanted in names else 0, key=PREFIX + "followed")
+if FOLLOW_NEXT in st.session_state:
+    st.session_state[FOLLOWED] = st.session_state.pop(FOLLOW_NEXT)
+if st.session_state.get(FOLLOWED) not in names:  # a new session (the URL may name a study), or a study gone
+    wanted = st.query_params.get(STUDY_PARAM)
+    st.session_state[FOLLOWED] = wanted if wanted in names else names[0]
+chosen = st.selectbox("Study", names, key=FOLLOWED)
 st.query_params[STUDY_PARAM] = chosen
 if chosen not in sweep.study_names():  # launched a moment ago: the study is made when its process starts
     st.fragment(run_every=1.0 if sweep.read_sweep(chosen).live else None)(study_not_made)(chosen)
@@ -233,6 +249,7 @@ spec = sweep.study_spec(study)
 if spec is not None:
     st.caption(f"Study {chosen} sweeps {spec.describe()}.")
 ended = sum(trial.state.is_finished() for trial in study.trials)
+st.subheader("Trials")
 st.fragment(run_every=2.0 if status.live else None)(followed_study)(chosen, status.live, ended)
 more_trials(study, status)
 complete = sum(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)
