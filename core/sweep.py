@@ -383,7 +383,7 @@ class TrialRow:
 
     number: int
     state: str  # "running", "waiting", "complete", "pruned" or "fail"
-    value: float | None  # complete: the final test accuracy (fraction); pruned: the last one reported
+    value: float | None  # complete: the final test accuracy (fraction); otherwise the last one reported, if any
     epochs: int  # epochs reported to Optuna
     params: dict[str, Any]
     run_id: str  # its run folder's id ("" before it had one)
@@ -654,7 +654,7 @@ def stop_sweep(study: str, root: Path | str | None = None) -> str:
     if not sweep.live:
         raise SweepError(f"no sweep of study {study!r} is running here (it is {sweep.state})")
     runs.request_stop(sweep.folder)
-    return f"the sweep of {study} stops within a batch; its trial under way is recorded as failed, its run is resumable"
+    return f"the sweep of {study} stops within a batch; a trial under way is recorded as failed, its run resumable"
 
 
 def command_line(spec: SweepSpec, trials: int, study: str, storage: str | None, root: Path | str | None) -> list[str]:

@@ -29,7 +29,10 @@ def trial_line(row: sweep.TrialRow) -> str:
     """One line per ended trial, e.g. "trial 3 complete: test accuracy 98.20% in 14.2 s (run …)"."""
     settings = ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
                          for name, value in row.params.items())
-    result = f"test accuracy {row.value:.2%}" if row.value is not None else "no accuracy"
+    if row.value is None:
+        result = "no test accuracy reported"
+    else:
+        result = f"{'' if row.state == 'complete' else 'last reported '}test accuracy {row.value:.2%}"
     took = f" in {row.seconds:.1f} s" if row.seconds is not None else ""
     why = f"; {row.message}" if row.message else ""
     return f"trial {row.number} {row.state}: {result}{took} (run {row.run_id or '-'}; {settings}){why}"

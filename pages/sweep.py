@@ -110,7 +110,9 @@ def trials_table(rows: list[sweep.TrialRow]) -> None:
         "seconds": row.seconds, "overhead (s)": row.overhead_seconds, "note": row.message,
     } for row in rows])
     st.dataframe(frame, hide_index=True, key=PREFIX + "table", column_config={
-        "test accuracy": st.column_config.NumberColumn(format="percent"),
+        "test accuracy": st.column_config.NumberColumn(
+            format="percent", help="Complete trials: after their last epoch. Running and pruned trials: after the "
+                                   "last epoch they reported."),
         "run": st.column_config.LinkColumn(display_text=r"run=(.*)", help="Open the trial's run on the Train page."),
         **{name: label for name, label in LABELS.items() if name in frame},
         "lr": st.column_config.NumberColumn(LABELS["lr"], format="%.3g"),
