@@ -19,6 +19,7 @@ CLI_MODULES = [
     "core.bench",
     "core.summary",
     "core.inference",
+    "core.export",
 ]
 
 
@@ -35,12 +36,13 @@ def user_errors() -> tuple[type[Exception], ...]:
     from core.checkpoints import CheckpointError
     from core.compare import CompareError
     from core.data import DataError
+    from core.export import ExportError
     from core.layers import ArchitectureError
     from core.preprocess import ImageError
     from core.runs import RunError
     from core.train import ConfigError
 
-    return (ArchitectureError, CheckpointError, CompareError, ConfigError, DataError, ImageError, RunError)
+    return (ArchitectureError, CheckpointError, CompareError, ConfigError, DataError, ExportError, ImageError, RunError)
 
 
 def main(argv: list[str] | None = None) -> int:

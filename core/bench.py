@@ -9,15 +9,20 @@ pipeline of seed002 to 99.0% test accuracy. Other benchmarks join as more action
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import itertools
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -285,35 +290,120 @@ def _add_train(actions: argparse._SubParsersAction) -> None:
 # bench predict
 
 
-def bench_predict(checkpoint: str, count: int) -> dict[str, Any]:
+# The training run `bench predict --with-training` starts beside the timed predictions: the same
+# CLI the Train page's worker processes run, on a subset so that it is surely still training when timed.
+BUSY_SECONDS = 5.0  # default length of each timing with --with-training: the first 0.3 s of a run is not typical
+TRAINING_BESIDE = ["--preset", "fast", "--train-subset", "30000", "--test-subset", "2000", "--epochs", "3", "--quiet"]
+
+
+@contextlib.contextmanager
+def training_beside(timeout: float = 300.0, niceness: int = 0) -> Iterator[subprocess.Popen]:
+    """A `python -m core train` process in a throw-away runs folder, yielded once its first epoch has begun.
+
+    "Begun" is its run folder's status.json saying running: the engine writes it after loading the
+    data and building the model, right before the first batch. The process is ended afterwards.
+    `niceness` > 0 runs it at that lower CPU priority (os.nice), to see what that would buy a server.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-beside-") as root:
+        command = [sys.executable, "-m", "core", "train", *TRAINING_BESIDE, "--runs-dir", root]
+        with tempfile.TemporaryFile("w+") as log:
+            lower = functools.partial(os.nice, niceness) if niceness else None  # runs in the child, before exec
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lower)
+            try:
+                _wait_until_training(process, Path(root), log, timeout)
+                yield process
+            finally:
+                process.terminate()  # the CLI stops at the next batch and marks the run stopped
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_until_training(process: subprocess.Popen, root: Path, log: IO[str], timeout: float) -> None:
+    """Poll the runs folder until a run's status.json says running; RuntimeError if the process ends first."""
+    from core.runs import STATUS_FILE, read_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the training process ended (code {process.returncode}) before training:\n{log.read()}")
+        if any(read_status(path.parent).get("status") == "running" for path in root.glob(f"*/{STATUS_FILE}")):
+            return
+        time.sleep(0.05)  # polling a file another process writes: nothing to wait on instead
+    raise RuntimeError(f"the training process did not start training within {timeout:.0f} s")
+
+
+def bench_predict(
+    checkpoint: str, count: int, with_training: bool = False, seconds: float = 0.0, training_nice: int = 0
+) -> dict[str, Any]:
     """Time preprocess + predict per canvas-like image: `count` real test digits drawn at 280x280.
 
-    Prediction runs on one CPU thread by design (core.inference.one_thread), as on the Draw page.
+    The process first sets its thread count as the dashboard server does (core.inference.set_serving_threads).
+    Each timing repeats the images for at least `seconds`. With `with_training`, they are timed again
+    while a training process runs beside them (see `training_beside`), the ratios busy/idle of p50
+    and p95 are added, and a last idle timing shows how much the machine's other load drifted meanwhile.
     """
     from core.checkpoints import load_checkpoint
-    from core.inference import time_predictions
+    from core.inference import set_serving_threads, time_predictions
     from core.preprocess import render_as_canvas
 
+    set_serving_threads()
     loaded = load_checkpoint(checkpoint)
     dataset = load_dataset(loaded.dataset)
     images = [render_as_canvas(image) for image in dataset.test_images[:count]]  # (280, 280, 4) RGBA each
-    timing = time_predictions(loaded.model, loaded.normalization, images, dataset.test_labels[:count].tolist())
-    return {
-        "checkpoint": checkpoint, "images": timing.count, "load_average_1min": os.getloadavg()[0],
+    labels = dataset.test_labels[:count].tolist()
+    timing = time_predictions(loaded.model, loaded.normalization, images, labels, min_seconds=seconds)
+    result: dict[str, Any] = {
+        "checkpoint": checkpoint, "images": count, "predictions": timing.count, "threads": torch.get_num_threads(),
+        "load_average_1min": os.getloadavg()[0],
         "p50_ms": timing.p50_ms, "p95_ms": timing.p95_ms, "max_ms": timing.max_ms, "accuracy": timing.accuracy,
     }
+    if with_training:
+        with training_beside(niceness=training_nice) as process:
+            busy = time_predictions(loaded.model, loaded.normalization, images, labels, min_seconds=seconds)
+            result["training_throughout"] = process.poll() is None  # still training when the timing ended
+            result["busy_load_average_1min"] = os.getloadavg()[0]
+        after = time_predictions(loaded.model, loaded.normalization, images, labels, min_seconds=seconds)
+        result.update({
+            "training_command": " ".join(["python -m core train", *TRAINING_BESIDE]), "training_nice": training_nice,
+            "busy_predictions": busy.count, "busy_p50_ms": busy.p50_ms, "busy_p95_ms": busy.p95_ms,
+            "busy_max_ms": busy.max_ms, "ratio_p50": busy.p50_ms / timing.p50_ms,
+            "ratio_p95": busy.p95_ms / timing.p95_ms,
+            "idle_after_p50_ms": after.p50_ms, "idle_after_p95_ms": after.p95_ms,
+        })
+    return result
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    result = bench_predict(args.checkpoint, args.count)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"bench predict: {result['images']} MNIST test digits drawn as 280x280 RGBA canvases, "
-          f"{result['checkpoint']}, CPU load average {result['load_average_1min']:.1f}")
+def print_predict_report(result: dict[str, Any]) -> None:
+    """The human-readable lines of `bench predict`."""
+    print(f"bench predict: {result['images']} MNIST test digits drawn as 280x280 RGBA canvases "
+          f"({result['predictions']} timed), {result['checkpoint']}, {result['threads']} torch thread(s), "
+          f"CPU load average {result['load_average_1min']:.1f}")
     print(f"  preprocess + predict per image: p50 {result['p50_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms "
           f"(target <= 5 ms), max {result['max_ms']:.2f} ms")
     print(f"  accuracy on these images: {result['accuracy']:.2%}")
+    if "busy_p50_ms" in result:
+        nice = f" at nice {result['training_nice']}" if result["training_nice"] else ""
+        print(f"  beside `{result['training_command']}`{nice} (load average {result['busy_load_average_1min']:.1f}): "
+              f"p50 {result['busy_p50_ms']:.2f} ms, p95 {result['busy_p95_ms']:.2f} ms, "
+              f"max {result['busy_max_ms']:.2f} ms")
+        print(f"  busy / idle: p50 {result['ratio_p50']:.2f}x, p95 {result['ratio_p95']:.2f}x (target <= 1.2x)")
+        print(f"  idle again afterwards: p50 {result['idle_after_p50_ms']:.2f} ms, "
+              f"p95 {result['idle_after_p95_ms']:.2f} ms (how much the rest of the machine's load moved meanwhile)")
+        if not result["training_throughout"]:
+            print("  warning: the training process ended before the timing did; the busy figures are too kind")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    seconds = args.seconds if args.seconds is not None else BUSY_SECONDS if args.with_training else 0.0
+    result = bench_predict(args.checkpoint, args.count, args.with_training, seconds, args.training_nice)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_predict_report(result)
     return 0
 
 
@@ -323,6 +413,13 @@ def _add_predict(actions: argparse._SubParsersAction) -> None:
     parser = actions.add_parser("predict", help="Draw page speed: preprocessing + prediction per image, p50/p95")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
     parser.add_argument("--count", type=int, default=500, help="test digits to time (default 500)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="repeat the digits until each timing has lasted this long (default: once; "
+                             f"with --with-training, {BUSY_SECONDS:g} s)")
+    parser.add_argument("--with-training", action="store_true",
+                        help="time them again while a training process runs beside them; print busy/idle ratios")
+    parser.add_argument("--training-nice", type=int, default=0,
+                        help="with --with-training: run the training process at this lower CPU priority (default 0)")
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
     parser.set_defaults(func=_cmd_predict)
 

@@ -1,8 +1,17 @@
 """What a trained network says about one image: probabilities, feature maps, saliency.
 
 Everything takes an `nn.Module` and a preprocessed input (1, 1, 28, 28) from core.preprocess.
-Functions that hook the model or switch it to eval mode undo both in a `finally:`, as torchinfo
-does, so a model shared with a page or a training run is left exactly as it was found.
+
+A dashboard shares one cached model between all its browser sessions, so the rules are:
+- The model is put in eval mode once, when it is loaded (core.checkpoints.load_checkpoint does).
+  Plain forward passes (`predict`, `saliency`, `smoothgrad`) need no lock and never switch modes:
+  they only read the weights, and refuse a model that is not in eval mode.
+- Forward passes that attach hooks (`feature_maps`) take a lock that belongs to that one model, so
+  two of them never see each other's hooks; their hooks also record only their own thread's forward,
+  so a plain prediction running meanwhile is neither blocked nor recorded. As torchinfo does, hooks
+  are removed and every module's train/eval flag restored in a `finally:`.
+- The intra-op thread count is a process setting: a server sets it once (`set_serving_threads`),
+  never per call.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import json
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +36,12 @@ from core.data import Normalization
 from core.models import output_kind, probabilities
 from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
 
-_MODEL_LOCK = threading.RLock()  # see `evaluating`
+# One lock per model object, for forward passes that hook it; a model that is garbage-collected drops its lock.
+_HOOK_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_HOOK_LOCKS_GUARD = threading.Lock()  # only while looking up or creating an entry
+SERVING_THREADS = 1  # intra-op threads for a server answering one 28x28 image at a time (see set_serving_threads)
+SMOOTHGRAD_SAMPLES = 32  # noisy copies averaged by smoothgrad
+SMOOTHGRAD_NOISE = 0.15  # their noise's std, as a fraction of the input's value range (max - min)
 
 # The shipped model the Draw page and `predict` use unless told otherwise.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "default" / "model.pt"
@@ -77,43 +92,54 @@ class FeatureMaps:
     maps: torch.Tensor  # (C, H, W)
 
 
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode inside the block, holding the model lock; every module's train/eval flag restored after.
-
-    A dashboard shares one cached model between all its browser sessions: the lock keeps one
-    session's mode switch or forward hooks from touching another's forward pass.
-    """
-    with _MODEL_LOCK:
-        modes = [(module, module.training) for module in model.modules()]
-        model.eval()
-        try:
-            yield model
-        finally:
-            for module, training in modes:
-                module.training = training
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op CPU thread inside the block; the calling thread's count restored afterwards.
+def set_serving_threads(threads: int = SERVING_THREADS) -> None:
+    """Set this process's torch intra-op thread count once, for serving single-image predictions.
 
     One 28x28 image is far too little work to split: with two threads on a 2-core CPU that is busy
     with anything else, every op waits at the team's barrier for a descheduled peer (measured on
-    the default model: p95 100 ms with two threads, 1.6 ms with one). torch keeps the count per
-    thread once a thread has started, so a training run in another thread keeps its own.
+    the default model: p95 100 ms with two threads, 1.6 ms with one). Call it at start-up, before the
+    threads that predict are created: torch copies the count into each new thread on its first op.
+    Training runs in its own processes, which set their own counts.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def hook_lock(model: nn.Module) -> threading.Lock:
+    """The lock that forward passes attaching hooks to `model` hold; other models have their own."""
+    with _HOOK_LOCKS_GUARD:
+        lock = _HOOK_LOCKS.get(model)
+        if lock is None:
+            lock = _HOOK_LOCKS[model] = threading.Lock()
+        return lock
+
+
+def require_eval(model: nn.Module) -> None:
+    """Raise ValueError unless every module is in eval mode (plain forward passes never switch modes)."""
+    if any(module.training for module in model.modules()):
+        raise ValueError("the model must be in eval mode (load_checkpoint returns it so); call model.eval() once")
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode inside the block; every module's train/eval flag restored after, as torchinfo does.
+
+    Only for code that holds the model's `hook_lock`: switching modes is not safe while another
+    thread runs the same model. A model loaded for serving is already in eval mode, so this changes nothing.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
     try:
-        yield
+        yield model
     finally:
-        torch.set_num_threads(previous)
+        for module, training in modes:
+            module.training = training
 
 
 def predict(model: nn.Module, model_input: torch.Tensor) -> Prediction:
-    """Probabilities and label for one preprocessed image (1, 1, 28, 28)."""
-    with evaluating(model), one_thread(), torch.inference_mode():
+    """Probabilities and label for one preprocessed image (1, 1, 28, 28), by a model in eval mode; no lock."""
+    require_eval(model)
+    with torch.inference_mode():
         probs = probabilities(model(model_input), output_kind(model))[0]  # (K,)
     values = tuple(float(p) for p in probs)
     label = int(values[0] >= 0.5) if len(values) == 1 else int(probs.argmax())
@@ -160,40 +186,93 @@ def conv_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def feature_maps(model: nn.Module, model_input: torch.Tensor) -> list[FeatureMaps]:
-    """The feature maps of every conv block for one image (1, 1, 28, 28), in forward order."""
+    """The feature maps of every conv block for one image (1, 1, 28, 28), in forward order.
+
+    Holds the model's `hook_lock` while its hooks are attached. The hooks record only this thread's
+    forward pass: a plain `predict` on the same model from another thread runs meanwhile, unrecorded.
+    """
     captured: dict[str, torch.Tensor] = {}
     handles = []
+    owner = threading.get_ident()
 
     def keep(label: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
-            captured[label] = output[0].detach().clone()  # (C, H, W); clone: a later ReLU may be in-place
+            if threading.get_ident() == owner:  # hooks run in the thread of the forward pass that fires them
+                captured[label] = output[0].detach().clone()  # (C, H, W); clone: a later ReLU may be in-place
 
         return hook
 
-    with evaluating(model), one_thread(), torch.inference_mode():
+    with hook_lock(model), evaluating(model), torch.inference_mode():
         try:
             for label, module in conv_blocks(model):
                 handles.append(module.register_forward_hook(keep(label)))
             model(model_input)
-        finally:  # inside the lock: no other forward pass ever sees these hooks
+        finally:
             for handle in handles:
                 handle.remove()
     return [FeatureMaps(label, maps) for label, maps in captured.items()]
+
+
+def _input_gradients(model: nn.Module, inputs: torch.Tensor, class_index: int | None) -> tuple[torch.Tensor, int]:
+    """d score / d input for a batch (B, 1, 28, 28) in one forward and one backward pass; and the class used.
+
+    The score is the network's output for `class_index` (default: the class it predicts for the first
+    image; the single logit for a binary model) before any softmax. Each image's score depends only on
+    that image in eval mode, so the gradient of their sum gives every image its own. The weights'
+    gradients are not touched: only the inputs' are computed.
+    """
+    require_eval(model)
+    pixels = inputs.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        outputs = model(pixels)  # (B, K)
+        if class_index is None:
+            class_index = int(outputs[0].argmax()) if outputs.shape[1] > 1 else 0
+        (gradients,) = torch.autograd.grad(outputs[:, class_index].sum(), pixels)
+    return gradients, class_index
 
 
 def saliency(model: nn.Module, model_input: torch.Tensor, class_index: int | None = None) -> torch.Tensor:
     """|d score / d input| over the 28x28 input: which pixels would move the answer most. (28, 28).
 
     The score is the network's own output for `class_index` (default: the predicted class; the
-    single logit for a binary model) before any softmax the caller applies. The weights'
-    gradients are not touched: only the input's is computed.
+    single logit for a binary model) before any softmax the caller applies.
     """
-    pixels = model_input.detach().clone().requires_grad_(True)
-    with evaluating(model), one_thread(), torch.enable_grad():
-        outputs = model(pixels)[0]  # (K,)
-        index = int(outputs.argmax()) if class_index is None and outputs.numel() > 1 else (class_index or 0)
-        (gradient,) = torch.autograd.grad(outputs[index], pixels)
-    return gradient[0, 0].abs()
+    gradients, _ = _input_gradients(model, model_input, class_index)
+    return gradients[0, 0].abs()
+
+
+def smoothgrad(
+    model: nn.Module,
+    model_input: torch.Tensor,
+    class_index: int | None = None,
+    samples: int = SMOOTHGRAD_SAMPLES,
+    noise: float = SMOOTHGRAD_NOISE,
+    seed: int = 0,
+) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017): the `saliency` map averaged over noisy copies of the image. (28, 28).
+
+    The plain gradient of a ReLU network jumps from pixel to pixel; averaged over `samples` copies
+    with Gaussian noise of std `noise` x the input's value range, what remains is what holds in the
+    image's whole neighbourhood. As in the paper, the map itself (|gradient|) is averaged: averaging
+    signed gradients first would keep their sign flips as speckle. The copies go through one batched
+    forward and backward pass; the noise comes from its own generator seeded with `seed`, so the
+    same image gives the same map. The score is that of `class_index`, by default the class
+    predicted for the clean image.
+    """
+    image = model_input.detach()[:1]  # (1, 1, 28, 28)
+    sigma = noise * float(image.max() - image.min())
+    generator = torch.Generator().manual_seed(seed)
+    jitter = torch.randn((samples, *image.shape[1:]), generator=generator) * sigma  # (N, 1, 28, 28)
+    # The clean image first: its prediction picks the class. (N + 1, 1, 28, 28)
+    batch = torch.cat([image, image + jitter.to(image.device, image.dtype)])
+    gradients, _ = _input_gradients(model, batch, class_index)
+    return gradients[1:, 0].abs().mean(0)
+
+
+def total_variation(image: torch.Tensor) -> float:
+    """Sum of absolute differences between neighbouring pixels of a (H, W) map, over the map's sum: scale-free."""
+    variation = (image[1:] - image[:-1]).abs().sum() + (image[:, 1:] - image[:, :-1]).abs().sum()
+    return float(variation / image.sum().clamp(min=1e-12))
 
 
 def saliency_summary(gradient: torch.Tensor, count: int = 10) -> tuple[float, float, float]:
@@ -212,25 +291,37 @@ def saliency_summary(gradient: torch.Tensor, count: int = 10) -> tuple[float, fl
 class PredictTiming:
     """Wall time of preprocess + predict for one canvas-sized image, over many images."""
 
-    count: int  # images timed (after the warm-up)
+    count: int  # predictions timed (after the warm-up), over one or more passes
     p50_ms: float
     p95_ms: float
     max_ms: float
-    accuracy: float  # fraction of the timed images predicted right (a sanity check, not a metric)
+    accuracy: float  # fraction of the timed predictions that were right (a sanity check, not a metric)
 
 
 def time_predictions(
-    model: nn.Module, norm: Normalization, images: list[np.ndarray], labels: list[int], warmup: int = 20
+    model: nn.Module,
+    norm: Normalization,
+    images: list[np.ndarray],
+    labels: list[int],
+    warmup: int = 20,
+    min_seconds: float = 0.0,
 ) -> PredictTiming:
-    """Time `predict_image` on each RGBA image once, after `warmup` untimed calls."""
+    """Time `predict_image` on each RGBA image, after `warmup` untimed calls.
+
+    Passes over the images repeat until at least `min_seconds` have gone by, so that a short list
+    still samples a long enough stretch of whatever else the machine is doing.
+    """
     for image in images[:warmup]:
         predict_image(model, norm, image)
-    times, right = [], 0
-    for image, label in zip(images, labels, strict=True):
-        start = time.perf_counter()
-        _, prediction = predict_image(model, norm, image)
-        times.append(time.perf_counter() - start)
-        right += prediction is not None and prediction.label == label
+    times: list[float] = []
+    right = 0
+    end = time.perf_counter() + min_seconds
+    while not times or time.perf_counter() < end:
+        for image, label in zip(images, labels, strict=True):
+            start = time.perf_counter()
+            _, prediction = predict_image(model, norm, image)
+            times.append(time.perf_counter() - start)
+            right += prediction is not None and prediction.label == label
     millis = np.array(times) * 1000.0
     return PredictTiming(
         count=len(times),

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from core import runs
+from core import distributed, runs
 from core.train import (
     ConfigError,
     Diverged,
@@ -48,6 +48,7 @@ MAX_PARALLEL_ENV = "DIGITS_MAX_PARALLEL"
 QUEUE_SETTINGS = "queue.json"  # in the runs root: {"max_parallel": N}
 QUEUE_DIR = ".queue"  # in the runs root: one lock file per slot
 POLL_SECONDS = 0.5  # how often a queued worker looks for a free slot
+WORKER_NICE = 10  # launched workers run at lower CPU priority than the server (measured in README)
 TRAIN_IMAGES = 60_000  # both datasets' training set, for checks made before any data is loaded
 
 
@@ -169,6 +170,8 @@ def work(
     """
     folder = runs.run_dir(run_id, root)
     stop = stop or runs.StopSignal(folder)
+    if not distributed.current().main:  # another rank of a DDP run: rank 0 queues, writes and decides to stop
+        return _train_in_slot(run_id, folder, root, stop, on_event)
     before = runs.read_status(folder)
     writer = runs.StatusWriter(
         folder, runs.QUEUED, message="waiting in the queue", queued_at=before.get("queued_at", time.time()),
@@ -193,7 +196,9 @@ def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: run
 
     from core.__main__ import user_errors
 
-    torch.set_num_threads(worker_threads(folder.parent))  # a config's own `threads` wins inside train()
+    world = distributed.current()
+    # the cores of one queue slot, shared by the run's processes; a config's own `threads` wins inside train()
+    torch.set_num_threads(max(1, worker_threads(folder.parent) // world.size))
     outcome: Outcome | None = None
     try:
         for event in train(None, resume=run_id, stop=stop, runs_root=root):
@@ -203,7 +208,7 @@ def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: run
                 outcome = event
     except user_errors() as error:  # raised before training began: the folder says why
         message = str(error)
-        if folder.is_dir():
+        if folder.is_dir() and world.main:
             status = runs.read_status(folder)
             runs.write_status(folder, runs.FAILED, message=message, epoch=int(status.get("epoch", 0)),
                               total_epochs=int(status.get("total_epochs", 0)))
@@ -234,8 +239,12 @@ def _queue(folder: Path, message: str) -> None:
 
 
 def _spawn(folder: Path) -> int:
-    """Start `python -m core worker` for the run in its own session; return its pid."""
+    """Start `python -m core worker` for the run in its own session (under torchrun for several
+    processes); return the pid of the process started."""
+    processes = int(runs.read_config(folder).get("launch", {}).get("processes", 1))
     command = [sys.executable, "-m", "core", "worker", folder.name, "--runs-dir", str(folder.parent.resolve())]
+    if processes > 1:
+        command[1:3] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "core"]
     with open(folder / runs.LOG_FILE, "ab") as log:
         process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -250,26 +259,35 @@ def _spawn(folder: Path) -> int:
     return process.pid
 
 
-def prepare(config: TrainConfig, name: str | None = None, root: Path | str | None = None) -> str:
-    """A new run folder, queued; return its id (ConfigError/RunError before anything is written)."""
+def prepare(config: TrainConfig, name: str | None = None, root: Path | str | None = None, processes: int = 1) -> str:
+    """A new run folder, queued; return its id (ConfigError/RunError before anything is written).
+
+    `processes` > 1 trains it data-parallel in that many local processes under torchrun (DDP).
+    """
     runs.slugify(name or "")
     check_startable(config)
+    if not 1 <= processes <= 64 or config.data.batch_size % processes:
+        raise ConfigError(f"{processes} processes must split the batch of {config.data.batch_size} evenly")
     run_id, folder = runs.new_run(config_to_dict(config), name=name, root=root)
+    if processes > 1:
+        runs.update_record(folder, launch={"processes": processes})
     _queue(folder, "waiting for its worker to start")
     return run_id
 
 
 def prepare_resume(run_id: str, root: Path | str | None = None, **changes: Any) -> str:
-    """Queue a stopped, failed or crashed run to continue; `changes` may set epochs, device and threads."""
+    """Queue a stopped, failed or crashed run to continue, or a finished one to train on to more epochs;
+    `changes` may set epochs, device and threads."""
     refused = sorted(set(changes) - {"epochs", "device", "threads"})
     if refused:
         raise ConfigError(f"a resumed run keeps its config: only epochs, device and threads change, not {refused[0]}")
     record = runs.find_run(run_id, root)
     if record.live:
         raise runs.RunError(f"run {run_id} is already {record.status}")
-    if record.status not in runs.RESUMABLE:
-        hint = " start a new run with a lower learning rate" if record.status == runs.DIVERGED else ""
-        raise runs.RunError(f"run {run_id} is {record.status}; only stopped, failed or crashed runs resume.{hint}")
+    if record.status not in (*runs.RESUMABLE, runs.FINISHED):  # a finished run may be extended
+        hint = " Start a new run with a lower learning rate." if record.status == runs.DIVERGED else ""
+        raise runs.RunError(f"run {run_id} is {record.status}; only stopped, failed or crashed runs resume, "
+                            f"and finished ones train on to more epochs.{hint}")
     saved = config_from_dict(runs.read_config(record.run_dir)["config"])
     config = override(saved, **changes) if changes else saved
     if record.epochs_done >= config.epochs:
@@ -282,9 +300,13 @@ def prepare_resume(run_id: str, root: Path | str | None = None, **changes: Any) 
     return run_id
 
 
-def launch(config: TrainConfig, *, name: str | None = None, root: Path | str | None = None) -> str:
-    """Start a new run as its own process (queued if the machine is busy); return its id."""
-    run_id = prepare(config, name, root)
+def launch(config: TrainConfig, *, name: str | None = None, root: Path | str | None = None,
+           processes: int = 1) -> str:
+    """Start a new run as its own process (queued if the machine is busy); return its id.
+
+    With `processes` > 1 it trains data-parallel in that many local processes (torchrun, DDP).
+    """
+    run_id = prepare(config, name, root, processes)
     _spawn(runs.run_dir(run_id, root))
     return run_id
 
@@ -301,9 +323,15 @@ def worker_main(run_id: str, root: Path | str | None) -> int:
     from core.train_cli import ProgressReporter, exit_code
 
     folder = runs.run_dir(run_id, root)
+    os.nice(WORKER_NICE)  # the dashboard's answers to drawings come first; training takes what is left
+    world = distributed.setup(distributed.device_type(str(runs.read_config(folder)["config"].get("device", "auto"))))
     stop = runs.StopSignal(folder)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     report = ProgressReporter(sys.stdout, interactive=False)
-    outcome = work(run_id, root, stop=stop, on_event=report)
+    try:
+        outcome = work(run_id, root, stop=stop, on_event=report if world.main else None)
+    finally:
+        distributed.teardown()
     return exit_code(outcome)
+

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import models, runs
+from core import distributed, models, runs
 from core.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from core.data import (
     Augmentation,
@@ -417,6 +417,7 @@ class RunStarted:
     test_size: int  # test images evaluated per epoch
     param_count: int  # trainable parameters
     device: str  # where the run computes, e.g. "cpu" or "cuda:0"
+    world_size: int = 1  # processes training together under torchrun (DDP); batches are split among them
 
 
 @dataclass(frozen=True)
@@ -741,6 +742,8 @@ class _Run:
     batches: runs.BatchLog | None = None  # batches.csv, while the loop runs
     first_losses: list[float] = field(default_factory=list)  # this process's first batches, the reference
     smoothed_loss: float | None = None  # exponential moving average of the batch losses
+    world: distributed.World = field(default_factory=distributed.World)  # rank 0 alone writes the folder
+    net: nn.Module | None = None  # what trains: the model, or DistributedDataParallel around it
 
     @property
     def steps_per_epoch(self) -> int:
@@ -768,7 +771,13 @@ class _Parts:
 def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
     """Validate, pick the device, load the data and build the seeded network; raise on any user error."""
     validate(config)
+    world = distributed.current()
+    if config.data.batch_size % world.size:
+        raise ConfigError(f"batch_size {config.data.batch_size} is the global batch and must split evenly over "
+                          f"{world.size} processes")
     device = resolve_device(config.device)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
     data = load_train_data(config, device, dataset)
     arch_config = models.arch_config(config.model.arch, _num_outputs(config), config.model.options)
     torch.manual_seed(config.seed)  # the same seed gives the same initial weights
@@ -802,6 +811,13 @@ def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: _Parts) -> 
         loss_fn=loss_function(config.task, parts.head),
     )
     run.scheduler = build_scheduler(config, optimizer, run.steps_per_epoch)
+    run.world = distributed.current()
+    run.net = run.model
+    if run.world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [parts.device.index] if parts.device.type == "cuda" else None
+        run.net = DistributedDataParallel(parts.model, device_ids=device_ids)  # starts from rank 0's weights
     return run
 
 
@@ -830,7 +846,8 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
     """Reopen a run folder at its last saved epoch: weights, optimizer, scheduler, best so far, metrics."""
     folder = runs.run_dir(run_id, root)
     status = runs.read_status(folder)
-    if runs.is_live(status) and status.get("pid") != os.getpid():
+    main = distributed.current().main  # the other ranks of a DDP run read the folder rank 0 owns
+    if main and runs.is_live(status) and status.get("pid") != os.getpid():
         raise runs.RunError(f"run {run_id} is still {status['status']} in another process; stop it there first")
     saved = config_from_dict(runs.read_config(folder)["config"])
     last = folder / runs.LAST_CHECKPOINT
@@ -840,9 +857,9 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
     config = _resumed_config(saved, given, state, epoch)
     parts = _prepare(config, dataset)
     run = _assemble(config, run_id, folder, parts)
-    if config != saved:
+    if config != saved and main:
         runs.update_config(folder, config_to_dict(config))
-    if not runs.read_config(folder).get("arch_config"):  # a queued run starting: record what was built
+    if main and not runs.read_config(folder).get("arch_config"):  # a queued run starting: record what was built
         runs.update_record(folder, arch_config=parts.arch_config, param_count=parts.param_count)
     if payload:
         try:
@@ -857,10 +874,13 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
                 f"({type(error).__name__}: {error}). Start a new run instead."
             ) from error
     run.epoch = epoch
-    rows = runs.truncate_metrics(folder, epoch)  # drop lines past the checkpoint, or cut short by a crash
-    runs.truncate_batches(folder, epoch * run.steps_per_epoch)  # the per-batch curve continues from there
-    for leftover in folder.glob(".*.tmp"):  # a write torn by a crash; the file it was replacing is intact
-        leftover.unlink(missing_ok=True)
+    if not main:
+        rows = [row for row in runs.read_metrics(folder).rows if row.epoch <= epoch]
+    else:
+        rows = runs.truncate_metrics(folder, epoch)  # drop lines past the checkpoint, or cut short by a crash
+        runs.truncate_batches(folder, epoch * run.steps_per_epoch)  # the per-batch curve continues from there
+        for leftover in folder.glob(".*.tmp"):  # a write torn by a crash; the file it was replacing is intact
+            leftover.unlink(missing_ok=True)
     run.elapsed_seconds = sum(row.seconds or 0.0 for row in rows)
     run.train_phase_seconds = sum(row.train_seconds or 0.0 for row in rows)
     return run
@@ -871,23 +891,36 @@ EpochTotals = dict[str, float]  # train_loss, train_accuracy, train_seconds, sam
 
 def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[BatchEnd, None, EpochTotals | None]:
     """One pass over the training images, yielding BatchEnd; returns its totals, or None if stopped."""
-    config, data = run.config, run.data
-    run.model.train()
-    torch.manual_seed(config.seed * 1000 + epoch)  # dropout draws depend on (seed, epoch): resumable
-    augment = torch.Generator().manual_seed(config.seed * 1000 + epoch) if config.data.augment else None
+    config, data, world = run.config, run.data, run.world
+    net = run.net or run.model
+    net.train()
+    seed = config.seed * 1000 + epoch  # dropout and augmentation draws depend on (seed, epoch): resumable
+    torch.manual_seed(seed + 7919 * world.rank)
+    augment = torch.Generator().manual_seed(seed + 7919 * world.rank) if config.data.augment else None
     batches = iterate_batches(
         data.train_images, data.train_labels, config.data.batch_size, shuffle=True, seed=config.seed, epoch=epoch
     )
     loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.int64, device=run.device), 0
     start = time.perf_counter()
-    for step, (images, digits) in enumerate(batches, 1):
-        if run.status is not None and run.status.gone:
+    for step, (global_images, global_digits) in enumerate(batches, 1):
+        # Each rank takes every world.size-th image of the global batch: the union of the shards is the epoch.
+        images, digits = global_images[world.rank :: world.size], global_digits[world.rank :: world.size]
+        gone = run.status is not None and run.status.gone
+        stopping = stop is not None and stop.is_set()
+        if world.distributed:  # every rank must stop at the same batch: rank 0 reads the stop file for all
+            flags = distributed.sum_across(torch.tensor([float(gone), float(stopping)]), world)
+            gone, stopping = bool(flags[0]), bool(flags[1])
+        if gone:
             raise RunFolderGone(f"the run folder {run.run_dir} was deleted while the run trained")
-        if stop is not None and stop.is_set():
+        if stopping:
             return None
-        outputs = run.model(_model_input(images, data.norm, augment))
+        outputs = net(_model_input(images, data.norm, augment))
         loss = run.loss_fn(outputs, digits)
         loss_value, lr = loss.item(), run.lr()
+        if world.distributed:  # the global batch's mean loss, the same number one process would see
+            pair = distributed.sum_across(torch.tensor([loss_value * len(digits), float(len(digits))],
+                                                       dtype=torch.float64), world)
+            loss_value = float(pair[0] / pair[1])
         _watch_loss(run, loss_value, epoch, step, lr)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -895,8 +928,8 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
         if run.scheduler is not None and config.scheduler.name in PER_BATCH_SCHEDULERS:
             run.scheduler.step()
         correct += count_correct(outputs.detach(), digits, config.task)
-        loss_sum += loss_value * len(digits)
-        seen += len(digits)
+        loss_sum += loss_value * len(global_digits)
+        seen += len(global_digits)
         seconds = time.perf_counter() - start
         event = BatchEnd(
             epoch=epoch, step=step, steps_per_epoch=run.steps_per_epoch,
@@ -908,6 +941,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
     if run.scheduler is not None and config.scheduler.name not in PER_BATCH_SCHEDULERS:
         run.scheduler.step()
     seconds = time.perf_counter() - start
+    correct = distributed.sum_across(correct, world)  # right answers of every shard
     return {
         "train_loss": loss_sum / seen, "train_accuracy": int(correct) / seen, "train_seconds": seconds,
         "samples_per_second": seen / max(seconds, 1e-9),
@@ -983,6 +1017,8 @@ def _meta(run: _Run, row: dict[str, Any]) -> dict[str, Any]:
 
 def _save(run: _Run, row: dict[str, Any], is_best: bool) -> Iterator[CheckpointSaved]:
     """last.pt (with the optimizer and scheduler, for resuming) every epoch; best.pt when it improved."""
+    if not run.world.main:
+        return
     meta = _meta(run, row)
     state = {
         "optimizer": run.optimizer.state_dict(),
@@ -1003,7 +1039,7 @@ def _end_epoch(run: _Run, epoch: int, totals: dict[str, float], started: float) 
     test_loss, probs = evaluate(run.model, run.data, run.config.task, run.head, run.loss_fn)
     test_accuracy = accuracy_of(probs, run.data.test_labels, run.config.task)
     _check_chance(run, epoch, totals["train_loss"], test_accuracy)
-    if not run.run_dir.is_dir():
+    if run.world.main and not run.run_dir.is_dir():
         raise RunFolderGone(f"the run folder {run.run_dir} was deleted while the run trained")
     seconds = time.perf_counter() - started
     run.elapsed_seconds += seconds
@@ -1019,7 +1055,8 @@ def _end_epoch(run: _Run, epoch: int, totals: dict[str, float], started: float) 
     row = asdict(metrics)
     if run.batches is not None:
         run.batches.flush()
-    runs.append_metrics(run.run_dir, metrics)
+    if run.world.main:
+        runs.append_metrics(run.run_dir, metrics)
     run.epoch, run.last_eval = epoch, (test_loss, probs)
     yield EpochEnd(
         epoch=epoch, total_epochs=run.config.epochs, train_loss=totals["train_loss"],
@@ -1038,18 +1075,21 @@ def _write_status(run: _Run, status: str, message: str, **extra: Any) -> None:
         steps_per_epoch=run.steps_per_epoch, test_accuracy=accuracy,
         best_test_accuracy=run.best_accuracy if run.best_epoch else None, **extra,
     )
+    run.ended = status != "running"
+    if not run.world.main:
+        return
     if run.status is not None:
         run.status.set(**fields)
     else:
         runs.write_status(run.run_dir, **fields)
-    run.ended = status != "running"
 
 
 def _write_evaluation(run: _Run) -> Evaluation | None:
     if run.last_eval is None:
         return None
     evaluation = evaluation_of(*run.last_eval, run.data, run.config.task)
-    runs.write_evaluation(run.run_dir, evaluation)
+    if run.world.main:
+        runs.write_evaluation(run.run_dir, evaluation)
     return evaluation
 
 
@@ -1091,24 +1131,34 @@ def _diverged(run: _Run, error: Divergence) -> Diverged:
                     run_dir=run.run_dir, epoch=run.epoch)
 
 
+def _open_record(run: _Run) -> None:
+    """Rank 0 (or the only process): status.json with its heartbeat, batches.csv, and how it is launched."""
+    world = run.world
+    run.status = runs.StatusWriter(
+        run.run_dir, "running", message=f"starting epoch {run.epoch + 1} of {run.config.epochs}",
+        epoch=run.epoch, total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch, step=0,
+        threads=torch.get_num_threads(), device=str(run.device), world_size=world.size,
+    ).start()
+    run.batches = runs.BatchLog(run.run_dir)
+    batch = run.config.data.batch_size
+    runs.update_record(run.run_dir, world_size=world.size, global_batch_size=batch,
+                       per_process_batch_size=batch // world.size)
+
+
 def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
     """The epochs of a prepared run; always ends the run folder with a final status."""
     previous_threads = torch.get_num_threads()
     try:
         if run.config.threads:
             torch.set_num_threads(run.config.threads)
-        run.status = runs.StatusWriter(
-            run.run_dir, "running", message=f"starting epoch {run.epoch + 1} of {run.config.epochs}",
-            epoch=run.epoch, total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch, step=0,
-            threads=torch.get_num_threads(), device=str(run.device),
-        ).start()
-        run.batches = runs.BatchLog(run.run_dir)
+        if run.world.main:
+            _open_record(run)
         yield RunStarted(
             run_id=run.run_id, run_dir=run.run_dir, config=run.config, start_epoch=run.epoch,
             total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch,
             train_size=len(run.data.train_labels), test_size=len(run.data.test_labels),
             param_count=sum(p.numel() for p in run.model.parameters() if p.requires_grad),
-            device=str(run.device),
+            device=str(run.device), world_size=run.world.size,
         )
         for epoch in range(run.epoch + 1, run.config.epochs + 1):
             started = time.perf_counter()

@@ -1,5 +1,9 @@
 """`python -m core train ...`: train a preset (with overrides), resume a run, or list the presets.
 
+Under `torchrun --nproc_per_node=N -m core train ...` the same command trains one run data-parallel
+(DDP, gloo on CPU, nccl on CUDA): rank 0 writes the run folder and prints; `--batch-size` is the
+global batch, split evenly over the N processes.
+
 A progress bar with ETA goes to stderr in a terminal, a plain line per epoch otherwise; `--json`
 prints one JSON line with the outcome on stdout. The first Ctrl-C stops after the current batch
 (the run is saved up to its last whole epoch and can be resumed); a second one aborts.
@@ -17,7 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TextIO
 
-from core import jobs, runs
+from core import distributed, jobs, runs
 from core.train import (
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,
@@ -195,10 +199,43 @@ def _list_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _queue_run(args: argparse.Namespace, world: distributed.World) -> str:
+    """Rank 0 (or the only process) queues the run; under torchrun every rank gets its id."""
+    from core.__main__ import user_errors
+
+    run_id: str | None = None
+    error: Exception | None = None
+    if world.main:
+        try:
+            processes = args.processes if args.detach else 1
+            run_id = queue_resume(args) if args.resume else jobs.prepare(
+                config_from_args(args), args.run_name, args.runs_dir, processes=processes)
+        except user_errors() as refused:
+            error = refused
+    run_id = distributed.broadcast(run_id, world)
+    if error is not None:
+        raise error
+    if run_id is None:
+        raise SystemExit(2)  # rank 0 has said why
+    return run_id
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.list_presets:
         return _list_presets(args)
-    run_id = queue_resume(args) if args.resume else jobs.prepare(config_from_args(args), args.run_name, args.runs_dir)
+    world = distributed.setup(distributed.device_type(args.device or "auto"))
+    try:
+        return _train(args, world)
+    finally:
+        distributed.teardown()
+
+
+def _train(args: argparse.Namespace, world: distributed.World) -> int:
+    if world.distributed and args.detach:
+        raise ConfigError("--detach starts its own processes; do not combine it with torchrun (use --processes)")
+    if args.processes != 1 and not args.detach:
+        raise ConfigError("--processes N needs --detach; in the foreground, start N processes with torchrun")
+    run_id = _queue_run(args, world)
     if args.detach:
         jobs._spawn(runs.run_dir(run_id, args.runs_dir))
         record = runs.find_run(run_id, args.runs_dir)
@@ -209,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
     report = ProgressReporter(sys.stderr, interactive=sys.stderr.isatty())
 
     def on_event(event: Event) -> None:
-        if not args.quiet or not isinstance(event, BatchEnd | CheckpointSaved):
+        if world.main and (not args.quiet or not isinstance(event, BatchEnd | CheckpointSaved)):
             report(event)
 
     restore = _install_stop_handler(stop, sys.stderr)
@@ -220,8 +257,8 @@ def _run(args: argparse.Namespace) -> int:
     if outcome is None:
         print(f"error: the run folder of {run_id} was deleted", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(outcome_json(outcome)))
+    if args.json and world.main:
+        print(json.dumps({**outcome_json(outcome), "world_size": world.size}))
     return exit_code(outcome)
 
 
@@ -275,5 +312,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the per-epoch lines")
     parser.add_argument("--detach", action="store_true",
                         help="train in a background process and return at once (follow it with `runs show`)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="with --detach: train data-parallel in N local processes (torchrun, DDP); "
+                             "--batch-size stays the global batch")
     _add_overrides(parser)
     parser.set_defaults(func=run_cli)

@@ -24,6 +24,7 @@ def app_pages() -> list[st.Page]:
     return [
         st.Page(PAGES_DIR / "dataset.py", title="Dataset", icon=":material/grid_view:", default=True),
         st.Page(PAGES_DIR / "architecture.py", title="Architecture", icon=":material/account_tree:"),
+        st.Page(PAGES_DIR / "tutorials.py", title="Tutorials", icon=":material/school:"),
         st.Page(PAGES_DIR / "train.py", title="Train", icon=":material/model_training:"),
         st.Page(PAGES_DIR / "draw.py", title="Draw", icon=":material/edit:"),
         st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare_arrows:"),

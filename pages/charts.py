@@ -223,16 +223,22 @@ def feature_maps_figure(blocks: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
     return figure
 
 
-def saliency_figure(model_input: np.ndarray, gradient: np.ndarray, class_name: str) -> go.Figure:
-    """The 28x28 model input beside |d score / d pixel|, in one figure; each pixel's value on hover."""
-    figure = make_subplots(1, 2, subplot_titles=("What the network sees (28×28)", f"Saliency for {class_name}"),
-                           horizontal_spacing=0.12)
-    for col, (image, scale, label) in enumerate(((model_input, "gray", "input"), (gradient, "Hot", "|gradient|")), 1):
+def saliency_figure(model_input: np.ndarray, plain: np.ndarray, smooth: np.ndarray, class_name: str) -> go.Figure:
+    """The 28x28 model input, its plain gradient map and its SmoothGrad map, side by side; values on hover."""
+    panels = (
+        (model_input, "gray", "input", "What the network sees (28×28)"),
+        (plain, "Hot", "|gradient|", f"Plain gradient for {class_name}"),
+        (smooth, "Hot", "SmoothGrad", f"SmoothGrad for {class_name}"),
+    )
+    figure = make_subplots(1, len(panels), subplot_titles=[title for *_, title in panels], horizontal_spacing=0.08)
+    for col, (image, scale, label, _) in enumerate(panels, 1):
+        right = figure.layout[f"xaxis{col if col > 1 else ''}"].domain[1]  # each colorbar just right of its map
         figure.add_trace(go.Heatmap(
-            z=image, colorscale=scale, colorbar=dict(x=0.44 if col == 1 else 1.0, len=0.9),
+            z=image, colorscale=scale, colorbar=dict(x=right + 0.005, len=0.9, thickness=12),
             hovertemplate=f"row %{{y}}, col %{{x}}<br>{label} %{{z:.3g}}<extra></extra>",
         ), 1, col)
-        figure.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", constrain="domain", row=1, col=col)
+        figure.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", constrain="domain", showticklabels=col == 1,
+                            row=1, col=col)
         figure.update_xaxes(constrain="domain", row=1, col=col)
     figure.update_layout(height=400, margin=dict(l=10, r=10, t=40, b=10))
     return figure

@@ -8,9 +8,13 @@ import streamlit as st
 import torch
 
 from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load_dataset, missing_files
+from core.inference import set_serving_threads
 
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
+# Once per server process, on first import (every page imports this module): the server answers one
+# small image at a time, and training runs in worker processes that set their own thread counts.
+set_serving_threads()
 
 def count_of(number: int, noun: str, plural: str | None = None) -> str:
     """'1 image', '2 images', '60,000 images': a count with its noun in the right number."""

@@ -13,6 +13,7 @@ from core.metrics import Evaluation
 from core.runs import RunRecord
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
 from pages.common import get_dataset, upscale
+from pages.export_ui import export_buttons
 
 # metrics.jsonl column -> (what to call it, shown in percent, higher is better; None: neither, e.g. lr)
 METRICS: dict[str, tuple[str, bool, bool | None]] = {
@@ -123,7 +124,7 @@ def delete_confirmed(run_id: str) -> None:
 
 def manage_runs(records: list[RunRecord]) -> None:
     """Rename a run (its display name; the folder stays) or delete it after a confirmation."""
-    with st.expander("Rename or delete a run", icon=":material/edit:"):
+    with st.expander("Rename, export or delete a run", icon=":material/edit:"):
         chosen = st.selectbox("Run", records, format_func=lambda record: f"{record.name} · {record.run_id}",
                               key="cmp_manage_run")
         name_column, rename_column = st.columns([3, 1], vertical_alignment="bottom")
@@ -131,6 +132,9 @@ def manage_runs(records: list[RunRecord]) -> None:
                                key=f"cmp_name_{chosen.run_id}", disabled=chosen.damaged)
         rename_column.button("Rename", key="cmp_rename", on_click=rename_clicked, args=(chosen.run_id,),
                              disabled=chosen.damaged, icon=":material/edit:")
+        if not chosen.live and (chosen.run_dir / runs.BEST_CHECKPOINT).is_file():
+            st.markdown("**Export its best checkpoint**")
+            export_buttons(chosen.run_dir / runs.BEST_CHECKPOINT, chosen.run_dir, key=f"cmp_{chosen.run_id}")
         if chosen.live:
             st.caption("This run is still training: stop it on the Train page before deleting it.")
         if st.session_state.get(PENDING_DELETE_KEY) != chosen.run_id:

@@ -8,9 +8,11 @@ import numpy as np
 import streamlit as st
 
 from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
-from core.data import get_spec
+from core.data import DATASETS, get_spec
 from core.inference import (
     DEFAULT_CHECKPOINT,
+    SMOOTHGRAD_NOISE,
+    SMOOTHGRAD_SAMPLES,
     UNSURE_MARGIN,
     UNSURE_TOP,
     Prediction,
@@ -18,16 +20,20 @@ from core.inference import (
     predict,
     saliency,
     saliency_summary,
+    smoothgrad,
+    total_variation,
     unsure_reason,
 )
 from core.preprocess import MAX_IMAGE_BYTES, ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
 from core.runs import BEST_CHECKPOINT, list_runs
 from pages.charts import feature_maps_figure, probability_figure, saliency_figure
-from pages.common import upscale
+from pages.common import current_dataset_name, upscale
 
 CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
+CANVAS_TOOLBAR_ROOM_PX = 12  # extra space above the canvas for its toolbar (see draw_input)
 STRIP_PX = 140  # about how wide each image of the preprocessing strip is shown
 DEFAULT_LABEL = "Default model (shipped)"
+SUBJECTS = {"mnist": "digit", "fashion-mnist": "piece of clothing"}  # what a model of each dataset reads
 STEP_LABELS = {  # PreprocessOptions field -> toggle label, in pipeline order
     "polarity": "Ink map",
     "crop": "Crop to ink",
@@ -38,7 +44,7 @@ STEP_LABELS = {  # PreprocessOptions field -> toggle label, in pipeline order
 }
 STEP_HELP = {
     "polarity": "Light background: invert it. Transparent background: use the alpha channel. Matters for uploads.",
-    "crop": "Off: the whole image counts as the digit, so it ends up small.",
+    "crop": "Off: the whole image counts as the drawing, so it ends up small.",
     "fit": "Off: the crop is stretched to fill 28×28, losing the 4-px margin and the aspect ratio.",
     "antialias": "Off: nearest-neighbour downscaling, jagged strokes without MNIST's grey edges.",
     "center_of_mass": "On: the center of mass goes to pixel 14, as in MNIST. Off: the box is centered instead.",
@@ -64,7 +70,8 @@ def model_choices() -> dict[str, Path]:
         if best.is_file():
             accuracy = f", {run.best_test_accuracy:.2%}" if run.best_test_accuracy is not None else ""
             kind = " one-vs-rest" if run.task == "binary" else ""
-            choices[f"{run.run_id} ({run.arch}{kind}{accuracy})"] = best
+            data = f", {DATASETS[run.dataset].title}" if run.dataset in DATASETS and run.dataset != "mnist" else ""
+            choices[f"{run.run_id} ({run.arch}{kind}{data}{accuracy})"] = best
     return choices
 
 
@@ -89,6 +96,36 @@ def choose_models() -> list[tuple[str, LoadedCheckpoint]]:
     return [(label, checkpoint) for label, checkpoint in loaded if checkpoint is not None]
 
 
+def subject(checkpoint: LoadedCheckpoint) -> str:
+    """What the model expects to see: "digit" for an MNIST model."""
+    return SUBJECTS.get(checkpoint.dataset, "image")
+
+
+def dataset_notes(models: list[tuple[str, LoadedCheckpoint]], sidebar: str) -> list[str]:
+    """One sentence per chosen model whose dataset differs from the sidebar's, or that is not a digit model."""
+    chosen = get_spec(sidebar).title
+    notes = []
+    for label, checkpoint in models:
+        spec = get_spec(checkpoint.dataset)
+        classes = ", ".join(spec.classes)
+        if checkpoint.dataset == "mnist" and sidebar != "mnist":
+            answers = ("one of the digits 0–9" if checkpoint.task != "binary"
+                       else f"a {checkpoint.target_digit} or not a {checkpoint.target_digit}")
+            notes.append(
+                f"The sidebar's dataset is {chosen}, but **{label}** is an MNIST digit model: it reads whatever "
+                f"you draw or upload as {answers}. For {chosen}, train a model on it (Train page) "
+                "and pick it above."
+            )
+        elif checkpoint.dataset != "mnist":
+            sidebar_part = "" if sidebar == checkpoint.dataset else f" (the sidebar's dataset is {chosen})"
+            notes.append(
+                f"**{label}** was trained on {spec.title}{sidebar_part}: it reads whatever you draw or upload as "
+                f"one of {classes}. The preprocessing below follows MNIST's recipe for digits, not the way "
+                f"{spec.title}'s images were made."
+            )
+    return notes
+
+
 def class_names(checkpoint: LoadedCheckpoint) -> tuple[str, ...]:
     """What each probability is about: the classes, or (not N, N) for a one-vs-rest model."""
     if checkpoint.task == "binary":
@@ -109,6 +146,9 @@ def draw_input() -> np.ndarray | None:
     stroke = stroke_col.slider("Stroke width (px)", 8, 40, 22, key="stroke")
     if clear_col.button("Clear", icon=":material/delete:", key="clear", width="stretch"):
         st.session_state["canvas_version"] += 1  # a new key is a new, empty canvas
+    # On hover the canvas shows its own toolbar 2.65rem above its top edge, over whatever is there:
+    # this space, with the two gaps around it, keeps it clear of the slider.
+    st.space(CANVAS_TOOLBAR_ROOM_PX)
     canvas = st_canvas(
         stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
         update_streamlit=True,  # send the drawing at every mouse-up
@@ -119,10 +159,10 @@ def draw_input() -> np.ndarray | None:
     return canvas.image_data if has_strokes else None
 
 
-def upload_input() -> np.ndarray | None:
-    """An uploaded PNG/JPEG as an RGBA array, or None (with the reason shown)."""
+def upload_input(noun: str) -> np.ndarray | None:
+    """An uploaded PNG/JPEG of one `noun` as an RGBA array, or None (with the reason shown)."""
     upload = st.file_uploader(
-        f"A PNG or JPEG of one digit, dark on light or light on dark (at most {MAX_IMAGE_BYTES // 2**20} MB)",
+        f"A PNG or JPEG of one {noun}, dark on light or light on dark (at most {MAX_IMAGE_BYTES // 2**20} MB)",
         type=["png", "jpg", "jpeg"], key="upload",
     )
     if upload is None:
@@ -172,7 +212,8 @@ def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Predic
     if reason:
         st.warning(
             f"The model is unsure: {reason}. The page warns when the top probability is under {UNSURE_TOP:.0%} "
-            f"or the top two are within {UNSURE_MARGIN:.0%} of each other; a clearer, larger digit helps."
+            f"or the top two are within {UNSURE_MARGIN:.0%} of each other; a clearer, larger "
+            f"{subject(checkpoint)} helps."
         )
 
 
@@ -186,47 +227,79 @@ def as_display(image: np.ndarray) -> np.ndarray:
     return upscale(square, max(1, STRIP_PX // side))
 
 
-def show_strip(stages: Preprocessed, checkpoint: LoadedCheckpoint) -> None:
+def show_strip(stages: Preprocessed, options: PreprocessOptions, checkpoint: LoadedCheckpoint) -> None:
     """The image after each step, then what happened to it, in words and numbers."""
     assert stages.box is not None and stages.cropped is not None and stages.fitted is not None
     assert stages.centered is not None and stages.model_input is not None
     model_view = stages.model_input[0, 0].numpy()
     low, high = float(model_view.min()), float(model_view.max())
     fitted_h, fitted_w = stages.fitted.shape
-    images = [
+    images: list[tuple[np.ndarray, str]] = [
         (stages.ink, f"1. ink map {stages.ink.shape[1]}×{stages.ink.shape[0]}"),
-        (stages.cropped, f"2. cropped {stages.cropped.shape[1]}×{stages.cropped.shape[0]}"),
-        (stages.fitted, f"3. fitted {fitted_w}×{fitted_h}"),
-        (stages.centered, "4. centered 28×28"),
+        (stages.cropped, f"2. {'cropped' if options.crop else 'uncropped'} "
+                         f"{stages.cropped.shape[1]}×{stages.cropped.shape[0]}"),
+        (stages.fitted, f"3. {'fitted' if options.fit else 'stretched'} {fitted_w}×{fitted_h}"),
+        (stages.centered, f"4. {'centered' if options.center_of_mass else 'box centered'} 28×28"),
         ((model_view - low) / max(high - low, 1e-6), f"5. model input {low:.2f} … {high:.2f}"),
     ]
     for column, (image, caption) in zip(st.columns(len(images)), images, strict=True):
         column.image(as_display(image), caption=caption, width="stretch")
+    st.markdown(strip_explanation(stages, options, checkpoint))
+
+
+def strip_explanation(stages: Preprocessed, options: PreprocessOptions, checkpoint: LoadedCheckpoint) -> str:
+    """What each step did to this image, one clause per step, as the toggles have it."""
+    assert stages.box is not None and stages.cropped is not None and stages.fitted is not None
+    assert stages.model_input is not None
+    low, high = float(stages.model_input.min()), float(stages.model_input.max())
     top, left, bottom, right = stages.box
+    fitted_h, fitted_w = stages.fitted.shape
+    ink_h, ink_w = stages.ink.shape
+    edges = "with anti-aliasing, hence the grey edges" if options.antialias else (
+        "without anti-aliasing (nearest neighbour), hence the jagged edges")
     norm = checkpoint.normalization
-    st.markdown(
-        f"The ink spans rows {top}–{bottom - 1} and columns {left}–{right - 1} of the input. MNIST scaled "
-        f"each digit so that its longer side is 20 px, keeping the aspect ratio (here {fitted_w}×{fitted_h} px), "
-        f"with anti-aliasing, hence the grey edges; then pasted it into 28×28 so that its center of mass lands "
-        f"on pixel 14. Last, pixels in 0–1 are normalized as this model was trained (*{norm.preset}*: "
-        f"(x − {norm.mean:.4f}) / {norm.std:.4f}), giving values from {low:.2f} to {high:.2f}. "
-        "Switch a step off above and watch the probabilities change."
-    )
+    sentences = [
+        "The ink map reads bright ink on a dark background (a light background is inverted, a transparent "
+        "one's alpha is the ink)." if options.polarity else
+        "The ink map takes each pixel's brightness as it is: dark ink on light paper stays dark on light.",
+        f"The ink spans rows {top}–{bottom - 1} and columns {left}–{right - 1} of the input, and only that box "
+        "is kept." if options.crop else
+        f"Cropping is off: the whole {ink_w}×{ink_h} image counts as the {subject(checkpoint)}, margins and all.",
+        "MNIST scaled each digit so that its longer side is 20 px, keeping the aspect ratio (here "
+        f"{fitted_w}×{fitted_h} px), {edges}; so does this step." if options.fit else
+        f"Fitting is off: the image is stretched to 28×28 {edges}, losing MNIST's 4-px margin and the "
+        "aspect ratio.",
+        "Then it is pasted into 28×28 so that its center of mass lands on pixel 14, as in MNIST."
+        if options.center_of_mass else "Centering by mass is off: the box is pasted in the middle of the 28×28 frame.",
+        f"Last, pixels in 0–1 are normalized as this model was trained (*{norm.preset}*: (x − {norm.mean:.4f}) / "
+        f"{norm.std:.4f}), giving values from {low:.2f} to {high:.2f}." if options.normalize else
+        f"Normalization is off: pixels in 0–1 ({low:.2f} to {high:.2f}) are fed as they are, not as this "
+        f"model was trained ((x − {norm.mean:.4f}) / {norm.std:.4f}).",
+        "Switch a step off or on above and watch the probabilities change.",
+    ]
+    return " ".join(sentences)
 
 
 def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction: Prediction) -> None:
-    """The 28x28 input beside |d score / d pixel|, and where the gradient is largest."""
+    """The 28x28 input beside the plain gradient and SmoothGrad, each with a sentence on what it shows."""
     assert stages.model_input is not None
-    gradient = saliency(checkpoint.model, stages.model_input)  # of the predicted class (the logit if binary)
+    # Both of the predicted class (the logit if binary).
+    plain = saliency(checkpoint.model, stages.model_input)
+    smooth = smoothgrad(checkpoint.model, stages.model_input)
     name = class_names(checkpoint)[1 if prediction.binary else prediction.label]
-    row, col, share = saliency_summary(gradient, count=28)
+    row, col, share = saliency_summary(smooth, count=28)
     st.markdown(
-        f"**Saliency**: how strongly the network's score for *{name}* reacts to each input pixel, "
-        f"|∂score/∂pixel|. The 28 most influential pixels (out of 784) carry {share:.0%} of the total and sit "
-        f"around row {row:.0f}, column {col:.0f}. Bright means a little more or less ink there would change "
-        "the answer most."
+        f"**Saliency**: which input pixels the network's score for *{name}* depends on. "
+        f"**Plain gradient**, |∂score/∂pixel|: how much a tiny change of each pixel alone would move the score, "
+        "exact for this very image but noisy, since the network's ReLUs make it jump from pixel to pixel. "
+        f"**SmoothGrad**: the same map averaged over {SMOOTHGRAD_SAMPLES} copies of the input with random "
+        f"noise ({SMOOTHGRAD_NOISE:.0%} of its value range): what holds all around this image, so it marks "
+        f"regions rather than single pixels (its pixel-to-pixel variation is {total_variation(smooth):.2f} against "
+        f"{total_variation(plain):.2f}). In SmoothGrad, the 28 most influential pixels (of 784) carry {share:.0%} "
+        f"of the total and sit around row {row:.0f}, column {col:.0f}."
     )
-    st.plotly_chart(saliency_figure(stages.model_input[0, 0].numpy(), gradient.numpy(), name), key="saliency")
+    figure = saliency_figure(stages.model_input[0, 0].numpy(), plain.numpy(), smooth.numpy(), name)
+    st.plotly_chart(figure, key="saliency")
 
 
 def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> None:
@@ -250,29 +323,33 @@ def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> Non
 # ---------------------------------------------------------------------------------------------
 # The page: inputs -> guard -> one core call per model -> render
 
-st.title("Draw a digit")
-st.markdown(
-    "Draw a digit with the mouse and the network answers after every stroke. Below, in tabs: the steps "
+title, intro = st.empty(), st.empty()  # filled once the model, and so what it reads, is known
+models = choose_models()
+noun = subject(models[0][1]) if models else "digit"
+title.title(f"Draw a {noun}")
+intro.markdown(
+    f"Draw a {noun} with the mouse and the network answers after every stroke. Below, in tabs: the steps "
     "that turn the drawing into a 28×28 MNIST-style image, which pixels the answer depends on (saliency), "
     "and what each convolution layer detects (feature maps)."
 )
-models = choose_models()
 if not models:
     st.stop()
+for note in dataset_notes(models, current_dataset_name()):
+    st.info(note, icon=":material/info:")
 source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True, key="source")
 input_col, answer_col = st.columns(2, gap="large")
 with input_col:
-    image = draw_input() if source == "Draw" else upload_input()
+    image = draw_input() if source == "Draw" else upload_input(noun)
 st.subheader("Preprocessing steps")
 options = step_toggles()
 if image is None:
-    answer_col.info("Draw a digit on the black canvas: an empty canvas gets no prediction."
-                    if source == "Draw" else "Upload an image of a digit.")
+    answer_col.info(f"Draw a {noun} on the black canvas: an empty canvas gets no prediction."
+                    if source == "Draw" else f"Upload an image of a {noun}.")
     st.stop()
 first_label, first = models[0]
 stages = preprocess(image, first.normalization, options)
 if stages.empty:
-    answer_col.info("No ink found: draw a digit (or upload one with more contrast) to get a prediction.")
+    answer_col.info(f"No ink found: draw a {noun} (or upload one with more contrast) to get a prediction.")
     st.stop()
 predictions = []
 for position, (column, (label, checkpoint)) in enumerate(zip(answer_col.columns(len(models)), models, strict=True)):
@@ -285,11 +362,11 @@ if len(models) > 1:
     st.caption(f"Below, for the first model: {first_label}.")
 # Only the open tab is computed and drawn, so the answer to a stroke appears quickly.
 strip_tab, saliency_tab, maps_tab = st.tabs(
-    ["From drawing to MNIST digit", "Saliency", "Feature maps"], key="view", on_change="rerun"
+    ["From drawing to 28×28 input", "Saliency", "Feature maps"], key="view", on_change="rerun"
 )
 if strip_tab.open:
     with strip_tab:
-        show_strip(stages, first)
+        show_strip(stages, options, first)
 if saliency_tab.open:
     with saliency_tab:
         show_saliency(first, stages, predictions[0])

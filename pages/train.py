@@ -32,6 +32,7 @@ from pages.charts import (
     train_test_figure,
 )
 from pages.common import current_dataset_name, get_dataset, upscale
+from pages.export_ui import export_buttons
 
 RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or a shared link keeps it)
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
@@ -124,6 +125,10 @@ def run_inputs() -> None:
     st.selectbox("Device", DEVICES, key=PREFIX + "device",
                  help=f"auto picks CUDA, then Apple MPS, then the CPU. CUDA here: {torch.cuda.is_available()}.")
     st.number_input("CPU threads (0 = PyTorch's default)", 0, 256, key=PREFIX + "threads")
+    st.number_input("Processes (data-parallel)", 1, 8, key=PREFIX + "processes",
+                    help="Train one run in N local processes with torchrun and DistributedDataParallel; the batch "
+                         "size stays the global batch, split evenly among them. On a 2-core machine two processes "
+                         "are not faster than one: this is for machines with more cores or GPUs.")
     st.text_input("Run name (optional)", key=PREFIX + "run_name", max_chars=60)
 
 
@@ -160,7 +165,7 @@ def controls(config: TrainConfig | None) -> None:
         assert config is not None
         name = st.session_state[PREFIX + "run_name"].strip() or None
         try:
-            follow(jobs.launch(config, name=name))
+            follow(jobs.launch(config, name=name, processes=int(st.session_state.get(PREFIX + "processes", 1))))
         except (ConfigError, runs.RunError) as error:
             st.error(f"**The run could not start:** {error}")
             return
@@ -294,7 +299,9 @@ def status_banner(record: RunRecord) -> None:
 
 def run_summary(record: RunRecord) -> None:
     """The run's own settings (not the form's), so a resumed or shared run reads right."""
-    st.markdown(f"**{record.name}** · {record.dataset or '?'} · {record.task or '?'} · {record.settings}")
+    processes = runs.read_config(record.run_dir).get("world_size", 1)
+    split = f" · {processes} processes (DDP)" if processes > 1 else ""
+    st.markdown(f"**{record.name}** · {record.dataset or '?'} · {record.task or '?'} · {record.settings}{split}")
     if record.live and record.pid:
         st.caption(f"Trains in its own process (pid {record.pid} on {record.host}); closing this tab or reloading "
                    "does not stop it. Any tab can follow and stop it.")
@@ -414,3 +421,9 @@ st.fragment(run_every=1.0 if record.live else None)(followed_run)(record.run_id,
 evaluation = runs.read_evaluation(record.run_dir) if not record.live else None
 if evaluation is not None:
     final_results(evaluation, record.dataset)
+if not record.live and (record.run_dir / runs.BEST_CHECKPOINT).is_file():
+    st.subheader("Take the model elsewhere")
+    st.caption(f"The best epoch's weights ({record.best_test_accuracy:.2%} test accuracy), checked against PyTorch "
+               "on 1,000 test images before you download them." if record.best_test_accuracy is not None else
+               "The best epoch's weights, checked against PyTorch on 1,000 test images before you download them.")
+    export_buttons(record.run_dir / runs.BEST_CHECKPOINT, record.run_dir, key=f"tr_{record.run_id}")

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 echo "== ruff" && .venv/bin/ruff check core pages tests app.py
-echo "== mypy" && .venv/bin/mypy core
+echo "== mypy" && .venv/bin/mypy app.py pages core
 echo "== pytest"
 status=0
 .venv/bin/python -m pytest "$@" || status=$?

@@ -97,7 +97,11 @@ def test_saliency_and_feature_map_tabs(runs_dir: Path, seven: np.ndarray) -> Non
     at.session_state["view"] = "Saliency"
     at.run()
     assert not at.exception, at.exception
-    assert "**Saliency**: how strongly the network's score for *7*" in texts(at) and not images_of(at)
+    page = texts(at)
+    assert "**Saliency**: which input pixels the network's score for *7* depends on" in page and not images_of(at)
+    assert "**Plain gradient**" in page and "**SmoothGrad**" in page and "32 copies" in page
+    figure = at.get("plotly_chart")[-1].proto.spec
+    assert "Plain gradient for 7" in figure and "SmoothGrad for 7" in figure
     at.session_state["view"] = "Feature maps"
     at.run()
     page = texts(at)
@@ -111,7 +115,29 @@ def test_switching_a_step_off_changes_the_input(runs_dir: Path, seven: np.ndarra
     at.toggle(key="step_crop").set_value(False).run()
     assert not at.exception
     captions = [image.captions[0] for image in images_of(at)]
-    assert captions[1] == "2. cropped 280×280" and captions[2] == "3. fitted 20×20"  # the whole canvas
+    assert captions[1] == "2. uncropped 280×280" and captions[2] == "3. fitted 20×20"  # the whole canvas
+    assert "Cropping is off: the whole 280×280 image counts as the digit" in texts(at)
+
+
+def test_explanation_follows_the_toggles(runs_dir: Path, seven: np.ndarray) -> None:
+    """With fitting and normalizing off, the text no longer says they happened, and says what happened instead."""
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.run()
+    page = texts(at)
+    assert "longer side is 20 px" in page and "are normalized as this model was trained" in page
+    at.toggle(key="step_fit").set_value(False).run()
+    at.toggle(key="step_normalize").set_value(False).run()
+    at.toggle(key="step_antialias").set_value(False).run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "longer side is 20 px" not in page and "keeping the aspect ratio" not in page
+    assert "normalized as this model was trained" not in page and "anti-aliasing, hence the grey edges" not in page
+    assert "Fitting is off: the image is stretched to 28×28 without anti-aliasing" in page
+    assert "Normalization is off: pixels in 0–1 (0.00 to 1.00) are fed as they are" in page
+    assert "lands on pixel 14" in page  # centering is still on
+    captions = [image.captions[0] for image in images_of(at)]
+    assert captions[2] == "3. stretched 28×28" and captions[4] == "5. model input 0.00 … 1.00"
 
 
 def test_upload_png_and_bad_files(runs_dir: Path, seven: np.ndarray) -> None:
@@ -127,9 +153,9 @@ def test_upload_png_and_bad_files(runs_dir: Path, seven: np.ndarray) -> None:
     assert "the limit is" in texts(at)
 
 
-def add_run(runs_dir: Path, checkpoint: Path, task: str = "multiclass") -> str:
+def add_run(runs_dir: Path, checkpoint: Path, task: str = "multiclass", dataset: str = "mnist") -> str:
     """A finished run folder whose best.pt is `checkpoint`."""
-    config = {"model": {"arch": "fastcnn"}, "task": {"kind": task}, "data": {"dataset": "mnist"}, "preset": ""}
+    config = {"model": {"arch": "fastcnn"}, "task": {"kind": task}, "data": {"dataset": dataset}, "preset": ""}
     run_id, folder = new_run(config, name=f"test {task}", root=runs_dir)
     shutil.copy(checkpoint, folder / BEST_CHECKPOINT)
     append_metrics(folder, EpochMetrics(epoch=1, train_loss=0.7, train_accuracy=0.5, test_loss=0.7, test_accuracy=0.5))
@@ -178,3 +204,42 @@ def test_the_same_model_twice_side_by_side(runs_dir: Path, tmp_path: Path, seven
     at.selectbox(key="model2").set_value(at.selectbox(key="model").value).run()
     assert not at.exception, at.exception
     assert texts(at).count("Predicted **7**") == 2
+
+
+def test_fashion_mnist_in_the_sidebar_is_told_the_model_reads_digits(runs_dir: Path, seven: np.ndarray) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S)
+    at.session_state["dataset"] = "fashion-mnist"  # the sidebar's choice (pages.common.DATASET_KEY)
+    at.run()
+    assert not at.exception, at.exception
+    note = "The sidebar's dataset is Fashion-MNIST, but **Default model (shipped)** is an MNIST digit model"
+    assert note in texts(at) and "one of the digits 0–9" in texts(at)
+    assert at.title[0].value == "Draw a digit"
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.run()
+    assert note in texts(at) and "Predicted **7**" in texts(at)  # a digit, said plainly to be one
+
+
+def fashion_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    meta = {"arch_config": arch_config("fastcnn", 10), "task": "multiclass", "dataset": "fashion-mnist",
+            "normalization": {"preset": "dataset", "mean": 0.2860, "std": 0.3530}}
+    return save_checkpoint(path, build_model("fastcnn", num_outputs=10), meta)
+
+
+def test_a_fashion_mnist_model_is_said_to_read_clothing(runs_dir: Path, tmp_path: Path, seven: np.ndarray) -> None:
+    run_id = add_run(runs_dir, fashion_checkpoint(tmp_path / "fashion.pt"), dataset="fashion-mnist")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S)
+    at.session_state["dataset"] = "fashion-mnist"
+    at.run()
+    assert "MNIST digit model" in texts(at)  # the default model still comes first
+    label = at.selectbox(key="model").options[1]
+    assert label.startswith(run_id) and "Fashion-MNIST" in label
+    at.selectbox(key="model").set_value(label).run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "MNIST digit model" not in page and f"**{label}** was trained on Fashion-MNIST: it reads" in page
+    assert "T-shirt/top" in page and "the sidebar's dataset" not in page
+    assert at.title[0].value == "Draw a piece of clothing"
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.run()
+    assert "Predicted **" in texts(at) and "Predicted **7**" not in texts(at)  # a clothing class, not a digit

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import threading
 
 import numpy as np
 import pytest
@@ -19,11 +21,15 @@ from core.inference import (
     conv_blocks,
     evaluating,
     feature_maps,
+    hook_lock,
     predict,
     predict_image,
     probabilities,
     saliency,
     saliency_summary,
+    set_serving_threads,
+    smoothgrad,
+    total_variation,
     unsure_reason,
 )
 from core.preprocess import render_as_canvas
@@ -31,14 +37,14 @@ from core.train import TrainConfig, config_to_dict, override
 
 
 def small_cnn(outputs: int = 10, head: nn.Module | None = None) -> nn.Sequential:
-    """conv-bn-relu-pool, conv-relu-pool, linear: two conv blocks with known shapes."""
+    """conv-bn-relu-pool, conv-relu-pool, linear: two conv blocks with known shapes; in eval mode, as served."""
     torch.manual_seed(0)
     layers = [
         nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),  # (4, 14, 14)
         nn.Conv2d(4, 6, 3), nn.ReLU(), nn.MaxPool2d(2),  # (6, 12, 12) -> (6, 6, 6)
         nn.Flatten(), nn.Dropout(0.5), nn.Linear(6 * 6 * 6, outputs),
     ]
-    return nn.Sequential(*layers, *([head] if head else []))
+    return nn.Sequential(*layers, *([head] if head else [])).eval()
 
 
 def digit_input() -> torch.Tensor:
@@ -113,6 +119,32 @@ def test_saliency_shape_and_reference() -> None:
     assert pixels.grad is not None and torch.allclose(result, pixels.grad[0, 0].abs())
 
 
+def test_smoothgrad_shape_seed_and_reference() -> None:
+    model, image = small_cnn(), digit_input()
+    first = smoothgrad(model, image, samples=8, seed=3)
+    assert first.shape == (28, 28) and first.min() >= 0 and first.max() > 0
+    assert torch.equal(first, smoothgrad(model, image, samples=8, seed=3))  # seeded: the same map again
+    assert not torch.equal(first, smoothgrad(model, image, samples=8, seed=4))
+    assert all(p.grad is None for p in model.parameters())  # only the input's gradient was computed
+    # The batched pass gives what the mean of one-by-one gradients of the same noisy copies gives.
+    sigma = 0.15 * float(image.max() - image.min())
+    noisy = image + torch.randn((8, 1, 28, 28), generator=torch.Generator().manual_seed(3)) * sigma
+    label = int(model(image).argmax())
+    one_by_one = []
+    for copy in noisy:
+        pixels = copy[None].clone().requires_grad_(True)
+        model(pixels)[0, label].backward()
+        assert pixels.grad is not None
+        one_by_one.append(pixels.grad[0, 0])
+    assert torch.allclose(first, torch.stack(one_by_one).abs().mean(0), atol=1e-6)
+
+
+def test_total_variation_is_scale_free() -> None:
+    flat, bumpy = torch.ones(4, 4), torch.tensor([[1.0, 0.0] * 2, [0.0, 1.0] * 2] * 2)
+    assert total_variation(flat) == 0.0
+    assert total_variation(bumpy) == pytest.approx(24 / 8) == total_variation(5 * bumpy)
+
+
 def test_saliency_summary() -> None:
     gradient = torch.zeros(28, 28)
     gradient[4, 6], gradient[8, 10], gradient[20, 20] = 3.0, 2.0, 1.0  # 3 + 2 of 6 in the top two
@@ -133,17 +165,25 @@ def test_hooks_removed_and_modes_restored(training: bool) -> None:
     model[8].eval()  # a mixed state must come back as it was, module by module
     modes = [m.training for m in model.modules()]
     feature_maps(model, digit_input())
-    saliency(model, digit_input())
-    predict(model, digit_input())
     assert hook_count(model) == 0
     assert [m.training for m in model.modules()] == modes
+    assert not hook_lock(model).locked()
+
+
+@pytest.mark.parametrize("call", [predict, saliency, smoothgrad])
+def test_plain_forwards_refuse_a_model_in_training_mode_and_leave_it(call) -> None:
+    model = small_cnn()
+    model[1].train()  # one BatchNorm left in training mode would update its statistics on every call
+    with pytest.raises(ValueError, match="eval mode"):
+        call(model, digit_input())
+    assert [m.training for m in model.modules()] == [m is model[1] for m in model.modules()]
 
 
 def test_hooks_removed_when_the_forward_pass_fails() -> None:
-    model = small_cnn()
+    model = small_cnn().train()
     with pytest.raises(RuntimeError):
         feature_maps(model, torch.zeros(1, 1, 10, 10))  # too small for the Linear
-    assert hook_count(model) == 0 and model.training
+    assert hook_count(model) == 0 and model.training and not hook_lock(model).locked()
 
 
 def test_evaluating_restores_after_an_exception() -> None:
@@ -152,6 +192,93 @@ def test_evaluating_restores_after_an_exception() -> None:
         assert not model.training
         raise ValueError
     assert all(m.training for m in model.modules())
+
+
+def test_predictions_never_set_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread count is a process setting made once at start-up, not something each call changes."""
+    def refuse(threads: int) -> None:
+        raise AssertionError(f"torch.set_num_threads({threads}) called per prediction")
+
+    monkeypatch.setattr(torch, "set_num_threads", refuse)
+    model, image = small_cnn(), digit_input()
+    predict(model, image)
+    feature_maps(model, image)
+    saliency(model, image)
+    smoothgrad(model, image, samples=4)
+
+
+def test_set_serving_threads_sets_the_count_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    current = [4]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: current[0])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), current.__setitem__(0, n)))
+    set_serving_threads(1)
+    set_serving_threads(1)  # already so: nothing to change
+    assert calls == [1] and current == [1]
+
+
+def test_each_model_has_its_own_hook_lock() -> None:
+    first, second = small_cnn(), small_cnn()
+    assert hook_lock(first) is hook_lock(first) and hook_lock(first) is not hook_lock(second)
+
+
+class PausedForward:
+    """A forward pre-hook that, in one chosen thread, stops the forward pass until released.
+
+    Lets a test hold a hooked forward pass (and the lock it takes) open at a known point and do
+    something else meanwhile, waiting on events rather than on time.
+    """
+
+    def __init__(self, module: nn.Module, thread_name: str) -> None:
+        self.thread_name = thread_name
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.handle = module.register_forward_pre_hook(self)
+
+    def __call__(self, module: nn.Module, inputs: object) -> None:
+        if threading.current_thread().name == self.thread_name:
+            self.entered.set()
+            assert self.release.wait(timeout=60), "the test never released the paused forward pass"
+
+
+def feature_maps_in_thread(model: nn.Module, image: torch.Tensor, name: str) -> tuple[threading.Thread, list]:
+    result: list = []
+    thread = threading.Thread(target=lambda: result.extend(feature_maps(model, image)), name=name)
+    thread.start()
+    return thread, result
+
+
+def test_plain_predictions_run_while_a_hooked_forward_holds_the_model() -> None:
+    """Predicting on the same model mid feature-map pass neither waits nor leaks into the maps."""
+    model = small_cnn()
+    mine, other = digit_input(), torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(9))
+    expected = feature_maps(model, mine)
+    pause = PausedForward(model[4], thread_name="hooked")  # the first block's maps are captured by now
+    thread, result = feature_maps_in_thread(model, mine, "hooked")
+    assert pause.entered.wait(timeout=60)
+    assert hook_lock(model).locked() and hook_count(model) > 1  # the feature-map hooks are on
+    alone = predict(small_cnn(), other)
+    shared = predict(model, other)  # the same model, in this thread, at once
+    assert shared.probabilities == pytest.approx(alone.probabilities)
+    assert saliency(model, other).shape == (28, 28)
+    pause.release.set()
+    thread.join(timeout=60)
+    pause.handle.remove()
+    assert [m.name for m in result] == [m.name for m in expected]
+    # not `other`'s maps (close, not bit-equal: a new thread may compute with another OpenMP thread count)
+    assert all(torch.allclose(a.maps, b.maps, atol=1e-5) for a, b in zip(result, expected, strict=True))
+    assert hook_count(model) == 0 and not hook_lock(model).locked()
+
+
+def test_hooked_forwards_on_different_models_do_not_wait_on_each_other() -> None:
+    first, second = small_cnn(), small_cnn()
+    pause = PausedForward(first[0], thread_name="first")
+    thread, _ = feature_maps_in_thread(first, digit_input(), "first")
+    assert pause.entered.wait(timeout=60) and hook_lock(first).locked()
+    assert len(feature_maps(second, digit_input())) == 2  # its own lock is free
+    pause.release.set()
+    thread.join(timeout=60)
+    pause.handle.remove()
+    assert not thread.is_alive() and not hook_lock(first).locked()
 
 
 def test_predict_image_empty_and_drawn() -> None:
@@ -217,10 +344,34 @@ def test_default_model_feature_maps_and_saliency(mnist: Dataset, default_model: 
     assert hook_count(default_model.model) == 0 and not default_model.model.training
 
 
+def test_smoothgrad_is_smoother_than_the_plain_gradient(mnist: Dataset, default_model: LoadedCheckpoint) -> None:
+    """On real test digits and the shipped model, SmoothGrad's map varies less from pixel to pixel."""
+    for index in range(5):
+        stages, prediction = predict_image(
+            default_model.model, default_model.normalization, render_as_canvas(mnist.test_images[index])
+        )
+        assert prediction is not None and stages.model_input is not None
+        plain = saliency(default_model.model, stages.model_input)
+        smooth = smoothgrad(default_model.model, stages.model_input)
+        assert smooth.shape == (28, 28)
+        assert total_variation(smooth) < 0.5 * total_variation(plain), f"test digit {index}"  # measured: ~0.25x
+    assert hook_count(default_model.model) == 0 and not default_model.model.training
+
+
+@pytest.fixture()
+def keep_thread_count():
+    """The bench sets its process's thread count, as a server does; the test process gets its own back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("keep_thread_count")
 def test_bench_predict_reports_percentiles(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "predict", "--count", "40", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["images"] == 40 and 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"]
+    assert result["images"] == result["predictions"] == 40
+    assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"]
     assert result["accuracy"] >= 0.9
 
 
@@ -237,3 +388,18 @@ def test_default_model_was_made_by_the_script_recipe() -> None:
     assert {k: v for k, v in rebuilt.items() if k not in ignored} == {
         k: v for k, v in saved.items() if k not in ignored
     }
+
+
+@pytest.mark.usefixtures("keep_thread_count")
+def test_bench_predict_beside_a_training_process(capsys: pytest.CaptureFixture[str]) -> None:
+    """--with-training times the images again while a real `python -m core train` runs, and gives the ratios."""
+    args = ["--count", "30", "--seconds", "0.5", "--with-training", "--training-nice", "5", "--json"]
+    assert main(["bench", "predict", *args]) == 0
+    result = json.loads(capsys.readouterr().out)
+    figures = ("p50_ms", "p95_ms", "busy_p50_ms", "busy_p95_ms", "ratio_p50", "ratio_p95")
+    assert all(isinstance(result[key], float) and math.isfinite(result[key]) and result[key] > 0 for key in figures)
+    assert result["ratio_p50"] == pytest.approx(result["busy_p50_ms"] / result["p50_ms"])
+    assert result["ratio_p95"] == pytest.approx(result["busy_p95_ms"] / result["p95_ms"])
+    assert result["training_throughout"] is True and result["threads"] == 1
+    assert result["predictions"] >= 30 and result["busy_predictions"] >= 30
+    assert "--preset fast" in result["training_command"] and result["training_nice"] == 5

@@ -181,11 +181,11 @@ def test_launch_refuses_bad_settings_before_making_a_folder(root):
 def test_resume_refusals_name_the_reason(root):
     from core.train import config_to_dict
 
-    run_id, folder = runs.new_run(config_to_dict(preset_config("fast", epochs=2, **SMALL)), root=root)
+    run_id, folder = runs.new_run(config_to_dict(preset_config("fast", epochs=1, **SMALL)), root=root)
     runs.append_metrics(folder, runs.EpochMetrics(epoch=1, train_loss=1, train_accuracy=0.5, test_loss=1,
                                                   test_accuracy=0.5))
     runs.write_status(folder, "finished", epoch=1, total_epochs=1)
-    with pytest.raises(runs.RunError, match="is finished; only stopped, failed or crashed runs resume"):
+    with pytest.raises(ConfigError, match="already has 1 of 1 epochs; ask for more epochs"):
         jobs.launch_resume(run_id, root=root)
     runs.write_status(folder, "diverged", epoch=1, total_epochs=2)
     with pytest.raises(runs.RunError, match="lower learning rate"):

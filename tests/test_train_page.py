@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, runs
+from core import export, jobs, runs
 from core.train import config_to_dict, preset_config
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
@@ -95,6 +95,8 @@ def test_tiny_run_from_start_to_final_charts(page, root):
     assert any("misclassified" in block.value for block in page.markdown)
     assert any("apptest run" in block.value and "fastcnn" in block.value for block in page.markdown)  # its config
     assert runs.find_run(record.run_id, root).pid != os.getpid()  # trained in its own process
+    labels = {button.proto.label for button in page.get("download_button")}
+    assert set(export.FORMAT_TITLES.values()) <= labels  # ONNX, TorchScript and train.py of its best epoch
 
 
 def test_a_run_started_elsewhere_shows_with_a_working_stop(page, root):
@@ -164,3 +166,10 @@ def test_the_form_says_which_dataset_and_question_it_trains_on(root):
     assert any(block.value.startswith("Trains on **Fashion-MNIST** (one-vs-rest: is it Bag?)")
                for block in at.markdown)
     assert at.selectbox(key="tr_target_digit").format_func(8) == "8: Bag"
+
+
+def test_processes_that_cannot_split_the_batch_are_refused_with_the_reason(page, root):
+    page.number_input(key="tr_processes").set_value(3).run()
+    page.button(key="tr_start").click().run()
+    assert any("3 processes must split the batch of 64 evenly" in error.value for error in page.error)
+    assert runs.list_runs(root) == []

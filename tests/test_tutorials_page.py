@@ -1,0 +1,149 @@
+"""AppTest: the Tutorials page renders each tutorial with core's numbers and the results file's measured figures,
+and its buttons launch jobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import runs, tutorials
+from tests.apptest_helpers import app_test, page_sentences
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "tutorials.py")
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A private runs root; any run still live at the end is stopped and waited for."""
+    monkeypatch.setenv("DIGITS_RUNS_DIR", str(tmp_path))
+    yield tmp_path
+    for record in runs.list_runs(tmp_path):
+        if record.live:
+            runs.request_stop(record.run_dir)
+    deadline = time.monotonic() + 120
+    while any(runs.find_run(record.run_id, tmp_path).live for record in runs.list_runs(tmp_path)):
+        assert time.monotonic() < deadline, "a run launched by the test never stopped"
+        time.sleep(0.1)
+
+
+def open_tutorial(key: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.radio(key="tut_pick").set_value(key).run()
+    assert not at.exception and not at.error
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def text(at: AppTest) -> str:
+    return "\n".join(page_sentences(at) + [element.value for element in [*at.subheader, *at.header]])
+
+
+def latex(at: AppTest) -> str:
+    return "\n".join(element.value for element in at.latex)
+
+
+def test_tutorials_is_in_the_navigation(tmp_path):
+    at = app_test(tmp_path).run()
+    labels = [link.proto.label for link in at.sidebar.get("page_link")]
+    assert labels.index("Tutorials") == labels.index("Architecture") + 1
+
+
+@pytest.mark.parametrize("key", list(tutorials.TUTORIALS))
+def test_each_tutorial_shows_its_steps_with_cores_numbers(key, root, mnist):
+    at = open_tutorial(key)
+    tut, summary = tutorials.tutorial(key), tutorials.network_summary(key)
+    assert f"Tutorial {tut.number}: {tut.title}" in text(at)
+    assert [block.value for block in at.subheader][:6] == list(tutorials.STEP_TITLES.values())
+    assert [block.value for block in at.code][:6] == [excerpt.code for excerpt in tut.excerpts]
+    assert metrics(at)["Trainable parameters"] == f"{summary.total_params:,}"
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == [row.name for row in summary.layers]
+    assert list(table["output"]) == ["×".join(map(str, row.output_shape)) for row in summary.layers]
+    assert list(table["params"]) == [row.params for row in summary.layers]
+    for row in summary.layers:
+        if row.type == "Linear":
+            assert f"{row.input_shape[0]}\\cdot{row.output_shape[0]} + {row.output_shape[0]}" in latex(at)
+    n = tutorials.loader_numbers(key, mnist)
+    assert f"make **{n.train_batches:,} batches per epoch**" in text(at)
+    assert at.button(key=f"tut_run_{key}")
+
+
+def test_000_shows_896_beside_the_true_320():
+    at = open_tutorial("seed000")
+    found = metrics(at)
+    assert found["The tutorial's count"] == "896"
+    assert found["Its formula worked out"] == found["conv1 in the built network"] == "320"
+    assert r"(3 \times 3 \times 3) \times 32 + 32 = 896" in latex(at)
+    assert "conv1 has 320 parameters, not 896" in text(at)
+
+
+def test_001_shows_the_measured_figures():
+    results = tutorials.read_results()
+    assert results is not None
+    at = open_tutorial("seed001")
+    found, measured = metrics(at), results.train_set_as_test_set
+    assert found["Reported with train=True"] == f"{measured['reported_accuracy']:.2%}"
+    assert found["Real test set (train=False)"] == f"{measured['true_test_accuracy']:.2%}"
+    for training in results.trainings.values():
+        assert found[training.title] == f"{training.final_test_accuracy:.2%}"
+    page = text(at)
+    assert "Softmax before CrossEntropyLoss" in page and "train=True" in page
+    assert "stays 0.01 for all 50 epochs" in page
+    assert f"the first {results.budget.train_images:,} training images" in page  # the budget is said
+    assert results.measured_at in page
+
+
+def test_002_compares_cross_entropy_and_nll_loss_live_and_measured():
+    results = tutorials.read_results()
+    assert results is not None
+    at = open_tutorial("seed002")
+    page = text(at)
+    assert "F.cross_entropy on the output of log_softmax" in page
+    assert f"never differ by more than {results.cross_entropy_vs_nll['max_loss_difference']:.1e}" in page
+    found = metrics(at)
+    assert found["F.cross_entropy (as written)"] == found["F.nll_loss (what was meant)"]
+
+
+def test_003_shows_the_grid_both_ways_and_next():
+    at = open_tutorial("seed003")
+    page = text(at)
+    assert "a black pixel becomes 0.288 (grey)" in page
+    assert "dataiter.next() raises AttributeError" in page and "next(dataiter)" in page
+
+
+def wait_for_run(root: Path, count: int) -> list[runs.RunRecord]:
+    deadline = time.monotonic() + 30
+    while len(records := runs.list_runs(root)) < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return records
+
+
+def test_run_this_recipe_launches_the_preset_as_a_job(root):
+    at = open_tutorial("seed003")
+    assert any(info.value == "No runs of this recipe yet." for info in at.info)
+    at.button(key="tut_run_seed003").click().run()
+    assert not at.exception
+    [record] = wait_for_run(root, 1)
+    assert record.preset == "seed003" and record.name == "tutorial 003 recipe"
+    at.run()
+    assert any("Every run of this recipe" in block.value for block in at.markdown)
+    assert at.dataframe[-1].value["run"].tolist() == ["tutorial 003 recipe"]
+
+
+def test_a_measured_training_reruns_as_a_job(root):
+    at = open_tutorial("seed001")
+    at.button(key="tut_rerun_seed001-no-softmax").click().run()
+    assert not at.exception
+    [record] = wait_for_run(root, 1)
+    config = runs.read_config(record.run_dir)["config"]
+    assert record.preset == "seed001" and config["model"]["options"] == {"softmax": False}
+    results = tutorials.read_results()
+    assert results is not None and config["data"]["train_subset"] == results.budget.train_images
