@@ -46,6 +46,7 @@ from core.train import (
     Failed,
     Finished,
     Outcome,
+    RunStarted,
     Stopped,
     TrainConfig,
     preset_config,
@@ -493,12 +494,15 @@ def _objective(sweep: _Sweep, trial: optuna.Trial) -> float:
     folder = runs.run_dir(run_id, sweep.root)
     _trial_meta(sweep, folder, trial.number, "running")
     trial.set_user_attr("run_id", run_id)
-    sweep.writer.set(trial=trial.number, run_id=run_id, message=f"trial {trial.number} is training as run {run_id}")
+    sweep.writer.set(trial=trial.number, run_id=run_id,
+                     message=f"trial {trial.number} waits in the run queue as run {run_id}")
     stop = _TrialStop(folder, sweep.stop)
     pruned = False
 
     def on_event(event: Event) -> None:
         nonlocal pruned
+        if isinstance(event, RunStarted):
+            sweep.writer.set(message=f"trial {trial.number} is training as run {run_id}")
         if isinstance(event, EpochEnd):
             trial.report(event.test_accuracy, event.epoch)
             if event.epoch < event.total_epochs and trial.should_prune():
