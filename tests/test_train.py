@@ -14,6 +14,7 @@ from core import runs
 from core.__main__ import main
 from core.checkpoints import load_checkpoint
 from core.train import (
+    FLAT_FIELDS,
     PRESETS,
     BatchEnd,
     CheckpointSaved,
@@ -330,3 +331,19 @@ def test_a_one_cycle_schedule_too_short_to_warm_up_is_refused(mnist, tmp_path):
     with pytest.raises(ConfigError, match="one-cycle schedule has only 4 steps"):
         run_all(config, runs_root=tmp_path, dataset=mnist)
     assert not list(tmp_path.iterdir())
+
+
+def test_every_config_setting_has_a_cli_flag(tmp_path):
+    from core.__main__ import build_parser
+    from core.train_cli import OVERRIDES, config_from_args
+
+    args = build_parser().parse_args([
+        "train", "--preset", "seed002", "--optimizer", "sgd", "--nesterov", "--momentum", "0.8", "--betas", "0.8",
+        "0.99", "--scheduler", "step", "--step-size", "2", "--gamma", "0.5", "--pct-start", "0.3", "--min-lr", "1e-5",
+        "--no-augment", "--target-digit", "3",
+    ])
+    config = config_from_args(args)
+    assert (config.optimizer.nesterov, config.optimizer.momentum, config.optimizer.betas) == (True, 0.8, (0.8, 0.99))
+    assert (config.scheduler.step_size, config.scheduler.gamma, config.scheduler.pct_start) == (2, 0.5, 0.3)
+    assert (config.scheduler.min_lr, config.data.augment, config.task.target_digit) == (1e-5, False, 3)
+    assert set(OVERRIDES) == set(FLAT_FIELDS) - {"preset", "options"}
