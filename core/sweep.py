@@ -243,7 +243,8 @@ def make_spec(preset: str, overrides: dict[str, Any], space: dict[str, Param]) -
     for name in [name for name in overrides if name in space]:  # a searched setting given a value: fixed
         value = overrides[name]
         space[name] = Choice((value,)) if isinstance(space[name], Choice) else FloatRange(float(value), float(value))
-    overrides = {name: value for name, value in overrides.items() if name not in space}
+    overrides = {name: tuple(value) if isinstance(value, list) else value  # betas: a pair, however it came
+                 for name, value in overrides.items() if name not in space}
     base = preset_config(preset, **overrides)
     jobs.check_startable(base)
     spec = SweepSpec(preset, dict(overrides), space_for(base, space))
@@ -663,13 +664,13 @@ def stop_sweep(study: str, root: Path | str | None = None) -> str:
 
 def command_line(spec: SweepSpec, trials: int, study: str, storage: str | None, root: Path | str | None) -> list[str]:
     """The `python -m core sweep` arguments for this spec: the same command adds workers on any machine."""
-    from core.train_cli import OVERRIDES
-
-    options = {name: option for option, name in OVERRIDES.items()}
     args = ["sweep", "--preset", spec.preset, "--trials", str(trials), "--study", study]
-    for name, value in spec.overrides.items():
-        flag = "--" + options[name].replace("_", "-")
-        args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    for name, value in spec.overrides.items():  # train_cli's options: one per FLAT_FIELDS name
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            args += [flag, *(str(item) for item in value)] if isinstance(value, list | tuple) else [flag, str(value)]
     for name, param in spec.space.items():
         if param != SEARCH_SPACE.get(name):
             args += ["--space", f"{name}={param.cli_text()}"]

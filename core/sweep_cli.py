@@ -52,7 +52,7 @@ def result_json(result: sweep.SweepResult) -> dict[str, Any]:
 
 
 def _spec(args: argparse.Namespace) -> sweep.SweepSpec:
-    overrides = {name: getattr(args, option) for option, name in OVERRIDES.items() if getattr(args, option) is not None}
+    overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     return sweep.make_spec(args.preset, overrides, sweep.parse_space(args.space))
 
 

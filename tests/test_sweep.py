@@ -96,7 +96,17 @@ def test_a_spec_fixes_searched_settings_given_a_value_and_refuses_what_cannot_tr
         sweep.make_spec("fast", {"train_subset": 600}, sweep.SEARCH_SPACE)  # 5 steps of 128 cannot warm up
     with pytest.raises(ConfigError, match="one-cycle schedule has only 5 steps"):
         sweep.make_spec("fast", {"train_subset": 300}, sweep.SEARCH_SPACE)  # the base itself cannot
-    assert "--space" in sweep.command_line(spec, 3, "s", None, None)
+
+
+def test_the_command_line_of_a_spec_parses_back_to_the_same_spec():
+    from core.__main__ import build_parser
+    from core.sweep_cli import _spec
+
+    space = sweep.parse_space(["lr=0.00123456789:0.1", "optimizer=sgd,adamw", "augment=false"])
+    spec = sweep.make_spec("fast", {"epochs": 2, "nesterov": False, "betas": (0.8, 0.99), "train_subset": 6000},
+                           space)
+    args = build_parser().parse_args(sweep.command_line(spec, 3, "again", None, None))
+    assert (args.trials, args.study) == (3, "again") and _spec(args) == spec
 
 
 # ---------------------------------------------------------------------------------------------
