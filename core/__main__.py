@@ -15,6 +15,7 @@ CLI_MODULES = [
     "core.data",
     "core.train_cli",
     "core.runs_cli",
+    "core.sweep_cli",
     "core.bench",
     "core.summary",
     "core.inference",

@@ -28,6 +28,7 @@ def app_pages() -> list[st.Page]:
         st.Page(PAGES_DIR / "train.py", title="Train", icon=":material/model_training:"),
         st.Page(PAGES_DIR / "draw.py", title="Draw", icon=":material/edit:"),
         st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page(PAGES_DIR / "sweep.py", title="Sweep", icon=":material/tune:"),
     ]
 
 
