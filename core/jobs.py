@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core import distributed, runs
+from core.data import Dataset
 from core.training import (
     ConfigError,
     Diverged,
@@ -162,16 +163,18 @@ def work(
     *,
     stop: runs.StopSignal | None = None,
     on_event: Callable[[Event], None] | None = None,
+    dataset: Dataset | None = None,
 ) -> Outcome | None:
     """Wait in the queue, then train the queued run `run_id` to its end; return its outcome.
 
     None if the run folder was deleted while it waited. User errors found only now (missing data, a
-    checkpoint that does not fit) end the run as failed with the message.
+    checkpoint that does not fit) end the run as failed with the message. `dataset`: an already loaded
+    core.data.Dataset to reuse (a sweep's trials load it once).
     """
     folder = runs.run_dir(run_id, root)
     stop = stop or runs.StopSignal(folder)
     if not distributed.current().main:  # another rank of a DDP run: rank 0 queues, writes and decides to stop
-        return _train_in_slot(run_id, folder, root, stop, on_event)
+        return _train_in_slot(run_id, folder, root, stop, on_event, dataset)
     before = runs.read_status(folder)
     writer = runs.StatusWriter(
         folder, runs.QUEUED, message="waiting in the queue", queued_at=before.get("queued_at", time.time()),
@@ -185,13 +188,13 @@ def work(
     finally:
         writer.close()
     try:
-        return _train_in_slot(run_id, folder, root, stop, on_event)
+        return _train_in_slot(run_id, folder, root, stop, on_event, dataset)
     finally:
         slot.close()  # frees the slot for the next queued run
 
 
 def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: runs.StopSignal,
-                   on_event: Callable[[Event], None] | None) -> Outcome | None:
+                   on_event: Callable[[Event], None] | None, dataset: Dataset | None) -> Outcome | None:
     import torch
 
     from core.__main__ import user_errors
@@ -201,7 +204,7 @@ def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: run
     torch.set_num_threads(max(1, worker_threads(folder.parent) // world.size))
     outcome: Outcome | None = None
     try:
-        for event in train(None, resume=run_id, stop=stop, runs_root=root):
+        for event in train(None, resume=run_id, stop=stop, runs_root=root, dataset=dataset):
             if on_event is not None:
                 on_event(event)
             if isinstance(event, Finished | Stopped | Failed | Diverged):
@@ -238,6 +241,18 @@ def _queue(folder: Path, message: str) -> None:
                       total_epochs=int(config.get("epochs", 0)), queued_at=time.time())
 
 
+def spawn_detached(command: list[str], log: Path) -> int:
+    """Start `command` in the project folder in a new process session, appending its output to `log`;
+    return its pid. It outlives the caller (a page, a server, a CLI) and is reaped when it ends."""
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    threading.Thread(target=process.wait, name="reap", daemon=True).start()  # no zombie once it ends
+    return process.pid
+
+
 def _spawn(folder: Path) -> int:
     """Start `python -m core worker` for the run in its own session (under torchrun for several
     processes); return the pid of the process started."""
@@ -245,18 +260,12 @@ def _spawn(folder: Path) -> int:
     command = [sys.executable, "-m", "core", "worker", folder.name, "--runs-dir", str(folder.parent.resolve())]
     if processes > 1:
         command[1:3] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "core"]
-    with open(folder / runs.LOG_FILE, "ab") as log:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    threading.Thread(target=process.wait, name="reap-worker", daemon=True).start()  # no zombie when it ends
+    pid = spawn_detached(command, folder / runs.LOG_FILE)
     status = runs.read_status(folder)
     if status.get("status") == runs.QUEUED and status.get("pid") == os.getpid():  # the worker has not written yet
         runs.write_status(folder, runs.QUEUED, message=str(status.get("message", "")), epoch=status.get("epoch", 0),
-                          total_epochs=status.get("total_epochs", 0), queued_at=status.get("queued_at"),
-                          pid=process.pid)
-    return process.pid
+                          total_epochs=status.get("total_epochs", 0), queued_at=status.get("queued_at"), pid=pid)
+    return pid
 
 
 def prepare(config: TrainConfig, name: str | None = None, root: Path | str | None = None, processes: int = 1) -> str:

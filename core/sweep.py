@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import threading
 import warnings
@@ -37,7 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import jobs, runs
-from core.train import (
+from core.data import Dataset, load_dataset
+from core.training import (
     FLAT_FIELDS,
     ConfigError,
     Diverged,
@@ -465,6 +465,7 @@ class _Sweep:
     writer: runs.StatusWriter
     on_event: Callable[[Event], None] | None
     done: int = 0
+    dataset: Dataset | None = None  # loaded by the first trial, reused by the others (a dataset is not swept)
 
 
 def _trial_meta(sweep: _Sweep, folder: Path, number: int, state: str) -> None:
@@ -512,7 +513,9 @@ def _objective(sweep: _Sweep, trial: optuna.Trial) -> float:
         if sweep.on_event is not None:
             sweep.on_event(event)
 
-    outcome = jobs.work(run_id, sweep.root, stop=stop, on_event=on_event)
+    if sweep.dataset is None:
+        sweep.dataset = load_dataset(sweep.spec.base_config().data.dataset)
+    outcome = jobs.work(run_id, sweep.root, stop=stop, on_event=on_event, dataset=sweep.dataset)
     record = runs.find_run(run_id, sweep.root)
     trial.set_user_attr("train_seconds", float(record.wall_seconds or 0.0))
     state, message = _ending(outcome, pruned, sweep.stop.is_set())
@@ -694,15 +697,10 @@ def launch_sweep(spec: SweepSpec, trials: int, study: str, *, storage: str | Non
     runs.write_status(folder, runs.QUEUED, message="starting: loading Optuna and PyTorch", study=study,
                       storage=masked(url), trials=trials, done=0)
     command = [sys.executable, "-m", "core", *command_line(spec, trials, study, storage, root)]
-    with open(folder / LOG_FILE, "ab") as log:
-        process = subprocess.Popen(
-            command, cwd=jobs.PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    threading.Thread(target=process.wait, name="reap-sweep", daemon=True).start()
+    pid = jobs.spawn_detached(command, folder / LOG_FILE)
     status = runs.read_status(folder)
     if status.get("status") == runs.QUEUED and status.get("pid") == os.getpid():  # the sweep has not written yet
         runs.write_status(folder, runs.QUEUED, message=str(status.get("message", "")), study=study,
-                          storage=masked(url), trials=trials, done=0, pid=process.pid)
+                          storage=masked(url), trials=trials, done=0, pid=pid)
     return read_sweep(study, root)
 

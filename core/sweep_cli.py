@@ -21,8 +21,8 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from core import sweep
-from core.train import PRESETS, BatchEnd, CheckpointSaved, Event
 from core.train_cli import OVERRIDES, ProgressReporter, _add_overrides
+from core.training import PRESETS, BatchEnd, CheckpointSaved, Event
 
 
 def trial_line(row: sweep.TrialRow) -> str:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core import jobs, sweep
 from core.sweep import SEARCH_SPACE, Choice, FloatRange, Param, SweepError, SweepSpec
-from core.train import PRESETS, ConfigError
+from core.training import PRESETS, ConfigError
 from pages.common import current_dataset_name, get_dataset
 
 STUDY_PARAM = "study"  # URL query parameter: the study this page follows

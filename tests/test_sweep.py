@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from core import runs, sweep
-from core.train import ConfigError
+from core.training import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 # A few hundred real images and a space narrowed to settings that learn: a trial takes about a second.
