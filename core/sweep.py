@@ -297,7 +297,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's database storage with trial heartbeats (a dead sweep's running trial becomes failed)."""
     import optuna
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
     try:
         parsed = make_url(url)
@@ -308,13 +308,18 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}  # the page reads while a sweep writes: wait for the lock
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them on purpose
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                                              grace_period=GRACE_SECONDS)
-    except (SQLAlchemyError, ImportError, ValueError) as error:
-        raise SweepError(f"cannot open the sweep storage {masked(url)}: {error}") from None
+    for attempt in range(3):  # two processes creating a new database's tables at once: one loses, then finds them
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                  grace_period=GRACE_SECONDS)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+        except (SQLAlchemyError, ImportError, ValueError) as error:
+            raise SweepError(f"cannot open the sweep storage {masked(url)}: {error}") from None
+    raise AssertionError("unreachable")
 
 
 def _quiet_optuna() -> None:
@@ -690,8 +695,7 @@ def launch_sweep(spec: SweepSpec, trials: int, study: str, *, storage: str | Non
     if not isinstance(trials, int) or trials < 1:
         raise SweepError(f"trials must be a whole number of at least 1, got {trials!r}")
     folder = claim_folder(study, root)
-    if storage:
-        open_storage(storage)  # a bad URL is said now, not in the log
+    open_storage(storage or default_storage(root))  # a bad URL is said now; a new database's tables made once
     runs.clear_stop(folder)
     url = storage or default_storage(root)
     runs.write_status(folder, runs.QUEUED, message="starting: loading Optuna and PyTorch", study=study,
