@@ -90,6 +90,9 @@ class Translator:
     def gettext(self, message: str) -> str:
         return self._catalog.gettext(message)
 
+    def pgettext(self, context: str, message: str) -> str:
+        return self._catalog.pgettext(context, message)
+
     def ngettext(self, singular: str, plural: str, count: int) -> str:
         return self._catalog.ngettext(singular, plural, count)
 

@@ -40,6 +40,11 @@ def _(message: str) -> str:
     return translator().gettext(message)
 
 
+def pgettext(context: str, message: str) -> str:
+    """The message in the session's language, where the same English word means different things."""
+    return translator().pgettext(context, message)
+
+
 def ngettext(singular: str, plural: str, count: int) -> str:
     """The singular or plural message for `count`, in the session's language (use `%(count)s` / `{count}`)."""
     return translator().ngettext(singular, plural, count)

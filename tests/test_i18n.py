@@ -16,19 +16,19 @@ TRANSLATED = [locale for locale in LANGUAGES if locale != "en"]
 PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdfr]|\{(\w+)(?:[:!][^}]*)?\}")
 
 
-def extracted_messages() -> dict[str, tuple[str, ...]]:
-    """Every message the code marks (msgid -> where), extracted now with Babel's API and babel.cfg."""
+def extracted_messages() -> dict[tuple[str, str | None], tuple[str, ...]]:
+    """Every message the code marks ((msgid, context) -> where), extracted now with Babel's API and babel.cfg."""
     with open(ROOT / "babel.cfg") as cfg:
         method_map, options_map = parse_mapping_cfg(cfg)
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2), "N_": None}
     found: dict[str, list[str]] = {}
-    for filename, line, message, _comments, _context in extract_from_dir(
+    for filename, line, message, _comments, context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=keywords
     ):
         msgid = message[0] if isinstance(message, tuple) else message
         if msgid:
-            found.setdefault(msgid, []).append(f"{filename}:{line}")
-    return {msgid: tuple(where) for msgid, where in found.items()}
+            found.setdefault((msgid, context), []).append(f"{filename}:{line}")
+    return {key: tuple(where) for key, where in found.items()}
 
 
 def placeholders(text: str) -> set[str]:
@@ -36,7 +36,7 @@ def placeholders(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def code_messages() -> dict[str, tuple[str, ...]]:
+def code_messages() -> dict[tuple[str, str | None], tuple[str, ...]]:
     return extracted_messages()
 
 
@@ -45,8 +45,8 @@ def test_every_message_in_the_code_has_a_translation_with_the_same_placeholders(
     with open(LOCALES_DIR / locale / "LC_MESSAGES" / "messages.po", "rb") as po_file:
         catalog = read_po(po_file, locale=locale)
     problems = []
-    for msgid, where in sorted(code_messages.items(), key=lambda item: item[1]):
-        entry = catalog.get(msgid)
+    for (msgid, context), where in sorted(code_messages.items(), key=lambda item: item[1]):
+        entry = catalog.get(msgid, context=context)
         strings = [] if entry is None else [entry.string] if isinstance(entry.string, str) else list(entry.string)
         if entry is None or not all(strings):
             problems.append(f"{where[0]}: no {locale} translation for {msgid!r} (run scripts/i18n.sh, translate)")
