@@ -15,7 +15,7 @@ from core.train import PRESET_DESCRIPTIONS, ConfigError, config_to_dict
 from core.tutorials import Excerpt, MeasuredResults, Tutorial
 from pages import arch_charts
 from pages.charts import RunStyle, batch_loss_figure, overlay_figure, run_color, train_test_figure
-from pages.common import get_dataset, upscale
+from pages.common import _, get_dataset, upscale
 
 PICK_KEY = "tut_pick"
 HEADS = {
@@ -78,8 +78,9 @@ def loader_numbers(key: str, dataset: Dataset) -> None:
 def network_numbers(key: str) -> None:
     summary = cached_summary(key)
     st.metric("Trainable parameters", f"{summary.total_params:,}")
-    st.dataframe(arch_charts.layer_frame(summary)[["layer", "type", "input", "output", "params"]], hide_index=True,
-                 width="stretch", column_config=arch_charts.COUNT_COLUMNS, key=f"tut_layers_{key}")
+    columns = [_("layer"), _("type"), _("input"), _("output"), _("params")]
+    st.dataframe(arch_charts.layer_frame(summary)[columns], hide_index=True,
+                 width="stretch", column_config=arch_charts.count_columns(), key=f"tut_layers_{key}")
     for row in summary.layers:
         if formula := arch_charts.param_formula(row):
             numbers = " = ".join(formula.split(" = ")[-2:])  # the worked numbers, without the generic formula
