@@ -52,8 +52,8 @@ def translations(locale: str) -> gettext.NullTranslations:
 def negotiate(requested: str | None) -> str:
     """The supported locale that best fits an Accept-Language-like string ('zh-CN,zh;q=0.9', 'en-US', 'zh').
 
-    Any Chinese request gets Simplified Chinese (the only Chinese we have); anything else, or
-    nothing, gets English.
+    The first tag (by q-weight) that names a supported locale or its language wins, so any Chinese
+    request gets Simplified Chinese (the only Chinese we have); anything else, or nothing, gets English.
     """
     if not requested:
         return DEFAULT_LOCALE
@@ -70,10 +70,12 @@ def negotiate(requested: str | None) -> str:
         weighted.append((-quality, position, tag.strip().replace("_", "-").lower()))
     for _quality, _position, tag in sorted(weighted):
         language = tag.split("-")[0]
-        if language == "zh":
-            return "zh_CN"
-        if language == "en":
-            return "en"
+        for locale in LANGUAGES:  # the exact locale, else the first of the same language
+            if locale.lower().replace("_", "-") == tag:
+                return locale
+        for locale in LANGUAGES:
+            if locale.split("_")[0].lower() == language:
+                return locale
     return DEFAULT_LOCALE
 
 
