@@ -15,6 +15,7 @@ CLI_MODULES = [
     "core.data",
     "core.train_cli",
     "core.runs_cli",
+    "core.sweep_cli",
     "core.bench",
     "core.summary",
     "core.inference",
@@ -39,7 +40,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from core.layers import ArchitectureError
     from core.preprocess import ImageError
     from core.runs import RunError
-    from core.train import ConfigError
+    from core.training import ConfigError
 
     return (ArchitectureError, CheckpointError, CompareError, ConfigError, DataError, ExportError, ImageError, RunError)
 

@@ -31,7 +31,7 @@ from torchvision import transforms
 
 from core import models
 from core.data import data_dir, get_spec, load_dataset, normalization
-from core.train import (
+from core.training import (
     ConfigError,
     EpochEnd,
     Failed,
@@ -272,7 +272,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_train(actions: argparse._SubParsersAction) -> None:
-    from core.train import PRESETS
+    from core.training import PRESETS
 
     parser = actions.add_parser("train", help="tutorial pipeline vs our engine: epoch time, accuracy, time to 99%")
     parser.add_argument("--preset", default="seed002", choices=list(PRESETS))

@@ -35,7 +35,7 @@ from core.data import get_spec, load_dataset
 from core.export_script import render_script
 from core.i18n import N_
 from core.models import output_kind
-from core.train import config_from_dict
+from core.training import config_from_dict
 
 FORMATS = ("onnx", "torchscript", "script")
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "script": "train.py"}
@@ -57,7 +57,7 @@ class ExportSource:
     """A checkpoint to export and, when known, the training config and run it came from."""
 
     checkpoint: LoadedCheckpoint
-    config: dict[str, Any] | None  # core.train.config_to_dict form; None when neither run nor checkpoint has it
+    config: dict[str, Any] | None  # core.training.config_to_dict form; None when neither run nor checkpoint has it
     run_id: str  # the run that trained it; "" when unknown
     label: str  # how messages and the script's docstring name it: "run ID", else the checkpoint's file name
 

@@ -2,7 +2,7 @@
 
 The network is written out as the named nn.Sequential that `core.models.build_model` stacks, one
 line per layer, so `print(model)` and the state-dict keys are the same as ours and a checkpoint's
-weights load into it. The rest follows `core.train`: the optimizer and scheduler as
+weights load into it. The rest follows `core.training`: the optimizer and scheduler as
 `build_optimizer`/`build_scheduler` make them (onecycle stepped per batch, the others per epoch),
 the loss as `loss_function` picks it, and `core.data.Augmentation` as torchvision's RandomAffine.
 """
@@ -16,7 +16,7 @@ from torch import nn
 
 from core.data import NORMALIZATIONS, Augmentation, Normalization, get_spec
 from core.models import output_kind
-from core.train import TrainConfig
+from core.training import TrainConfig
 
 _NO_ARGUMENTS = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.Flatten)
 
@@ -82,7 +82,7 @@ def _scheduler_source(config: TrainConfig) -> tuple[str, str, str]:
 
 
 def _task_source(config: TrainConfig, head: str) -> dict[str, str]:
-    """The loss and the right-answer count, as `core.train.loss_function` and `count_correct` choose them."""
+    """The loss and the right-answer count, as `core.training.loss_function` and `count_correct` choose them."""
     task = config.task
     if task.kind == "binary":
         return {

@@ -6,7 +6,7 @@ machine is busy. The run folder (core.runs) is the only record: whoever launched
   server that started it (a server stopped with Ctrl-C leaves its workers training; a new server
   finds them in the registry). SIGTERM to a worker stops it cleanly within one batch.
 - `work(run_id)` is what a worker does, and what `python -m core train` does in the foreground:
-  wait for a queue slot (heartbeat and position in status.json), then run `core.train.train`.
+  wait for a queue slot (heartbeat and position in status.json), then run `core.training.train`.
 - The queue: at most `max_parallel(root)` runs train at once per runs root (a lock file per slot,
   released by the kernel when a worker dies); later ones wait in the order they were queued.
 """
@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from core import distributed, runs
 from core.i18n import N_
-from core.train import (
+from core.training import (
     ConfigError,
     Diverged,
     Event,

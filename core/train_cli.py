@@ -17,16 +17,20 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from types import FrameType
 from typing import Any, TextIO
 
 from core import distributed, jobs, runs
-from core.train import (
+from core.training import (
+    FLAT_FIELDS,
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,
     PRESETS,
     SCHEDULERS,
+    SECTIONS,
+    TASKS,
     BatchEnd,
     CheckpointSaved,
     ConfigError,
@@ -43,14 +47,27 @@ from core.train import (
     preset_config,
 )
 
-# CLI option -> FLAT_FIELDS name, for the overrides a person may type.
-OVERRIDES = {
-    "arch": "arch", "task": "task", "target_digit": "target_digit", "dataset": "dataset",
-    "normalization": "normalization", "augment": "augment", "batch_size": "batch_size",
-    "train_subset": "train_subset", "test_subset": "test_subset", "optimizer": "optimizer", "lr": "lr",
-    "weight_decay": "weight_decay", "momentum": "momentum", "scheduler": "scheduler", "t_max": "t_max",
-    "label_smoothing": "label_smoothing", "epochs": "epochs", "seed": "seed", "device": "device",
-    "threads": "threads",
+# Every config setting can be typed on the command line, except the preset itself and architecture options.
+OVERRIDES = tuple(name for name in FLAT_FIELDS if name not in ("preset", "options"))
+OPTION_HELP = {
+    "arch": "architecture (see `python -m core summary --list`)",
+    "task": "10-class, or one class against the rest",
+    "target_digit": "binary task: the class to recognise, 0-9 (default 8)",
+    "augment": "random affine per image",
+    "batch_size": "the global batch (split over processes under torchrun)",
+    "train_subset": "train on the first N images (0 = all)",
+    "test_subset": "evaluate on the first N test images (0 = all)",
+    "lr": "learning rate (the peak for onecycle)",
+    "momentum": "sgd only",
+    "nesterov": "sgd only: Nesterov momentum",
+    "betas": "adam/adamw: decay rates of the moment estimates",
+    "t_max": "cosine: epochs from the peak to the minimum (0 = all)",
+    "min_lr": "cosine: the learning rate at the bottom",
+    "step_size": "step: epochs between decays",
+    "gamma": "step: learning-rate multiplier at each decay",
+    "pct_start": "onecycle: share of all steps spent warming up",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "threads": "CPU threads for torch (0 = its default)",
 }
 RESUME_OVERRIDES = ("epochs", "device", "threads")  # what `--resume` may change
 
@@ -151,7 +168,7 @@ def outcome_json(event: Outcome) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset named on the command line with the options typed there applied."""
-    overrides = {name: getattr(args, option) for option, name in OVERRIDES.items() if getattr(args, option) is not None}
+    overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     return preset_config(args.preset, **overrides)
 
 
@@ -271,30 +288,31 @@ def run_cli(args: argparse.Namespace) -> int:
         return 130
 
 
+def _option_kind(name: str) -> str:
+    """The annotation of the config field a flat setting name points at ("int", "float", "bool", ...)."""
+    section, key = FLAT_FIELDS[name]
+    holder = TrainConfig if section is None else SECTIONS[section]
+    return str(next(item.type for item in fields(holder) if item.name == key))
+
+
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    """One option per config setting (FLAT_FIELDS): --lr, --nesterov/--no-nesterov, --betas B1 B2, ..."""
     from core.data import DATASETS, NORMALIZATIONS
 
-    add = parser.add_argument
-    add("--arch", help="architecture (see `python -m core summary --list`)")
-    add("--task", choices=("multiclass", "binary"), help="10-class, or one digit against the rest")
-    add("--target-digit", type=int, help="binary task: the digit to recognise (default 8)")
-    add("--dataset", choices=sorted(DATASETS))
-    add("--normalization", choices=list(NORMALIZATIONS))
-    add("--augment", action=argparse.BooleanOptionalAction, default=None, help="random affine per image")
-    add("--batch-size", type=int)
-    add("--train-subset", type=int, help="train on the first N images (0 = all)")
-    add("--test-subset", type=int, help="evaluate on the first N test images (0 = all)")
-    add("--optimizer", choices=OPTIMIZERS)
-    add("--lr", type=float, help="learning rate (the peak for onecycle)")
-    add("--weight-decay", type=float)
-    add("--momentum", type=float, help="sgd only")
-    add("--scheduler", choices=SCHEDULERS)
-    add("--t-max", type=int, help="cosine: epochs from the peak to the minimum (0 = all)")
-    add("--label-smoothing", type=float)
-    add("--epochs", type=int)
-    add("--seed", type=int)
-    add("--device", help="auto, cpu, cuda, cuda:N or mps")
-    add("--threads", type=int, help="CPU threads for torch (0 = its default)")
+    choices: dict[str, Sequence[str]] = {
+        "task": TASKS, "dataset": sorted(DATASETS), "normalization": list(NORMALIZATIONS),
+        "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+    }
+    numbers = {"int": int, "float": float, "str": str}
+    for name in OVERRIDES:
+        flag, kind = "--" + name.replace("_", "-"), _option_kind(name)
+        text = OPTION_HELP.get(name)
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif kind.startswith("tuple"):
+            parser.add_argument(flag, type=float, nargs=2, metavar=("B1", "B2"), help=text)
+        else:
+            parser.add_argument(flag, type=numbers[kind], choices=choices.get(name), help=text)
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:

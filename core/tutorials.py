@@ -2,7 +2,7 @@
 
 Each tutorial (seed000..seed003) is quoted in short excerpts of its own code, one per step (data, loader,
 network, loss and optimizer, loop, evaluation). Everything shown beside an excerpt is computed here from
-the registry network (core.models), the dataset (core.data) and the preset (core.train): shapes and
+the registry network (core.models), the dataset (core.data) and the preset (core.training): shapes and
 parameter counts, normalization values, batches per epoch, and what the loss sees on a real batch.
 
 Numbers that need training come from `measure`, run by scripts/measure_tutorials.py on a small fixed
@@ -30,7 +30,7 @@ from core.checkpoints import load_checkpoint
 from core.data import Dataset, Normalization, normalization, to_model_input
 from core.i18n import N_
 from core.summary import LayerRow, ModelSummary, summarize_architecture
-from core.train import (
+from core.training import (
     BatchEnd,
     EpochEnd,
     Failed,
@@ -202,7 +202,7 @@ def tutorial(key: str) -> Tutorial:
 
 
 def recipe(key: str, **overrides: Any) -> TrainConfig:
-    """The tutorial's preset (core.train), with flat-named overrides."""
+    """The tutorial's preset (core.training), with flat-named overrides."""
     return preset_config(key, **overrides)
 
 
@@ -601,7 +601,7 @@ class MeasuredTraining:
     name: str
     title: str
     preset: str
-    overrides: dict[str, Any]  # flat settings on top of the preset (core.train.FLAT_FIELDS names)
+    overrides: dict[str, Any]  # flat settings on top of the preset (core.training.FLAT_FIELDS names)
     epochs: tuple[runs.EpochMetrics, ...]
     batch_steps: tuple[int, ...]
     batch_losses: tuple[float, ...]

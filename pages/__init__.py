@@ -30,6 +30,7 @@ def app_pages() -> list[st.Page]:
         st.Page(PAGES_DIR / "train.py", title=_("Train"), icon=":material/model_training:"),
         st.Page(PAGES_DIR / "draw.py", title=_("Draw"), icon=":material/edit:"),
         st.Page(PAGES_DIR / "compare.py", title=_("Compare"), icon=":material/compare_arrows:"),
+        st.Page(PAGES_DIR / "sweep.py", title=_("Sweep"), icon=":material/tune:"),
     ]
 
 

@@ -13,7 +13,7 @@ from core.i18n import N_
 from core.metrics import Evaluation
 from core.models import describe_architecture, list_architectures
 from core.runs import RunRecord
-from core.train import (
+from core.training import (
     FLAT_FIELDS,
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,

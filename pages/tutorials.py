@@ -12,7 +12,7 @@ from core.data import Dataset
 from core.i18n import N_
 from core.runs import RunRecord
 from core.summary import ModelSummary
-from core.train import PRESET_DESCRIPTIONS, ConfigError, config_to_dict
+from core.training import PRESET_DESCRIPTIONS, ConfigError, config_to_dict
 from core.tutorials import Excerpt, MeasuredResults, Tutorial
 from pages import arch_charts
 from pages.charts import RunStyle, batch_loss_figure, overlay_figure, run_color, train_test_figure

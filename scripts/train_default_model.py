@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
 from core import runs  # noqa: E402
-from core.train import EpochEnd, Failed, Finished, Stopped, TrainConfig, override, train  # noqa: E402
+from core.training import EpochEnd, Failed, Finished, Stopped, TrainConfig, override, train  # noqa: E402
 
-# The shipped model's recipe, as flat settings of core.train (see FLAT_FIELDS there).
+# The shipped model's recipe, as flat settings of core.training (see FLAT_FIELDS there).
 RECIPE = {
     "arch": "fastcnn",  # 29k parameters: small, fast on a CPU, 99.4-99.5% with augmentation
     "augment": True,  # random affine per image (+-10 degrees, +-10% shift, 0.9-1.1 zoom): drawn digits vary

@@ -21,7 +21,7 @@ TINY_DATA = dict(train_subset=1000, test_subset=500, threads=1)  # a second or t
 
 def make_tiny_runs(root: Path, dataset, runs: list[tuple[str, dict]] = TINY_RUNS) -> list[str]:
     """Train each tiny run to the end under `root`; return the run ids, oldest first."""
-    from core.train import Finished, preset_config, train
+    from core.training import Finished, preset_config, train
 
     run_ids = []
     for name, overrides in runs:

@@ -17,7 +17,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from core import compare, runs
 from core.compare import CompareError
 from core.runs import DAMAGED
-from core.train import preset_config
+from core.training import preset_config
 
 pytest_plugins = ["tests.compare_fixtures"]
 

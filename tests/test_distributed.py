@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core import distributed, jobs, runs
-from core.train import preset_config
+from core.training import preset_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # LeNet (no BatchNorm, no dropout), 20 global batches of 64: one process and two see the same gradients.

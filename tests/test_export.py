@@ -23,7 +23,7 @@ from core.data import normalization
 from core.export_script import network_source
 from core.inference import DEFAULT_CHECKPOINT
 from core.models import arch_config, build_model, list_architectures
-from core.train import config_to_dict, preset_config
+from core.training import config_to_dict, preset_config
 
 
 @pytest.fixture(scope="module")

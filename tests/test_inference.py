@@ -33,7 +33,7 @@ from core.inference import (
     unsure_reason,
 )
 from core.preprocess import render_as_canvas
-from core.train import TrainConfig, config_to_dict, override
+from core.training import TrainConfig, config_to_dict, override
 
 
 def small_cnn(outputs: int = 10, head: nn.Module | None = None) -> nn.Sequential:

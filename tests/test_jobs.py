@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from core import jobs, runs
-from core.train import ConfigError, preset_config
+from core.training import ConfigError, preset_config
 
 # A few hundred real images: an epoch takes about a second on 2 cores; many epochs so a stop lands mid-run.
 SMALL = dict(train_subset=640, test_subset=300, batch_size=64, scheduler="none")
@@ -134,7 +134,7 @@ def test_the_queue_runs_one_at_a_time_and_a_queued_run_can_leave_it(root):
 def test_runs_keep_training_when_the_process_that_launched_them_exits(root):
     # A Streamlit server stopped with Ctrl-C: its workers are in their own sessions and go on.
     script = (
-        "import sys; from core import jobs; from core.train import preset_config; "
+        "import sys; from core import jobs; from core.training import preset_config; "
         f"print(jobs.launch(preset_config('fast', epochs=2, **{SMALL!r}), root={str(root)!r}))"
     )
     launcher = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
@@ -179,7 +179,7 @@ def test_launch_refuses_bad_settings_before_making_a_folder(root):
 
 
 def test_resume_refusals_name_the_reason(root):
-    from core.train import config_to_dict
+    from core.training import config_to_dict
 
     run_id, folder = runs.new_run(config_to_dict(preset_config("fast", epochs=1, **SMALL)), root=root)
     runs.append_metrics(folder, runs.EpochMetrics(epoch=1, train_loss=1, train_accuracy=0.5, test_loss=1,

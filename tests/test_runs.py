@@ -168,7 +168,7 @@ def test_a_corrupt_status_reads_crashed_and_stays_resumable(tmp_path):
 
 
 def test_a_live_run_cannot_be_resumed_twice(tmp_path):
-    from core.train import config_to_dict, preset_config, train
+    from core.training import config_to_dict, preset_config, train
 
     run_id, folder = runs.new_run(config_to_dict(preset_config("fast", epochs=1, train_subset=640)), root=tmp_path)
     runs.write_status(folder, "running", epoch=1, total_epochs=1, pid=1)  # pid 1 lives and is not us

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from core import runs
 from core.__main__ import main
 from core.checkpoints import load_checkpoint
-from core.train import (
+from core.training import (
+    FLAT_FIELDS,
     PRESETS,
     BatchEnd,
     CheckpointSaved,
@@ -150,7 +151,7 @@ def test_a_healthy_run_is_never_called_diverged(mnist, tmp_path):
 
 
 def test_accuracy_at_chance_with_a_risen_loss_diverges(mnist, tmp_path, monkeypatch):
-    import core.train as engine
+    import core.training.engine as engine
 
     monkeypatch.setattr(engine, "EXPLODE_FACTOR", math.inf)  # only the end-of-epoch check can catch it
     config = preset_config("fast", lr=10.0, scheduler="none", train_subset=640, test_subset=300, threads=2)
@@ -166,7 +167,7 @@ def test_cli_says_diverged(tmp_path, capsys):
 
 
 def test_a_failing_write_ends_the_run_failed_with_the_message(mnist, tmp_path, monkeypatch):
-    import core.train as engine
+    import core.training.engine as engine
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -330,3 +331,19 @@ def test_a_one_cycle_schedule_too_short_to_warm_up_is_refused(mnist, tmp_path):
     with pytest.raises(ConfigError, match="one-cycle schedule has only 4 steps"):
         run_all(config, runs_root=tmp_path, dataset=mnist)
     assert not list(tmp_path.iterdir())
+
+
+def test_every_config_setting_has_a_cli_flag(tmp_path):
+    from core.__main__ import build_parser
+    from core.train_cli import OVERRIDES, config_from_args
+
+    args = build_parser().parse_args([
+        "train", "--preset", "seed002", "--optimizer", "sgd", "--nesterov", "--momentum", "0.8", "--betas", "0.8",
+        "0.99", "--scheduler", "step", "--step-size", "2", "--gamma", "0.5", "--pct-start", "0.3", "--min-lr", "1e-5",
+        "--no-augment", "--target-digit", "3",
+    ])
+    config = config_from_args(args)
+    assert (config.optimizer.nesterov, config.optimizer.momentum, config.optimizer.betas) == (True, 0.8, (0.8, 0.99))
+    assert (config.scheduler.step_size, config.scheduler.gamma, config.scheduler.pct_start) == (2, 0.5, 0.3)
+    assert (config.scheduler.min_lr, config.data.augment, config.task.target_digit) == (1e-5, False, 3)
+    assert set(OVERRIDES) == set(FLAT_FIELDS) - {"preset", "options"}

@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import export, jobs, runs
-from core.train import config_to_dict, preset_config
+from core.training import config_to_dict, preset_config
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 

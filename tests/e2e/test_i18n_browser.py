@@ -18,8 +18,9 @@ CHINESE_HEADINGS = {
     "train": "训练网络",
     "draw": "写一个数字",
     "compare": "对比训练记录",
+    "sweep": "超参数搜索",
 }
-CHINESE_MENU = ["数据集", "网络结构", "教程", "训练", "手写识别", "对比"]
+CHINESE_MENU = ["数据集", "网络结构", "教程", "训练", "手写识别", "对比", "超参数搜索"]
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from core import jobs, runs
-from core.train import preset_config
+from core.training import preset_config
 from tests.e2e.conftest import screenshot, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e

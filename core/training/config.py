@@ -1,0 +1,284 @@
+"""Training configuration: one dataclass per concern (as nanoGPT's GPTConfig), validated as a whole.
+
+The Train page's form, the CLI's flags, the presets and the tests all build the same `TrainConfig`;
+`config_to_dict(config)` is saved in every run folder and checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from core import models
+
+
+class ConfigError(ValueError):
+    """A training setting the user can fix; the message names the field and the allowed values."""
+
+
+TASKS = ("multiclass", "binary")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "cosine", "step", "onecycle")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train."""
+
+    arch: str = "fastcnn"  # architecture name in core.models' registry
+    options: dict[str, Any] = field(default_factory=dict)  # architecture settings, e.g. {"softmax": False}
+
+
+@dataclass
+class TaskConfig:
+    """What the network learns to answer, and the loss that follows from it."""
+
+    kind: str = "multiclass"  # "multiclass": which of 10 classes; "binary": is it the target digit?
+    target_digit: int = 8  # binary only: the positive class (0-9)
+    label_smoothing: float = 0.0  # multiclass on a logits head only: share of target mass spread evenly
+
+
+@dataclass
+class DataConfig:
+    """Which images, how they are scaled, batched and augmented."""
+
+    dataset: str = "mnist"  # "mnist" or "fashion-mnist"
+    normalization: str = "dataset"  # "none": [0, 1]; "half": [-1, 1]; "dataset": training mean/std
+    augment: bool = False  # a small random affine per training image (core.data.Augmentation)
+    batch_size: int = 64  # training images per optimizer step
+    train_subset: int = 0  # train on the first N training images (0 = all 60,000)
+    test_subset: int = 0  # evaluate on the first N test images (0 = all 10,000)
+
+
+@dataclass
+class OptimizerConfig:
+    """How the weights move."""
+
+    name: str = "adam"  # "sgd", "adam" or "adamw"
+    lr: float = 1e-3  # learning rate; the peak learning rate for onecycle
+    weight_decay: float = 0.0  # L2 penalty (sgd, adam) or decoupled decay (adamw), per step
+    momentum: float = 0.9  # sgd only; 0 = plain SGD
+    nesterov: bool = False  # sgd only, needs momentum > 0
+    betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw: decay rates of the moment estimates
+
+
+@dataclass
+class SchedulerConfig:
+    """How the learning rate changes over the run."""
+
+    name: str = "none"  # "none", "cosine" (per epoch), "step" (per epoch) or "onecycle" (per batch)
+    t_max: int = 0  # cosine: epochs from the peak to the minimum (0 = the run's epochs)
+    min_lr: float = 0.0  # cosine: learning rate at the bottom of the curve
+    step_size: int = 1  # step: epochs between decays
+    gamma: float = 0.1  # step: learning-rate multiplier at each decay
+    pct_start: float = 0.25  # onecycle: share of all steps spent warming up to the peak
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; `config_to_dict` of it is saved in every run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    epochs: int = 1  # passes over the training set
+    seed: int = 0  # model init, shuffling, augmentation and dropout all follow from it
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
+    threads: int = 0  # CPU threads for torch during the run (0 = torch's default)
+    preset: str = ""  # the preset this config started from ("" = none), for the record
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "task": TaskConfig,
+    "data": DataConfig,
+    "optimizer": OptimizerConfig,
+    "scheduler": SchedulerConfig,
+}
+
+# Flat names accepted by `preset_config(**overrides)` and `override`: name -> (section, field).
+# Section None means a top-level field of TrainConfig.
+FLAT_FIELDS: dict[str, tuple[str | None, str]] = {
+    "arch": ("model", "arch"),
+    "options": ("model", "options"),
+    "task": ("task", "kind"),
+    "target_digit": ("task", "target_digit"),
+    "label_smoothing": ("task", "label_smoothing"),
+    "dataset": ("data", "dataset"),
+    "normalization": ("data", "normalization"),
+    "augment": ("data", "augment"),
+    "batch_size": ("data", "batch_size"),
+    "train_subset": ("data", "train_subset"),
+    "test_subset": ("data", "test_subset"),
+    "optimizer": ("optimizer", "name"),
+    "lr": ("optimizer", "lr"),
+    "weight_decay": ("optimizer", "weight_decay"),
+    "momentum": ("optimizer", "momentum"),
+    "nesterov": ("optimizer", "nesterov"),
+    "betas": ("optimizer", "betas"),
+    "scheduler": ("scheduler", "name"),
+    "t_max": ("scheduler", "t_max"),
+    "min_lr": ("scheduler", "min_lr"),
+    "step_size": ("scheduler", "step_size"),
+    "gamma": ("scheduler", "gamma"),
+    "pct_start": ("scheduler", "pct_start"),
+    "epochs": (None, "epochs"),
+    "seed": (None, "seed"),
+    "device": (None, "device"),
+    "threads": (None, "threads"),
+    "preset": (None, "preset"),
+}
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """A JSON-safe dict of the config (tuples become lists); `config_from_dict` reads it back."""
+    data = asdict(config)
+    data["optimizer"]["betas"] = list(data["optimizer"]["betas"])
+    return data
+
+
+def flat_values(config: TrainConfig) -> dict[str, Any]:
+    """The config as FLAT_FIELDS name -> value: the shape of the Train page's form and the CLI's flags."""
+    values = {}
+    for name, (section, key) in FLAT_FIELDS.items():
+        holder = config if section is None else getattr(config, section)
+        values[name] = getattr(holder, key)
+    return values
+
+
+def _coerce(where: str, annotation: str, value: Any) -> Any:
+    """Check one JSON value against a field's annotation; raise ConfigError naming the field."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "bool" and isinstance(value, bool):
+        return value
+    if annotation == "int" and is_number and float(value).is_integer():
+        return int(value)
+    if annotation == "float" and is_number:
+        return float(value)
+    if annotation == "str" and isinstance(value, str):
+        return value
+    if annotation.startswith("dict") and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    if annotation.startswith("tuple") and isinstance(value, list | tuple) and len(value) == 2:
+        return tuple(_coerce(where, "float", item) for item in value)
+    expected = {"dict[str, Any]": "a mapping", "tuple[float, float]": "a pair of numbers"}.get(annotation, annotation)
+    raise ConfigError(f"{where} must be {expected}, got {value!r}")
+
+
+def _section_from_dict(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{name} must be a mapping of its fields, got {values!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown field {name}.{unknown[0]}; {name} has {', '.join(known)}")
+    return cls(**{key: _coerce(f"{name}.{key}", str(known[key].type), value) for key, value in values.items()})
+
+
+def config_from_dict(data: Any) -> TrainConfig:
+    """Build and validate a TrainConfig from `config_to_dict` output; missing fields take defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
+    top = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - set(top))
+    if unknown:
+        raise ConfigError(f"unknown config field {unknown[0]!r}; known fields: {', '.join(top)}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            values[key] = _section_from_dict(key, SECTIONS[key], value)
+        else:
+            values[key] = _coerce(key, str(top[key].type), value)
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def override(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A copy of `config` with flat-named fields replaced (see FLAT_FIELDS), validated."""
+    data = config_to_dict(config)
+    for name, value in overrides.items():
+        if name not in FLAT_FIELDS:
+            raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(FLAT_FIELDS)}")
+        section, key = FLAT_FIELDS[name]
+        target = data if section is None else data[section]
+        target[key] = list(value) if isinstance(value, tuple) else value
+    return config_from_dict(data)
+
+
+def _check(errors: list[str], ok: bool, message: str) -> None:
+    if not ok:
+        errors.append(message)
+
+
+def _config_errors(config: TrainConfig) -> list[str]:
+    """Every problem in the config, as messages a person can act on."""
+    from core.data import DATASETS, NORMALIZATIONS
+
+    errors: list[str] = []
+    task, data, opt, sched = config.task, config.data, config.optimizer, config.scheduler
+    _check(errors, task.kind in TASKS, f"task must be one of {', '.join(TASKS)}, got {task.kind!r}")
+    _check(errors, 0 <= task.target_digit <= 9, f"target_digit must be 0-9, got {task.target_digit}")
+    _check(errors, 0 <= task.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {task.label_smoothing}")
+    _check(errors, data.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {data.dataset!r}")
+    _check(
+        errors,
+        data.normalization in NORMALIZATIONS,
+        f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {data.normalization!r}",
+    )
+    _check(errors, data.batch_size >= 1, f"batch_size must be at least 1, got {data.batch_size}")
+    _check(errors, data.train_subset >= 0, f"train_subset must be 0 (all) or more, got {data.train_subset}")
+    _check(errors, data.test_subset >= 0, f"test_subset must be 0 (all) or more, got {data.test_subset}")
+    _check(errors, opt.name in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {opt.name!r}")
+    _check(errors, math.isfinite(opt.lr) and opt.lr > 0, f"lr must be a positive number, got {opt.lr}")
+    _check(errors, opt.weight_decay >= 0, f"weight_decay must be 0 or more, got {opt.weight_decay}")
+    _check(errors, 0 <= opt.momentum < 1, f"momentum must be in [0, 1), got {opt.momentum}")
+    _check(errors, not opt.nesterov or opt.momentum > 0, "nesterov needs momentum > 0")
+    _check(errors, all(0 <= b < 1 for b in opt.betas), f"betas must be in [0, 1), got {opt.betas}")
+    _check(errors, sched.name in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}, got {sched.name!r}")
+    _check(errors, sched.t_max >= 0, f"t_max must be 0 (the run's epochs) or more, got {sched.t_max}")
+    _check(errors, sched.min_lr >= 0, f"min_lr must be 0 or more, got {sched.min_lr}")
+    _check(errors, sched.step_size >= 1, f"step_size must be at least 1, got {sched.step_size}")
+    _check(errors, sched.gamma > 0, f"gamma must be positive, got {sched.gamma}")
+    _check(errors, 0 < sched.pct_start < 1, f"pct_start must be in (0, 1), got {sched.pct_start}")
+    _check(errors, config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}")
+    _check(errors, config.seed >= 0, f"seed must be 0 or more, got {config.seed}")
+    _check(errors, config.threads >= 0, f"threads must be 0 (torch's default) or more, got {config.threads}")
+    device_message = f"device must be auto, cpu, cuda, cuda:N or mps, got {config.device!r}"
+    _check(errors, _device_name_ok(config.device), device_message)
+    errors += _model_errors(config)
+    return errors
+
+
+def _device_name_ok(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def _model_errors(config: TrainConfig) -> list[str]:
+    """Problems with the architecture choice; the registry itself judges names and options."""
+    names = models.list_architectures()
+    if config.model.arch not in names:
+        return [f"arch must be one of {', '.join(names)}, got {config.model.arch!r}"]
+    try:
+        models.arch_config(config.model.arch, num_outputs(config), config.model.options)
+    except models.ArchitectureError as error:
+        return [str(error)]
+    return []
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ConfigError listing every problem in the config (one per line)."""
+    errors = _config_errors(config)
+    if errors:
+        raise ConfigError("; ".join(errors))
+
+
+def num_outputs(config: TrainConfig) -> int:
+    """Binary one-vs-rest uses a single logit (BCE-with-logits), as the "is it an 8?" tutorial."""
+    return 1 if config.task.kind == "binary" else 10
