@@ -4,15 +4,17 @@ import streamlit as st
 
 import core  # noqa: F401  (first: it sets OMP_WAIT_POLICY before any module loads torch)
 from pages import app_pages
+from pages.lang import lang_query, language_switch
 
 st.set_page_config(page_title="MNIST Lab", page_icon=":material/draw:", layout="wide")
 
 # Our own menu of page links: .streamlit/config.toml hides Streamlit's automatic one, which on a fresh
 # server would first list every file in pages/ (helpers included) while the legacy multipage mode lasts.
+language_switch()  # first: every title below is in the session's language
 PAGES = app_pages()
 navigation = st.navigation(PAGES, position="hidden")
 for page in PAGES:
-    st.sidebar.page_link(page, width="stretch")
+    st.sidebar.page_link(page, width="stretch", query_params=lang_query())
 st.sidebar.divider()
 
 # Loaded only now that the menu is on screen: pages.common imports torch, which takes seconds.

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from core.i18n import N_
+
 if TYPE_CHECKING:
     import torchvision
 
@@ -393,9 +395,9 @@ def load_dataset(name: str = "mnist", root: Path | None = None, progress: Progre
 
 
 NORMALIZATIONS = {
-    "none": "ToTensor only: pixels / 255, in [0, 1]",
-    "half": "Normalize((0.5,), (0.5,)): (x - 0.5) / 0.5, in [-1, 1]",
-    "dataset": "Normalize(mean, std) with the training set's own mean and std",
+    "none": N_("ToTensor only: pixels / 255, in [0, 1]"),
+    "half": N_("Normalize((0.5,), (0.5,)): (x - 0.5) / 0.5, in [-1, 1]"),
+    "dataset": N_("Normalize(mean, std) with the training set's own mean and std"),
 }
 
 

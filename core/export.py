@@ -33,12 +33,14 @@ from core import runs
 from core.checkpoints import LoadedCheckpoint, load_checkpoint
 from core.data import get_spec, load_dataset
 from core.export_script import render_script
+from core.i18n import N_
 from core.models import output_kind
 from core.training import config_from_dict
 
 FORMATS = ("onnx", "torchscript", "script")
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "script": "train.py"}
-FORMAT_TITLES = {"onnx": "ONNX", "torchscript": "TorchScript", "script": "standalone train.py"}
+# The pages translate the titles (N_ marks the one that is words, not a name).
+FORMAT_TITLES = {"onnx": "ONNX", "torchscript": "TorchScript", "script": N_("standalone train.py")}
 VERIFY_IMAGES = 1000  # test images every export is checked on
 TOLERANCE = 1e-4  # largest allowed |exported score - PyTorch score|
 INPUT_NAME, OUTPUT_NAME = "pixels", "scores"  # the ONNX graph's input and output

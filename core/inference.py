@@ -33,6 +33,7 @@ from torch import nn
 
 from core.checkpoints import CheckpointError, load_checkpoint
 from core.data import Normalization
+from core.i18n import ENGLISH, Translator
 from core.models import output_kind, probabilities
 from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
 
@@ -156,13 +157,16 @@ def predict_image(
     return stages, predict(model, stages.model_input)
 
 
-def unsure_reason(prediction: Prediction, min_top: float = UNSURE_TOP, min_margin: float = UNSURE_MARGIN) -> str | None:
-    """Why the prediction should not be trusted, in words, or None when it is clear."""
+def unsure_reason(prediction: Prediction, min_top: float = UNSURE_TOP, min_margin: float = UNSURE_MARGIN,
+                  translator: Translator = ENGLISH) -> str | None:
+    """Why the prediction should not be trusted, in words (the translator's language), or None when it is clear."""
     top, margin = prediction.confidence, prediction.margin
     if top < min_top:
-        return f"its top probability is only {top:.0%} (below {min_top:.0%})"
+        return translator.gettext("its top probability is only {top} (below {limit})").format(
+            top=translator.percent(top, 0), limit=translator.percent(min_top, 0))
     if margin < min_margin:
-        return f"its top two answers are only {margin:.0%} apart (less than {min_margin:.0%})"
+        return translator.gettext("its top two answers are only {margin} apart (less than {limit})").format(
+            margin=translator.percent(margin, 0), limit=translator.percent(min_margin, 0))
     return None
 
 

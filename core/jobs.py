@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from core import distributed, runs
 from core.data import Dataset
+from core.i18n import N_
 from core.training import (
     ConfigError,
     Diverged,
@@ -177,14 +178,14 @@ def work(
         return _train_in_slot(run_id, folder, root, stop, on_event, dataset)
     before = runs.read_status(folder)
     writer = runs.StatusWriter(
-        folder, runs.QUEUED, message="waiting in the queue", queued_at=before.get("queued_at", time.time()),
+        folder, runs.QUEUED, message=N_("waiting in the queue"), queued_at=before.get("queued_at", time.time()),
         epoch=before.get("epoch", 0), total_epochs=before.get("total_epochs", 0),
     ).start()
     try:
         slot = wait_for_slot(folder, writer, stop)
         if slot is None:
             return None if writer.gone else _stopped_while_queued(folder, writer)
-        writer.set(message="starting: loading the data and building the network")
+        writer.set(message=N_("starting: loading the data and building the network"))
     finally:
         writer.close()
     try:

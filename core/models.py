@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from core.i18n import N_
 from core.layers import (
     HEAD_TAILS,
     INPUT_SHAPE,
@@ -225,46 +226,46 @@ class Architecture:
 
 
 _REGISTRY: dict[str, Architecture] = {
-    "seed000": Architecture(TwoConvOptions, _two_conv_layers, (
+    "seed000": Architecture(TwoConvOptions, _two_conv_layers, N_(
         "The two-conv CNN of the 'is it an 8?' tutorial (seed 000): two 3x3 convolutions with padding 1 "
         "(1→32→64 channels), each followed by ReLU and 2x2 max-pooling (28→14→7), then a 3136→128 hidden "
         "layer and the output. The tutorial uses one output logit with BCEWithLogitsLoss for 'is it an 8?'; "
         "with 10 outputs it is a plain digit classifier. Its worked parameter counts are a good exercise: "
         "conv1 is (3×3×1)×32+32 = 320, not the 896 printed there.")),
-    "seed000-improved": Architecture(TwoConvOptions, _two_conv_layers, (
+    "seed000-improved": Architecture(TwoConvOptions, _two_conv_layers, N_(
         "Seed 000's network with the two improvements that tutorial suggests: BatchNorm2d after each "
         "convolution (faster, steadier training) and Dropout(0.5) before the last Linear layer "
         "(less over-fitting)."), {"batchnorm": True, "dropout": 0.5}),
-    "seed001": Architecture(DemoOptions, _demo_layers, (
+    "seed001": Architecture(DemoOptions, _demo_layers, N_(
         "The nn.Sequential DemoModel of seed 001: a 'same'-padded 3x3 convolution to 8 channels, "
         "2x2 average pooling, BatchNorm and ReLU, a second convolution to 16 channels, then Flatten and one "
         "Linear 3136→10. Faithful to the tutorial it ends with Softmax, although it is trained with "
         "CrossEntropyLoss, which applies its own (log-)softmax: the loss then sees probabilities squashed "
         "twice and learns more slowly. Untick the softmax option to output plain logits. With a single "
         "one-vs-rest output the Softmax is left out, since the softmax of one value is always 1.")),
-    "seed002": Architecture(DigitOptions, _digit_layers, (
+    "seed002": Architecture(DigitOptions, _digit_layers, N_(
         "The Digit model of seed 002: a 5x5 convolution to 10 channels (28→24), ReLU, 2x2 max-pooling "
         "(→12), a 3x3 convolution to 20 channels (→10), ReLU, then 2000→500→10 fully connected layers. "
         "It ends with log_softmax, so its natural loss is the negative log-likelihood (left out for a single "
         "one-vs-rest output, where it would always be 0).")),
-    "seed003": Architecture(LeNetOptions, _lenet_layers, (
+    "seed003": Architecture(LeNetOptions, _lenet_layers, N_(
         "The LeNet-5 style Net of seed 003: two 5x5 convolutions (6 then 16 channels) without padding, "
         "each with ReLU and 2x2 max-pooling (28→24→12→8→4), then 256→120→84→10 fully connected layers. "
         "The tutorial finds the 256 with a num_flat_features helper; here it is computed from the shapes.")),
-    "mlp": Architecture(MLPOptions, _mlp_layers, (
+    "mlp": Architecture(MLPOptions, _mlp_layers, N_(
         "A plain multilayer perceptron baseline: flatten the 28x28 image to 784 values, one hidden layer "
         "with ReLU, then the output. It ignores that neighbouring pixels belong together, which is what the "
         "convolutional networks exploit.")),
-    "fastcnn": Architecture(SmallCNNOptions, _fast_layers, (
+    "fastcnn": Architecture(SmallCNNOptions, _fast_layers, N_(
         "Our small CPU-friendly CNN: three conv-BatchNorm-ReLU-maxpool blocks (16, 32, 64 channels; "
         "28→14→7→3) and one Linear head on the 64x3x3 features. BatchNorm lets it train with a high "
         "learning rate; few channels at full resolution keep it cheap (about 1.9 M multiply-accumulates "
         "per image). Meant for the quick training preset: the aim is 99% test accuracy in 1-2 epochs.")),
-    "bestcnn": Architecture(SmallCNNOptions, _best_layers, (
+    "bestcnn": Architecture(SmallCNNOptions, _best_layers, N_(
         "A somewhat bigger version of fastcnn with two convolutions at 14x14 and a little dropout: about "
         "twice the compute, meant for the best-accuracy preset: the aim is 99.5% within a few epochs "
         "with augmentation."), {"dropout": 0.1}),
-    "custom": Architecture(CustomOptions, _custom_layers, (
+    "custom": Architecture(CustomOptions, _custom_layers, N_(
         "Your own stack of layers. The first Linear's in-features are computed from the shapes, and the "
         "last Linear always outputs as many values as the task needs (10 classes or 1 logit).")),
 }

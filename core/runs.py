@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.i18n import N_
 from core.metrics import Evaluation, evaluation_from_dict, evaluation_to_dict
 
 RUNS_ENV = "DIGITS_RUNS_DIR"
@@ -46,6 +47,10 @@ WRITTEN_STATES = (QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED)  # what 
 RESUMABLE = (STOPPED, FAILED, CRASHED)  # continue from last.pt (a diverged run needs new settings)
 DAMAGED = "damaged"  # a folder whose config or status cannot be read
 UNKNOWN = "unknown"
+# What the pages call each state (marked for translation; the pages translate).
+STATUS_LABELS = {QUEUED: N_("queued"), RUNNING: N_("running"), FINISHED: N_("finished"), STOPPED: N_("stopped"),
+                 FAILED: N_("failed"), DIVERGED: N_("diverged"), CRASHED: N_("crashed"), DAMAGED: N_("damaged"),
+                 UNKNOWN: N_("unknown")}
 
 HEARTBEAT_SECONDS = 2.0  # how often a worker rewrites status.json
 STALE_SECONDS = 30.0  # a heartbeat older than this means the worker is gone

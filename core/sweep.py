@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import jobs, runs
 from core.data import Dataset, load_dataset
+from core.i18n import N_
 from core.training import (
     FLAT_FIELDS,
     ConfigError,
@@ -583,7 +584,7 @@ def run_sweep(
     if not (launched.get("status") == runs.QUEUED and launched.get("pid") in (os.getpid(), os.getppid())):
         runs.clear_stop(folder)  # a stale request; one made while launch_sweep started us is honored
     sweep_stop = runs.StopSignal(folder, stop)
-    writer = runs.StatusWriter(folder, runs.RUNNING, message="opening the study", study=study,
+    writer = runs.StatusWriter(folder, runs.RUNNING, message=N_("opening the study"), study=study,
                                storage=masked(url), trials=trials, done=0).start()
     try:
         handle = create_or_load(spec, study, url, pruner)
@@ -698,7 +699,7 @@ def launch_sweep(spec: SweepSpec, trials: int, study: str, *, storage: str | Non
     open_storage(storage or default_storage(root))  # a bad URL is said now; a new database's tables made once
     runs.clear_stop(folder)
     url = storage or default_storage(root)
-    runs.write_status(folder, runs.QUEUED, message="starting: loading Optuna and PyTorch", study=study,
+    runs.write_status(folder, runs.QUEUED, message=N_("starting: loading Optuna and PyTorch"), study=study,
                       storage=masked(url), trials=trials, done=0)
     command = [sys.executable, "-m", "core", *command_line(spec, trials, study, storage, root)]
     pid = jobs.spawn_detached(command, folder / LOG_FILE)

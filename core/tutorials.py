@@ -28,6 +28,7 @@ from torch import nn
 from core import models, runs
 from core.checkpoints import load_checkpoint
 from core.data import Dataset, Normalization, normalization, to_model_input
+from core.i18n import N_
 from core.summary import LayerRow, ModelSummary, summarize_architecture
 from core.training import (
     BatchEnd,
@@ -44,12 +45,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = PROJECT_ROOT / "docs" / "tutorial-results.json"
 
 STEP_TITLES = {
-    "data": "Data and transforms",
-    "loader": "DataLoader",
-    "network": "Network",
-    "loss": "Loss and optimizer",
-    "loop": "Training loop",
-    "eval": "Evaluation",
+    "data": N_("Data and transforms"),
+    "loader": N_("DataLoader"),
+    "network": N_("Network"),
+    "loss": N_("Loss and optimizer"),
+    "loop": N_("Training loop"),
+    "eval": N_("Evaluation"),
 }
 
 
@@ -79,88 +80,89 @@ class Tutorial:
 
 TUTORIALS: dict[str, Tutorial] = {
     "seed000": Tutorial(
-        "seed000", "000", "Is it an 8?", "要使用PyTorch编写一个识别数字8的代码", False, (
+        "seed000", "000", N_("Is it an 8?"), "要使用PyTorch编写一个识别数字8的代码", False, (
             Excerpt("data", "transform = transforms.Compose([\n    transforms.ToTensor(),\n"
                             "    transforms.Normalize((0.5,), (0.5,))\n])",
-                    "ToTensor scales the pixels to [0, 1]; Normalize((0.5,), (0.5,)) then maps them to [-1, 1]."),
+                    N_("ToTensor scales the pixels to [0, 1]; Normalize((0.5,), (0.5,)) then maps them to [-1, 1].")),
             Excerpt("loader", "train_loader = DataLoader(dataset=train_dataset, batch_size=64, shuffle=True)\n"
                               "test_loader = DataLoader(dataset=test_dataset, batch_size=64, shuffle=False)",
-                    "Batches of 64 images; only the training set is shuffled."),
+                    N_("Batches of 64 images; only the training set is shuffled.")),
             Excerpt("network", "self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1)\n"
                                "self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=1, padding=1)\n"
                                "self.fc1 = nn.Linear(64 * 7 * 7, 128)\n"
                                "self.fc2 = nn.Linear(128, 1)  # 输出为1，表示是否为数字8",
-                    "Two 3×3 convolutions with padding 1, each followed by ReLU and 2×2 max-pooling, then two "
-                    "Linear layers; the last one has a single output."),
+                    N_("Two 3×3 convolutions with padding 1, each followed by ReLU and 2×2 max-pooling, then two "
+                    "Linear layers; the last one has a single output.")),
             Excerpt("loss", "criterion = nn.BCEWithLogitsLoss()  # 二分类交叉熵损失\n"
                             "optimizer = optim.Adam(model.parameters(), lr=0.001)",
-                    "The single output is a logit; BCEWithLogitsLoss applies the sigmoid itself."),
+                    N_("The single output is a logit; BCEWithLogitsLoss applies the sigmoid itself.")),
             Excerpt("loop", "for epoch in range(num_epochs):\n    model.train()\n"
                             "    for images, labels in train_loader:\n"
                             "        labels = (labels == 8).float().view(-1, 1)\n"
                             "        outputs = model(images)\n        loss = criterion(outputs, labels)",
-                    "Five epochs; every label becomes 1 for an 8 and 0 for any other digit."),
+                    N_("Five epochs; every label becomes 1 for an 8 and 0 for any other digit.")),
             Excerpt("eval", "preds = torch.sigmoid(outputs) > 0.5  # 将输出转换为二进制预测\n...\n"
                             "accuracy = accuracy_score(all_labels, all_preds)",
-                    "An image counts as an 8 when its probability is above 0.5."),
+                    N_("An image counts as an 8 when its probability is above 0.5.")),
         ), test_batch_size=64, loss_as_written="nn.BCEWithLogitsLoss()", loss_meant="nn.BCEWithLogitsLoss()"),
     "seed001": Tutorial(
         "seed001", "001", "DemoModel", "思路步骤", False, (
             Excerpt("data", "test_ds = torchvision.datasets.MNIST('data', \ntrain=True, \n"
                             "transform=torchvision.transforms.ToTensor(), \ndownload=True)",
-                    "The first example loads its test set with train=True, that is, the 60,000 training images; "
-                    "the tutorial's own code further down uses train=False. ToTensor only: pixels in [0, 1]."),
+                    N_("The first example loads its test set with train=True, that is, the 60,000 training images; "
+                    "the tutorial's own code further down uses train=False. ToTensor only: pixels in [0, 1].")),
             Excerpt("loader", "train_dataloader = DataLoader(\n    dataset=train_dataset,\n    batch_size=32,\n"
                               "    shuffle=True,\n    num_workers=0,\n    drop_last=False\n)",
-                    "Batches of 32 images, the last smaller batch kept (drop_last=False)."),
+                    N_("Batches of 32 images, the last smaller batch kept (drop_last=False).")),
             Excerpt("network", "nn.Conv2d(in_channels=1, out_channels=8, kernel_size=3, padding='same'),\n"
                                "nn.AvgPool2d(kernel_size=2),  # （32,1,14,14）\nnn.BatchNorm2d(num_features=8),\n"
                                "nn.ReLU(),\nnn.Conv2d(in_channels=8, out_channels=16, kernel_size=3, padding='same'),\n"
                                "nn.ReLU(),\nnn.Flatten(),\nnn.Linear(in_features=14 * 14 * 16, out_features=10),\n"
                                "nn.Softmax()",
-                    "One nn.Sequential that ends with Softmax, so the network outputs probabilities. The comment "
-                    "(32,1,14,14) is off: after the first convolution there are 8 channels, not 1."),
+                    N_("One nn.Sequential that ends with Softmax, so the network outputs probabilities. The comment "
+                    "(32,1,14,14) is off: after the first convolution there are 8 channels, not 1.")),
             Excerpt("loss", "creation = nn.CrossEntropyLoss()\nlearning_rate = 1e-2\n"
                             "optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, betas=(beta1, beta2))\n"
                             "lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=32)",
-                    "CrossEntropyLoss expects raw scores (logits) and applies its own log-softmax. The cosine "
-                    "scheduler is created here and never stepped in the loop below."),
+                    N_("CrossEntropyLoss expects raw scores (logits) and applies its own log-softmax. The cosine "
+                    "scheduler is created here and never stepped in the loop below.")),
             Excerpt("loop", "EPOCHS = 50\n...\n        train_predictions = model(train_image)\n"
                             "        batch_train_loss = creation(train_predictions, train_label)\n"
                             "        optimizer.zero_grad()  # 梯度清零\n        batch_train_loss.backward()\n"
                             "        optimizer.step()",
-                    "Fifty epochs of Adam steps; lr_scheduler.step() appears nowhere in the loop."),
+                    N_("Fifty epochs of Adam steps; lr_scheduler.step() appears nowhere in the loop.")),
             Excerpt("eval", "batch_test_acc = (predictions.argmax(dim=1) == test_label).sum()\n"
                             "epoch_test_acc += batch_test_acc\n...\nepoch_test_acc / len(test_dataset)",
-                    "The accuracy is the share of right answers on whatever test_dataset holds."),
+                    N_("The accuracy is the share of right answers on whatever test_dataset holds.")),
         ), test_batch_size=32, loss_as_written="nn.CrossEntropyLoss() on the Softmax output",
         loss_meant="nn.CrossEntropyLoss() on logits (no Softmax layer)"),
     "seed002": Tutorial(
         "seed002", "002", "Digit", "PyTorch——MNIST数据集手写数字识别", True, (
             Excerpt("data", "pipeline=transforms.Compose([\n    transforms.ToTensor(), \n"
                             "    transforms.Normalize((0.1307),(0.3081)) \n])",
-                    "Normalize with 0.1307 and 0.3081, the mean and standard deviation of MNIST's training pixels."),
+                    N_("Normalize with 0.1307 and 0.3081, the mean and standard deviation of MNIST's training "
+                       "pixels.")),
             Excerpt("loader", "BATCH_SIZE=64\n...\n"
                               "train_loader=DataLoader(train_dataset,batch_size=BATCH_SIZE,shuffle=True)\n"
                               "test_loader=DataLoader(test_dataset,batch_size=BATCH_SIZE,shuffle=True)",
-                    "Batches of 64 images for training and testing."),
+                    N_("Batches of 64 images for training and testing.")),
             Excerpt("network", "self.conv1=nn.Conv2d(1,10,kernel_size=5)\nself.conv2=nn.Conv2d(10,20,kernel_size=3)\n"
                                "self.fc1=nn.Linear(20*10*10,500)\nself.fc2=nn.Linear(500,10)\n...\n"
                                "output=F.log_softmax(x,dim=1)",
-                    "Convolutions without padding shrink the image; the network ends with log_softmax, so it "
-                    "outputs log-probabilities."),
+                    N_("Convolutions without padding shrink the image; the network ends with log_softmax, so it "
+                    "outputs log-probabilities.")),
             Excerpt("loss", "optimizer=optim.Adam(model.parameters(),lr=0.001)\n...\n"
                             "loss=F.cross_entropy(output,target) # 多分类用交叉验证",
-                    "F.cross_entropy applies log_softmax to what it is given, here to log-probabilities that "
-                    "already went through log_softmax."),
+                    N_("F.cross_entropy applies log_softmax to what it is given, here to log-probabilities that "
+                    "already went through log_softmax.")),
             Excerpt("loop", "EPOCHS=20 # 训练次数\n...\nfor epoch in range(1,EPOCHS+1):\n"
                             "    train_model(model,DEVICE,train_loader,optimizer,epoch)\n"
                             "    test_model(model,DEVICE,test_loader)",
-                    "Twenty epochs, each followed by a pass over the test set."),
+                    N_("Twenty epochs, each followed by a pass over the test set.")),
             Excerpt("eval", "test_loss+=F.cross_entropy(output,target).item()\npred=output.argmax(1)\n...\n"
                             "test_loss/=len(test_loader.dataset)",
-                    "test_loss adds up one mean per batch and is then divided by the number of images, not "
-                    "the number of batches."),
+                    N_("test_loss adds up one mean per batch and is then divided by the number of images, not "
+                    "the number of batches.")),
         ), test_batch_size=64, loss_as_written="F.cross_entropy(output, target) on log_softmax output",
         loss_meant="F.nll_loss(output, target)"),
     "seed003": Tutorial(
@@ -168,25 +170,25 @@ TUTORIALS: dict[str, Tutorial] = {
             Excerpt("data", "transforms.Normalize((0.1307,), (0.3081,))\n...\ndef imshow(img):\n"
                             "    img = img / 2 + 0.5  # 反归一化\n...\ndataiter = iter(train_loader)\n"
                             "images, labels = dataiter.next()",
-                    "Normalized with MNIST's mean and standard deviation; imshow then un-normalizes as if "
-                    "Normalize(0.5, 0.5) had been used."),
+                    N_("Normalized with MNIST's mean and standard deviation; imshow then un-normalizes as if "
+                    "Normalize(0.5, 0.5) had been used.")),
             Excerpt("loader", "train_loader = torch.utils.data.DataLoader(\n    datasets.MNIST(root='./data', "
                               "train=True, ...),\n    batch_size=64, shuffle=True)",
-                    "Batches of 64 images for training and testing."),
+                    N_("Batches of 64 images for training and testing.")),
             Excerpt("network", "self.conv1 = nn.Conv2d(1, 6, 5)\nself.conv2 = nn.Conv2d(6, 16, 5)\n"
                                "self.fc1 = nn.Linear(16 * 4 * 4, 120)\nself.fc2 = nn.Linear(120, 84)\n"
                                "self.fc3 = nn.Linear(84, 10)",
-                    "LeNet-5 style: two 5×5 convolutions without padding, each followed by 2×2 max-pooling, "
-                    "then three Linear layers ending in logits."),
+                    N_("LeNet-5 style: two 5×5 convolutions without padding, each followed by 2×2 max-pooling, "
+                    "then three Linear layers ending in logits.")),
             Excerpt("loss", "criterion = nn.CrossEntropyLoss()\n...\noptimizer = optim.SGD(net.parameters(), lr=0.01)",
-                    "Logits into CrossEntropyLoss, as it expects; plain SGD without momentum."),
+                    N_("Logits into CrossEntropyLoss, as it expects; plain SGD without momentum.")),
             Excerpt("loop", "def train(epoch):\n    net.train()\n    ...\n        if i % 100 == 0:\n"
                             "            print('[%d, %5d] loss: %.3f' %\n"
                             "                  (epoch + 1, i + 1, running_loss / 100))\n...\ntrain(1)",
-                    "A single epoch. At i = 0 the printed loss is one batch's loss divided by 100."),
+                    N_("A single epoch. At i = 0 the printed loss is one batch's loss divided by 100.")),
             Excerpt("eval", "_, predicted = torch.max(outputs.data, 1)\n...\n"
                             "print('网络在10000个测试图像上的准确率为：%d %%' % (100 * correct / total))",
-                    "The %d format prints the accuracy cut down to a whole percent."),
+                    N_("The %d format prints the accuracy cut down to a whole percent.")),
         ), test_batch_size=64, loss_as_written="nn.CrossEntropyLoss()", loss_meant="nn.CrossEntropyLoss()"),
 }
 
@@ -459,8 +461,8 @@ class Budget:
 
 # name -> (preset, its title, extra overrides): the trainings the results file holds
 MEASURED_TRAININGS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "seed001-as-written": ("seed001", "DemoModel as written (Softmax before CrossEntropyLoss)", {}),
-    "seed001-no-softmax": ("seed001", "DemoModel with the Softmax removed", {"options": {"softmax": False}}),
+    "seed001-as-written": ("seed001", N_("DemoModel as written (Softmax before CrossEntropyLoss)"), {}),
+    "seed001-no-softmax": ("seed001", N_("DemoModel with the Softmax removed"), {"options": {"softmax": False}}),
 }
 
 

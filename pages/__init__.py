@@ -15,6 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages.lang import _
+
 PAGES_DIR = Path(__file__).resolve().parent
 REROUTED_KEY = "pages_rerouted"  # session-state flag: this session has rerouted once (no second time)
 
@@ -22,13 +24,13 @@ REROUTED_KEY = "pages_rerouted"  # session-state flag: this session has rerouted
 def app_pages() -> list[st.Page]:
     """Every page of the app in menu order (absolute paths, so the list works from any entry script)."""
     return [
-        st.Page(PAGES_DIR / "dataset.py", title="Dataset", icon=":material/grid_view:", default=True),
-        st.Page(PAGES_DIR / "architecture.py", title="Architecture", icon=":material/account_tree:"),
-        st.Page(PAGES_DIR / "tutorials.py", title="Tutorials", icon=":material/school:"),
-        st.Page(PAGES_DIR / "train.py", title="Train", icon=":material/model_training:"),
-        st.Page(PAGES_DIR / "draw.py", title="Draw", icon=":material/edit:"),
-        st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare_arrows:"),
-        st.Page(PAGES_DIR / "sweep.py", title="Sweep", icon=":material/tune:"),
+        st.Page(PAGES_DIR / "dataset.py", title=_("Dataset"), icon=":material/grid_view:", default=True),
+        st.Page(PAGES_DIR / "architecture.py", title=_("Architecture"), icon=":material/account_tree:"),
+        st.Page(PAGES_DIR / "tutorials.py", title=_("Tutorials"), icon=":material/school:"),
+        st.Page(PAGES_DIR / "train.py", title=_("Train"), icon=":material/model_training:"),
+        st.Page(PAGES_DIR / "draw.py", title=_("Draw"), icon=":material/edit:"),
+        st.Page(PAGES_DIR / "compare.py", title=_("Compare"), icon=":material/compare_arrows:"),
+        st.Page(PAGES_DIR / "sweep.py", title=_("Sweep"), icon=":material/tune:"),
     ]
 
 

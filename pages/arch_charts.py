@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.summary import LayerRow, ModelSummary
+from pages.lang import _
 
 POOL_TYPES = ("MaxPool2d", "AvgPool2d")
 WINDOW_TYPES = ("Conv2d", *POOL_TYPES)  # layers with the out = floor((in+2p-k)/s)+1 formula
-COUNT_COLUMNS = {name: st.column_config.NumberColumn(format="localized")  # 401536 -> 401,536
-                 for name in ("params", "MACs", "activations", "MACs per image")}
+def count_columns() -> dict[str, Any]:
+    """Column settings of the count columns (their names in the session's language): 401536 -> 401,536."""
+    return {name: st.column_config.NumberColumn(format="localized")
+            for name in (_("params"), "MACs", _("activations"), _("MACs per image"))}
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -24,20 +29,20 @@ def layer_frame(summary: ModelSummary) -> pd.DataFrame:
     """One row per executed layer, with learner-friendly column names."""
     return pd.DataFrame([{
         "#": row.index,
-        "layer": row.name,
-        "type": row.type,
-        "input": shape_text(row.input_shape),
-        "output": shape_text(row.output_shape),
-        "params": row.params,
+        _("layer"): row.name,
+        _("type"): row.type,
+        _("input"): shape_text(row.input_shape),
+        _("output"): shape_text(row.output_shape),
+        _("params"): row.params,
         "MACs": row.macs,
-        "receptive field": f"{row.receptive_field}×{row.receptive_field}",
-        "activations": row.activation_size,
+        _("receptive field"): f"{row.receptive_field}×{row.receptive_field}",
+        _("activations"): row.activation_size,
     } for row in summary.layers])
 
 
 def shape_flow_figure(summary: ModelSummary) -> go.Figure:
     """Two bar panels along the network: spatial side (top) and channels or features (bottom)."""
-    steps = [("input", summary.input_shape)] + [
+    steps = [(_("input"), summary.input_shape)] + [
         (row.name, row.output_shape) for row in summary.layers if row.output_shape != row.input_shape]
     names = [name for name, _ in steps]
     spatial = [shape[-1] if len(shape) == 3 else None for _, shape in steps]
@@ -45,8 +50,8 @@ def shape_flow_figure(summary: ModelSummary) -> go.Figure:
     colors = ["#4C78A8" if len(shape) == 3 else "#F58518" for _, shape in steps]  # map vs vector
     labels = [shape_text(shape) for _, shape in steps]
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                           subplot_titles=("height = width of the feature map (pixels)",
-                                           "channels (blue) or vector length (orange), log scale"))
+                           subplot_titles=(_("height = width of the feature map (pixels)"),
+                                           _("channels (blue) or vector length (orange), log scale")))
     map_labels = [label if side else "" for label, side in zip(labels, spatial, strict=True)]  # vectors have no height
     figure.add_bar(x=names, y=spatial, text=map_labels, textposition="outside", marker_color=colors,
                    hovertemplate="%{x}: %{text}<extra></extra>", row=1, col=1)
@@ -62,22 +67,24 @@ def shape_flow_figure(summary: ModelSummary) -> go.Figure:
 def comparison_frame(summaries: dict[str, ModelSummary]) -> pd.DataFrame:
     """Totals of several networks side by side."""
     return pd.DataFrame([{
-        "architecture": name,
-        "params": s.total_params,
-        "MACs per image": s.total_macs,
-        "weights (MB)": round(s.weights_mb, 3),
-        "depth (conv + linear layers)": s.depth,
-        "output": s.output_kind,
+        _("architecture"): name,
+        _("params"): s.total_params,
+        _("MACs per image"): s.total_macs,
+        _("weights (MB)"): round(s.weights_mb, 3),
+        _("depth (conv + linear layers)"): s.depth,
+        _("output"): s.output_kind,
     } for name, s in summaries.items()])
 
 
 def comparison_figure(frame: pd.DataFrame) -> go.Figure:
     """Parameters and MACs per architecture as bars, on log scales so small and big nets both show."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("trainable parameters", "multiply-accumulates per image"))
-    figure.add_bar(x=frame["architecture"], y=frame["params"], marker_color="#4C78A8", row=1, col=1,
-                   text=[f"{v:,}" for v in frame["params"]], textposition="outside")
-    figure.add_bar(x=frame["architecture"], y=frame["MACs per image"], marker_color="#54A24B", row=1, col=2,
-                   text=[f"{v / 1e6:.2f} M" for v in frame["MACs per image"]], textposition="outside")
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(_("trainable parameters"),
+                                                           _("multiply-accumulates per image")))
+    names, params, macs = frame[_("architecture")], frame[_("params")], frame[_("MACs per image")]
+    figure.add_bar(x=names, y=params, marker_color="#4C78A8", row=1, col=1,
+                   text=[f"{v:,}" for v in params], textposition="outside")
+    figure.add_bar(x=names, y=macs, marker_color="#54A24B", row=1, col=2,
+                   text=[f"{v / 1e6:.2f} M" for v in macs], textposition="outside")
     figure.update_yaxes(type="log")
     figure.update_layout(showlegend=False, height=380, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     return figure

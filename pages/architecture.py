@@ -6,6 +6,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.i18n import N_
 from core.models import (
     ArchitectureError,
     arch_config,
@@ -14,25 +15,27 @@ from core.models import (
 )
 from core.summary import ModelSummary, summarize_architecture
 from pages import arch_charts as charts
+from pages.lang import _, num
 from pages.layer_builder import edit_custom_stack
 
 REGISTRY = [name for name in list_architectures() if name != "custom"]
-OUTPUTS = {"10 classes (one logit per digit)": 10, "1 logit (one digit vs the rest)": 1}
+OUTPUTS = {10: N_("10 classes (one logit per digit)"), 1: N_("1 logit (one digit vs the rest)")}  # count -> label
+MODES = {"registry": N_("From the registry"), "custom": N_("Build your own")}
 COMPARE_DEFAULT = ["seed000", "seed002", "seed003", "mlp", "fastcnn", "bestcnn"]
 
 LOSS_NOTES = {
-    "logits": "The network ends with a Linear layer, so it outputs raw scores (**logits**). Training uses "
+    "logits": N_("The network ends with a Linear layer, so it outputs raw scores (**logits**). Training uses "
               "CrossEntropyLoss for 10 classes, or BCEWithLogitsLoss for one logit; both apply the "
-              "softmax (or sigmoid) themselves.",
-    "log_softmax": "The network ends with LogSoftmax, so it outputs **log-probabilities**; the matching loss "
-                   "is the negative log-likelihood (NLLLoss).",
-    "softmax": "The network ends with Softmax, so it outputs **probabilities**, as the tutorial wrote it. "
+              "softmax (or sigmoid) themselves."),
+    "log_softmax": N_("The network ends with LogSoftmax, so it outputs **log-probabilities**; the matching loss "
+                   "is the negative log-likelihood (NLLLoss)."),
+    "softmax": N_("The network ends with Softmax, so it outputs **probabilities**, as the tutorial wrote it. "
                "But it is trained with CrossEntropyLoss, which applies its own softmax again: the loss sees "
                "softmax(softmax(x)), the differences between classes are squashed and learning is slower. "
                "Training keeps this faithfully; untick *softmax* in the settings above "
-               "(or remove the Softmax layer) to output logits.",
+               "(or remove the Softmax layer) to output logits."),
 }
-CONV1_SLIP = ("The seed 000 tutorial prints this layer's count as (3×3×1)×32+32 = **896**. The formula is "
+CONV1_SLIP = N_("The seed 000 tutorial prints this layer's count as (3×3×1)×32+32 = **896**. The formula is "
               "right but the arithmetic slipped: 3·3·1·32 + 32 = 288 + 32 = **320**. 896 is what a "
               "3-channel RGB input would give: 3·3·3·32 + 32 = 896.")
 
@@ -46,7 +49,7 @@ def cached_summary(arch: str, num_outputs: int, options: dict[str, Any] | None) 
 def registry_options(arch: str) -> dict[str, Any]:
     """A widget per option of the architecture, starting at its defaults."""
     options: dict[str, Any] = {}
-    with st.expander("Settings of this architecture"):
+    with st.expander(_("Settings of this architecture")):
         for name, default in arch_config(arch)["options"].items():
             key = f"opt_{arch}_{name}"
             if isinstance(default, bool):
@@ -62,100 +65,102 @@ def show_layer_formulas(summary: ModelSummary, arch: str) -> None:
     """The tutorials' formulas for one chosen Conv, Pool or Linear layer, numbers filled in."""
     rows = {r.index: r for r in summary.layers if r.type in (*charts.WINDOW_TYPES, "Linear")}
     # Options are indexes, looked up in this run's summary, so a kept choice never shows another network's row.
-    choice = st.selectbox("Layer", list(rows), format_func=lambda i: f"{i}. {rows[i].name} ({rows[i].type})",
+    choice = st.selectbox(_("Layer"), list(rows), format_func=lambda i: f"{i}. {rows[i].name} ({rows[i].type})",
                           key=f"formula_layer_{arch}")
     row = rows.get(choice, next(iter(rows.values())))
-    st.markdown(f"Input {charts.shape_text(row.input_shape)} → output {charts.shape_text(row.output_shape)}.")
+    st.markdown(_("Input {input} → output {output}.").format(input=charts.shape_text(row.input_shape),
+                                                              output=charts.shape_text(row.output_shape)))
     if row.type in charts.WINDOW_TYPES:
-        st.markdown("**Output size** (k: window side, s: stride, p: padding added on each side):")
+        st.markdown(_("**Output size** (k: window side, s: stride, p: padding added on each side):"))
         for line in charts.size_formulas(row):
             st.latex(line)
         if arch == "seed001" and row.type == "Conv2d":
-            st.caption("The tutorial writes padding='same': PyTorch then pads p = (k − 1) / 2 = 1 on each side.")
+            st.caption(_("The tutorial writes padding='same': PyTorch then pads p = (k − 1) / 2 = 1 on each side."))
     if formula := charts.param_formula(row):
-        st.markdown("**Parameters**: one weight per input value the window sees, per output, plus one bias "
-                    "per output:")
+        st.markdown(_("**Parameters**: one weight per input value the window sees, per output, plus one bias "
+                      "per output:"))
         st.latex(formula)
     elif row.type in charts.POOL_TYPES:
-        st.markdown("**Parameters**: none; pooling only takes the max or the average of each window.")
+        st.markdown(_("**Parameters**: none; pooling only takes the max or the average of each window."))
     if formula := charts.macs_formula(row):
-        st.markdown("**Multiply-accumulates** per image: one per weight, for every output position:")
+        st.markdown(_("**Multiply-accumulates** per image: one per weight, for every output position:"))
         st.latex(formula)
     if arch.startswith("seed000") and row.name == "conv1":
-        st.info(CONV1_SLIP)
+        st.info(_(CONV1_SLIP))
 
 
 def show_summary(summary: ModelSummary, arch: str) -> None:
     """Totals, layer table, shape picture and worked formulas of one network."""
     cols = st.columns(4)
-    cols[0].metric("Parameters", f"{summary.total_params:,}", help="Trainable weights and biases.")
-    cols[1].metric("MACs per image", f"{summary.total_macs / 1e6:.2f} M",
-                   help="Multiply-accumulates of the Conv and Linear layers for one 28×28 image.")
-    cols[2].metric("Weights", f"{summary.weights_mb:.3f} MB", help="Size of the saved tensors (float32).")
-    cols[3].metric("Depth", summary.depth, help="Conv and Linear layers the image passes through.")
+    cols[0].metric(_("Parameters"), num(summary.total_params), help=_("Trainable weights and biases."))
+    cols[1].metric(_("MACs per image"), f"{num(summary.total_macs / 1e6, 2)} M",
+                   help=_("Multiply-accumulates of the Conv and Linear layers for one 28×28 image."))
+    cols[2].metric(_("Weights"), f"{num(summary.weights_mb, 3)} MB", help=_("Size of the saved tensors (float32)."))
+    cols[3].metric(_("Depth"), summary.depth, help=_("Conv and Linear layers the image passes through."))
     if summary.output_kind == "softmax":
-        st.warning(LOSS_NOTES["softmax"])
+        st.warning(_(LOSS_NOTES["softmax"]))
     else:
-        st.caption(LOSS_NOTES[summary.output_kind])
+        st.caption(_(LOSS_NOTES[summary.output_kind]))
 
-    st.subheader("Layer by layer")
-    st.markdown("Shapes are per image (channels×height×width, or a vector length after Flatten). **MACs** "
-                "counts multiply-accumulates, the work of Conv and Linear layers. The **receptive field** is "
-                "how much of the 28×28 input one output value can see; **activations** is how many values the "
-                "layer outputs.")
-    st.dataframe(charts.layer_frame(summary), hide_index=True, width="stretch", column_config=charts.COUNT_COLUMNS)
+    st.subheader(_("Layer by layer"))
+    st.markdown(_("Shapes are per image (channels×height×width, or a vector length after Flatten). **MACs** "
+                  "counts multiply-accumulates, the work of Conv and Linear layers. The **receptive field** is "
+                  "how much of the 28×28 input one output value can see; **activations** is how many values the "
+                  "layer outputs."))
+    st.dataframe(charts.layer_frame(summary), hide_index=True, width="stretch", column_config=charts.count_columns())
     st.plotly_chart(charts.shape_flow_figure(summary), width="stretch")
-    st.caption("Convolutions with padding keep the size, pooling halves it, channels grow; Flatten turns the "
-               "last feature map into one long vector for the Linear layers.")
+    st.caption(_("Convolutions with padding keep the size, pooling halves it, channels grow; Flatten turns the "
+                 "last feature map into one long vector for the Linear layers."))
 
-    st.subheader("Work it out by hand")
+    st.subheader(_("Work it out by hand"))
     show_layer_formulas(summary, arch)
 
 
 def show_comparison(current: tuple[str, ModelSummary] | None, num_outputs: int) -> None:
     """Totals of several architectures side by side."""
-    st.markdown("How big and how costly are the networks? Parameters decide the file size and how much can "
-                "be learned; MACs decide the speed. Note how the fully connected layers hold most parameters, "
-                "while the convolutions at full resolution do most of the work.")
-    chosen = st.multiselect("Architectures", REGISTRY, default=COMPARE_DEFAULT, key="compare_archs")
+    st.markdown(_("How big and how costly are the networks? Parameters decide the file size and how much can "
+                  "be learned; MACs decide the speed. Note how the fully connected layers hold most parameters, "
+                  "while the convolutions at full resolution do most of the work."))
+    chosen = st.multiselect(_("Architectures"), REGISTRY, default=COMPARE_DEFAULT, key="compare_archs")
     summaries = {name: cached_summary(name, num_outputs, None) for name in chosen}
     differs = current is not None and current[1] not in summaries.values()  # not just a listed default
-    if current is not None and differs and st.checkbox("Include the network configured above", value=True,
+    if current is not None and differs and st.checkbox(_("Include the network configured above"), value=True,
                                                        key="compare_mine"):
-        summaries = {f"yours ({current[0]})": current[1], **summaries}
+        summaries = {_("yours ({arch})").format(arch=current[0]): current[1], **summaries}
     if len(summaries) < 2:
-        st.info("Pick at least two architectures to compare.")
+        st.info(_("Pick at least two architectures to compare."))
         return
     frame = charts.comparison_frame(summaries)
-    st.dataframe(frame, hide_index=True, width="stretch", column_config=charts.COUNT_COLUMNS)
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=charts.count_columns())
     st.plotly_chart(charts.comparison_figure(frame), width="stretch")
 
 
-st.title("Architecture")
-st.markdown("Pick one of the tutorials' networks (or one of ours), or stack your own layers, and see what "
-            "each layer does to the image's shape, how many parameters it learns and how much it computes. "
-            "Every number is measured on a real forward pass and checked against the formula the tutorials "
-            "teach.")
+st.title(_("Architecture"))
+st.markdown(_("Pick one of the tutorials' networks (or one of ours), or stack your own layers, and see what "
+              "each layer does to the image's shape, how many parameters it learns and how much it computes. "
+              "Every number is measured on a real forward pass and checked against the formula the tutorials "
+              "teach."))
 
-mode = st.radio("Network", ["From the registry", "Build your own"], horizontal=True, key="arch_mode")
-num_outputs = OUTPUTS[st.radio("Output", list(OUTPUTS), horizontal=True, key="arch_outputs")]
-if mode == "From the registry":
-    arch = st.selectbox("Architecture", REGISTRY, key="arch_name")
-    st.markdown(describe_architecture(arch))
+mode = st.radio(_("Network"), list(MODES), format_func=lambda key: _(MODES[key]), horizontal=True, key="arch_mode")
+num_outputs = int(st.radio(_("Output"), list(OUTPUTS), format_func=lambda count: _(OUTPUTS[count]), horizontal=True,
+                           key="arch_outputs"))
+if mode == "registry":
+    arch = st.selectbox(_("Architecture"), REGISTRY, key="arch_name")
+    st.markdown(_(describe_architecture(arch)))
     options = registry_options(arch)
 else:
     arch = "custom"
-    st.markdown(describe_architecture(arch))
+    st.markdown(_(describe_architecture(arch)))
     options = {"layers": edit_custom_stack(num_outputs, REGISTRY)}
 
 try:
     summary: ModelSummary | None = cached_summary(arch, num_outputs, options)
 except ArchitectureError as error:
-    st.error(str(error))
+    st.error(_(str(error)))
     summary = None
 
 if summary is not None:
     show_summary(summary, arch)
 
-st.header("Compare architectures")
+st.header(_("Compare architectures"))
 show_comparison((arch, summary) if summary is not None else None, num_outputs)

@@ -10,6 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from pages.lang import _, num
+
 TRAIN_COLOR, TEST_COLOR = "#2563eb", "#dc2626"
 
 
@@ -34,9 +36,9 @@ def line_figure(title: str, x_title: str, y_title: str, height: int = 320) -> go
 def train_test_figure(epochs: Sequence[int], train: Sequence[float], test: Sequence[float], title: str,
                       y_title: str, percent: bool = False) -> go.Figure:
     """Train and test curves of one metric per epoch."""
-    figure = line_figure(title, "epoch", y_title)
+    figure = line_figure(title, _("epoch"), y_title)
     scale = 100.0 if percent else 1.0
-    for name, values, color in (("train", train, TRAIN_COLOR), ("test", test, TEST_COLOR)):
+    for name, values, color in ((_("train"), train, TRAIN_COLOR), (_("test"), test, TEST_COLOR)):
         figure.add_scatter(x=list(epochs), y=[v * scale for v in values], name=name, mode="lines+markers",
                            line=dict(color=color))
     if percent:
@@ -47,23 +49,24 @@ def train_test_figure(epochs: Sequence[int], train: Sequence[float], test: Seque
 
 def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], weight: float = 0.95) -> go.Figure:
     """Per-batch training loss, raw (faint) and smoothed."""
-    figure = line_figure("Training loss per batch", "optimizer step", "loss")
-    figure.add_scatter(x=list(steps), y=list(losses), name="each batch", mode="lines",
+    figure = line_figure(_("Training loss per batch"), _("optimizer step"), _("loss"))
+    figure.add_scatter(x=list(steps), y=list(losses), name=_("each batch"), mode="lines",
                        line=dict(color=TRAIN_COLOR, width=1), opacity=0.25)
-    figure.add_scatter(x=list(steps), y=smooth(losses, weight), name=f"smoothed (EMA {weight})", mode="lines",
+    smoothed = _("smoothed (EMA {weight})").format(weight=num(weight))
+    figure.add_scatter(x=list(steps), y=smooth(losses, weight), name=smoothed, mode="lines",
                        line=dict(color=TRAIN_COLOR, width=2))
     figure.update_yaxes(type="log")
     return figure
 
 
 def lr_figure(steps: Sequence[int], lrs: Sequence[float]) -> go.Figure:
-    figure = line_figure("Learning rate", "optimizer step", "learning rate")
+    figure = line_figure(_("Learning rate"), _("optimizer step"), _("learning rate"))
     figure.add_scatter(x=list(steps), y=list(lrs), name="lr", mode="lines", line=dict(color="#16a34a"))
     figure.update_yaxes(exponentformat="e")
     return figure
 
 
-def confusion_figure(matrix: Sequence[Sequence[int | float]], labels: Sequence[str], title: str = "Confusion matrix",
+def confusion_figure(matrix: Sequence[Sequence[int | float]], labels: Sequence[str], title: str | None = None,
                      diverging: bool = False) -> go.Figure:
     """Rows are true classes, columns predictions; the count is on hover and in each cell.
 
@@ -75,11 +78,13 @@ def confusion_figure(matrix: Sequence[Sequence[int | float]], labels: Sequence[s
         go.Heatmap(
             z=matrix, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
             colorscale="RdBu" if diverging else "Blues", zmid=0 if diverging else None,
-            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+            hovertemplate=_("true {true}, predicted {predicted}: {count}").format(
+                true="%{y}", predicted="%{x}", count="%{z}") + "<extra></extra>",
         )
     )
-    figure.update_yaxes(autorange="reversed", title="true class", type="category")
-    figure.update_xaxes(title="predicted class", type="category", side="top")
+    figure.update_yaxes(autorange="reversed", title=_("true class"), type="category")
+    figure.update_xaxes(title=_("predicted class"), type="category", side="top")
+    title = _("Confusion matrix") if title is None else title
     # The title sits at the very top, above the predicted-class axis that also lives up there.
     figure.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top"), height=480,
                          margin=dict(l=10, r=10, t=90, b=10))
@@ -90,16 +95,17 @@ def per_class_figure(accuracies: Sequence[float], labels: Sequence[str]) -> go.F
     figure = go.Figure(go.Bar(x=list(labels), y=[a * 100 for a in accuracies],
                               text=[f"{a:.1%}" for a in accuracies], textposition="outside"))
     low = min(a * 100 for a in accuracies)
-    figure.update_yaxes(range=[max(0.0, low - 5), 100.5], ticksuffix="%", title="test accuracy")
-    figure.update_xaxes(type="category", title="true class")
-    figure.update_layout(title="Accuracy per class", height=340, margin=dict(l=10, r=10, t=40, b=10))
+    figure.update_yaxes(range=[max(0.0, low - 5), 100.5], ticksuffix="%", title=_("test accuracy"))
+    figure.update_xaxes(type="category", title=_("true class"))
+    figure.update_layout(title=_("Accuracy per class"), height=340, margin=dict(l=10, r=10, t=40, b=10))
     return figure
 
 
 def roc_figure(fpr: Sequence[float], tpr: Sequence[float], auc: float) -> go.Figure:
-    figure = line_figure(f"ROC curve (AUC {auc:.4f})", "false-positive rate", "true-positive rate", height=380)
-    figure.add_scatter(x=list(fpr), y=list(tpr), name="model", mode="lines", line=dict(color=TRAIN_COLOR))
-    figure.add_scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(color="grey", dash="dash"))
+    figure = line_figure(_("ROC curve (AUC {auc})").format(auc=num(auc, 4)), _("false-positive rate"),
+                         _("true-positive rate"), height=380)
+    figure.add_scatter(x=list(fpr), y=list(tpr), name=_("model"), mode="lines", line=dict(color=TRAIN_COLOR))
+    figure.add_scatter(x=[0, 1], y=[0, 1], name=_("chance"), mode="lines", line=dict(color="grey", dash="dash"))
     return figure
 
 
@@ -152,23 +158,25 @@ def params_accuracy_figure(points: Sequence[tuple[RunStyle, int, float]],
     if others:
         figure.add_scatter(
             x=[p for _, p, _ in others], y=[a * 100 for _, _, a in others], text=[n for n, _, _ in others],
-            name="other runs", mode="markers", marker=dict(color="#9ca3af", size=8), opacity=0.6,
-            hovertemplate="%{text}<br>%{x:,} parameters: %{y:.2f}%<extra></extra>",
+            name=_("other runs"), mode="markers", marker=dict(color="#9ca3af", size=8), opacity=0.6,
+            hovertemplate="%{text}<br>" + _("{params} parameters").format(params="%{x:,}") + ": %{y:.2f}%"
+                          "<extra></extra>",
         )
     for style, params, accuracy in points:
         figure.add_scatter(
             x=[params], y=[accuracy * 100], name=style.name, mode="markers+text", text=[style.name],
             textposition="top center", marker=dict(color=style.color, size=13, line=dict(color="white", width=1)),
             customdata=[[style.hover]],
-            hovertemplate="<b>%{text}</b><br>%{x:,} parameters: %{y:.2f}%<br>%{customdata[0]}<extra></extra>",
+            hovertemplate="<b>%{text}</b><br>" + _("{params} parameters").format(params="%{x:,}")
+                          + ": %{y:.2f}%<br>%{customdata[0]}<extra></extra>",
         )
     counts = [p for _, p, _ in points] + [p for _, p, _ in others]
     low, high = math.log10(min(counts)), math.log10(max(counts))
     pad = max(0.15 * (high - low), 0.1)  # room for the names beside the points at either end
     figure.update_traces(cliponaxis=False)
-    figure.update_xaxes(type="log", title="trainable parameters (log scale)", range=[low - pad, high + pad])
-    figure.update_yaxes(title="best test accuracy", ticksuffix="%")
-    figure.update_layout(title="Parameters against accuracy", height=380, showlegend=False,
+    figure.update_xaxes(type="log", title=_("trainable parameters (log scale)"), range=[low - pad, high + pad])
+    figure.update_yaxes(title=_("best test accuracy"), ticksuffix="%")
+    figure.update_layout(title=_("Parameters against accuracy"), height=380, showlegend=False,
                          margin=dict(l=10, r=10, t=40, b=10))
     return figure
 
@@ -185,7 +193,7 @@ def probability_figure(probabilities: Sequence[float], labels: Sequence[str], pr
         text=[f"{p:.0%}" for p in probabilities], textposition="outside", cliponaxis=False,
         hovertemplate="%{x}: %{y:.1f}%<extra></extra>",
     ))
-    figure.update_yaxes(range=[0, 108], ticksuffix="%", title="probability")
+    figure.update_yaxes(range=[0, 108], ticksuffix="%", title=_("probability"))
     figure.update_xaxes(type="category")
     figure.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10))
     return figure
@@ -210,11 +218,12 @@ def tile_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def feature_maps_figure(blocks: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
     """Every conv block's channels as image grids side by side in one figure; hover names the channel."""
     figure = make_subplots(1, len(blocks), subplot_titles=[title for title, _ in blocks], horizontal_spacing=0.03)
-    for index, (_, maps) in enumerate(blocks, start=1):
+    hover = _("channel {channel}<br>activation / its max: {value}").format(channel="%{customdata}", value="%{z:.2f}")
+    for index, (_title, maps) in enumerate(blocks, start=1):
         tiles, ids = tile_maps(maps)
         figure.add_trace(go.Heatmap(
             z=tiles, customdata=ids, colorscale="Viridis", showscale=False, hoverongaps=False,
-            hovertemplate="channel %{customdata}<br>activation / its max: %{z:.2f}<extra></extra>",
+            hovertemplate=hover + "<extra></extra>",
         ), 1, index)
         figure.update_yaxes(autorange="reversed", visible=False, scaleanchor=f"x{index}", constrain="domain",
                             row=1, col=index)
@@ -226,16 +235,17 @@ def feature_maps_figure(blocks: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
 def saliency_figure(model_input: np.ndarray, plain: np.ndarray, smooth: np.ndarray, class_name: str) -> go.Figure:
     """The 28x28 model input, its plain gradient map and its SmoothGrad map, side by side; values on hover."""
     panels = (
-        (model_input, "gray", "input", "What the network sees (28×28)"),
-        (plain, "Hot", "|gradient|", f"Plain gradient for {class_name}"),
-        (smooth, "Hot", "SmoothGrad", f"SmoothGrad for {class_name}"),
+        (model_input, "gray", _("input"), _("What the network sees (28×28)")),
+        (plain, "Hot", "|gradient|", _("Plain gradient for {label}").format(label=class_name)),
+        (smooth, "Hot", "SmoothGrad", _("SmoothGrad for {label}").format(label=class_name)),
     )
     figure = make_subplots(1, len(panels), subplot_titles=[title for *_, title in panels], horizontal_spacing=0.08)
-    for col, (image, scale, label, _) in enumerate(panels, 1):
+    for col, (image, scale, label, _title) in enumerate(panels, 1):
         right = figure.layout[f"xaxis{col if col > 1 else ''}"].domain[1]  # each colorbar just right of its map
         figure.add_trace(go.Heatmap(
             z=image, colorscale=scale, colorbar=dict(x=right + 0.005, len=0.9, thickness=12),
-            hovertemplate=f"row %{{y}}, col %{{x}}<br>{label} %{{z:.3g}}<extra></extra>",
+            hovertemplate=_("row {row}, col {col}<br>{label} {value}").format(
+                row="%{y}", col="%{x}", label=label, value="%{z:.3g}") + "<extra></extra>",
         ), 1, col)
         figure.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", constrain="domain", showticklabels=col == 1,
                             row=1, col=col)

@@ -9,6 +9,7 @@ import torch
 
 from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load_dataset, missing_files
 from core.inference import set_serving_threads
+from pages.lang import _, ngettext, num, pct, translator  # noqa: F401  (re-exported for the pages)
 
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
@@ -25,12 +26,14 @@ def dataset_sidebar() -> None:
     """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`."""
     st.session_state.setdefault(DATASET_KEY, "mnist")
     st.sidebar.selectbox(
-        "Dataset",
+        _("Dataset"),
         list(DATASETS),
         format_func=lambda key: DATASETS[key].title,
         key=DATASET_KEY,
-        help="MNIST: handwritten digits. Fashion-MNIST: the same format with Zalando's clothes, shoes and bags, "
-        "and harder.",
+        help=_(
+            "MNIST: handwritten digits. Fashion-MNIST: the same format with Zalando's clothes, shoes and bags, "
+            "and harder."
+        ),
     )
 
 
@@ -51,12 +54,13 @@ def get_dataset(name: str | None = None) -> Dataset:
     spec = get_spec(name or current_dataset_name())
     try:
         if missing_files(spec):
-            with st.status(f"Fetching {spec.title}…", expanded=True) as status:
+            with st.status(_("Fetching {dataset}…").format(dataset=spec.title), expanded=True) as status:
                 ensure_files(spec.key, progress=status.write)
-                status.update(label=f"{spec.title} is ready", state="complete", expanded=False)
+                status.update(label=_("{dataset} is ready").format(dataset=spec.title), state="complete",
+                              expanded=False)
         return _cached_dataset(spec.key)
     except DataError as error:
-        st.error(f"**{spec.title} is not available.**\n\n{error}")
+        st.error(_("**{dataset} is not available.**").format(dataset=spec.title) + f"\n\n{error}")
         st.stop()
         raise  # st.stop() raises; this line keeps type checkers sure we never return None
 
@@ -67,14 +71,17 @@ def upscale(image: torch.Tensor | np.ndarray, factor: int = 3) -> np.ndarray:
     return np.kron(array, np.ones((factor, factor), dtype=array.dtype))
 
 
-def pixel_heatmap(image: torch.Tensor | np.ndarray, title: str = "", hover_label: str = "value") -> go.Figure:
+def pixel_heatmap(image: torch.Tensor | np.ndarray, title: str = "", hover_label: str | None = None) -> go.Figure:
     """A 2-D image as a Plotly heatmap, row 0 at the top, each pixel's value on hover."""
     array = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    hover = _("row {row}, col {col}<br>{label} {value}").format(
+        row="%{y}", col="%{x}", label=hover_label or _("value"), value="%{z}"
+    )
     figure = go.Figure(
         go.Heatmap(
             z=array,
             colorscale="gray",
-            hovertemplate=f"row %{{y}}, col %{{x}}<br>{hover_label} %{{z}}<extra></extra>",
+            hovertemplate=hover + "<extra></extra>",
         )
     )
     figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")

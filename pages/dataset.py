@@ -18,14 +18,15 @@ from core.explore import (
     normalization_table,
     sample_indices,
 )
-from pages.common import count_of, get_dataset, pixel_heatmap, upscale
+from core.i18n import N_
+from pages.common import _, get_dataset, ngettext, num, pct, pixel_heatmap, upscale
 
 SEED_KEY = "dataset_sample_seed"
 
 
 @dataclass(frozen=True)
 class Wording:
-    """The sentences that differ between datasets, so no page says 'digit' about a coat."""
+    """The sentences that differ between datasets, so no page says 'digit' about a coat (marked; translated at use)."""
 
     item: str  # what one image shows, singular
     bright: str  # what the white pixels are
@@ -36,33 +37,36 @@ class Wording:
 
 WORDING = {
     "mnist": Wording(
-        item="digit",
-        bright="ink",
-        origin="Grey values at the stroke's edges come from anti-aliasing when MNIST's authors scaled each digit "
+        item=N_("digit"),
+        bright=N_("ink"),
+        origin=N_("Grey values at the stroke's edges come from anti-aliasing when MNIST's authors scaled each digit "
         "into a 20 × 20 box; they then centred its centre of mass in the 28 × 28 frame, which is why a digit "
-        "you draw must be prepared the same way before a network can read it.",
-        variety="the blur shows how much people's writing varies.",
-        augment_note="It helps most with digits drawn by hand, which are never placed like MNIST's.",
+        "you draw must be prepared the same way before a network can read it."),
+        variety=N_("the blur shows how much people's writing varies."),
+        augment_note=N_("It helps most with digits drawn by hand, which are never placed like MNIST's."),
     ),
     "fashion-mnist": Wording(
-        item="item",
-        bright="the item",
-        origin="Fashion-MNIST's images are Zalando's product photos, trimmed to the item, scaled so the longer "
+        item=N_("item"),
+        bright=N_("the item"),
+        origin=N_("Fashion-MNIST's images are Zalando's product photos, trimmed to the item, scaled so the longer "
         "side is 28 pixels, sharpened, centred in the 28 × 28 frame and inverted, so the item is light on "
-        "black; a picture of your own needs the same preparation before a network can read it.",
-        variety="the blur shows how much the items of one class differ in shape and pose.",
+        "black; a picture of your own needs the same preparation before a network can read it."),
+        variety=N_("the blur shows how much the items of one class differ in shape and pose."),
     ),
 }
 GENERIC_WORDING = Wording(
-    item="image",
-    bright="the foreground",
-    origin="A picture of your own must be prepared the same way as these before a network can read it.",
-    variety="the blur shows how much the images of one class differ.",
+    item=N_("image"),
+    bright=N_("the foreground"),
+    origin=N_("A picture of your own must be prepared the same way as these before a network can read it."),
+    variety=N_("the blur shows how much the images of one class differ."),
 )
 
 
 def wording(dataset: Dataset) -> Wording:
-    return WORDING.get(dataset.spec.key, GENERIC_WORDING)
+    """The dataset's sentences in the session's language."""
+    words = WORDING.get(dataset.spec.key, GENERIC_WORDING)
+    return Wording(*(_(text) if text else "" for text in (words.item, words.bright, words.origin, words.variety,
+                                                          words.augment_note)))
 
 
 def sample_controls(dataset: Dataset) -> tuple[bool, list[int], int]:
@@ -72,24 +76,30 @@ def sample_controls(dataset: Dataset) -> tuple[bool, list[int], int]:
     """
     st.session_state.setdefault(SEED_KEY, 0)
     left, right, button = st.columns([1, 1, 1], vertical_alignment="bottom")
-    split = left.segmented_control("Split", ["train", "test"], default="train", required=True, key="dataset_split")
-    side = right.select_slider("Grid", options=[4, 6, 8, 10, 12], value=8, key="dataset_grid", help="images per side")
-    if button.button("Another sample", icon=":material/casino:", key="dataset_resample"):
+    split = left.segmented_control(_("Split"), ["train", "test"], default="train", required=True, key="dataset_split",
+                                   format_func=lambda name: _("training set") if name == "train" else _("test set"))
+    side = right.select_slider(_("Grid"), options=[4, 6, 8, 10, 12], value=8, key="dataset_grid",
+                               help=_("images per side"))
+    if button.button(_("Another sample"), icon=":material/casino:", key="dataset_resample"):
         st.session_state[SEED_KEY] += 1
     picked = st.pills(  # its own row: long class names (Fashion-MNIST) need the page's width
-        "Classes",
+        _("Classes"),
         list(range(len(dataset.classes))),
         selection_mode="multi",
         format_func=lambda c: dataset.classes[c],
         key="dataset_classes",
-        help="Click classes to see only those; with none picked, every class is shown.",
+        help=_("Click classes to see only those; with none picked, every class is shown."),
     )
     classes = sorted(picked) or list(range(len(dataset.classes)))
     if picked:
-        names = ", ".join(dataset.classes[c] for c in classes)
-        st.caption(f"Showing {count_of(len(classes), 'class', 'classes')}: {names}. Click again to unpick.")
+        names = _(", ").join(dataset.classes[c] for c in classes)
+        st.caption(ngettext("Showing {count} class: {names}. Click again to unpick.",
+                            "Showing {count} classes: {names}. Click again to unpick.", len(classes)).format(
+            count=len(classes), names=names))
     else:
-        st.caption(f"Showing all {count_of(len(classes), 'class', 'classes')}; click some to see only those.")
+        st.caption(ngettext("Showing all {count} class; click some to see only those.",
+                            "Showing all {count} classes; click some to see only those.", len(classes)).format(
+            count=len(classes)))
     return split == "train", classes, int(side)
 
 
@@ -108,22 +118,29 @@ def show_one_image(dataset: Dataset, images: torch.Tensor, labels: torch.Tensor,
     # The options are the labels themselves: when a new sample or dataset changes them, the old choice
     # is no longer among them and the box resets; with index options the browser kept showing the old
     # label (an MNIST "9" over a Fashion-MNIST shirt).
-    names = [f"#{i + 1} in the grid: {dataset.classes[int(labels[i])]} (dataset index {int(indices[i])})"
+    names = [_("#{position} in the grid: {label} (dataset index {index})").format(
+                 position=i + 1, label=dataset.classes[int(labels[i])], index=int(indices[i]))
              for i in range(len(indices))]
-    choice = names.index(st.selectbox("Look at one image up close", names, key="dataset_pick"))
+    choice = names.index(st.selectbox(_("Look at one image up close"), names, key="dataset_pick"))
     image = images[choice]
     left, right = st.columns([3, 2])
-    title = f"{dataset.classes[int(labels[choice])]}, dataset index {int(indices[choice])}"
-    left.plotly_chart(pixel_heatmap(image, title, "raw value"), key="pick_heat")
+    title = _("{label}, dataset index {index}").format(label=dataset.classes[int(labels[choice])],
+                                                       index=int(indices[choice]))
+    left.plotly_chart(pixel_heatmap(image, title, _("raw value")), key="pick_heat")
     inked = int((image > 0).sum())
     words = wording(dataset)
     right.markdown(
-        f"""
-Each image is **28 × 28 = 784 pixels**, one byte each: **0 is black** (background), **255 is white**
-({words.bright}). This one has **{count_of(inked, "non-zero pixel")}** ({inked / 784:.0%} of the image),
-a mean value of **{float(image.float().mean()):.1f}** and a maximum of **{int(image.max())}**.
-{words.origin}
-"""
+        _("Each image is **28 × 28 = 784 pixels**, one byte each: **0 is black** (background), **255 is white** "
+          "({bright}).").format(bright=words.bright)
+        + " "
+        + ngettext("This one has **{count} non-zero pixel** ({share} of the image), a mean value of **{mean}** "
+                   "and a maximum of **{max}**.",
+                   "This one has **{count} non-zero pixels** ({share} of the image), a mean value of **{mean}** "
+                   "and a maximum of **{max}**.", inked).format(
+            count=num(inked), share=pct(inked / 784, 0), mean=num(float(image.float().mean()), 1),
+            max=int(image.max()))
+        + "\n\n"
+        + words.origin
     )
 
 
@@ -133,82 +150,84 @@ def cached_class_means(dataset_key: str) -> torch.Tensor:
     return class_mean_images(dataset.train_images, dataset.train_labels, len(dataset.classes))
 
 
+def image_count(count: int) -> str:
+    return ngettext("{count} image", "{count} images", count).format(count=num(count))
+
+
 def balance_sentence(dataset: Dataset) -> str:
     """How evenly the training images spread over the classes, and what that means for accuracy."""
     counts = dataset.class_counts(True)
     balance = class_balance(counts, dataset.classes)
     share = balance.largest_count / sum(counts)
     if balance.equal:
-        spread = f"Every class has {count_of(balance.largest_count, 'training image')}"
+        spread = ngettext("Every class has {count} training image", "Every class has {count} training images",
+                          balance.largest_count).format(count=num(balance.largest_count))
     else:
-        spread = (
-            f"Training classes range from {count_of(balance.smallest_count, 'image')} ({balance.smallest}) "
-            f"to {count_of(balance.largest_count, 'image')} ({balance.largest})"
-        )
-    return (
-        f"{spread}, so always answering the commonest class would score only about {share:.0%}: "
-        f"accuracy is a fair summary here."
-    )
+        spread = _("Training classes range from {smallest} ({smallest_class}) to {largest} ({largest_class})").format(
+            smallest=image_count(balance.smallest_count), smallest_class=balance.smallest,
+            largest=image_count(balance.largest_count), largest_class=balance.largest)
+    return _("{spread}, so always answering the commonest class would score only about {share}: accuracy is a "
+             "fair summary here.").format(spread=spread, share=pct(share, 0))
 
 
 def show_class_statistics(dataset: Dataset) -> None:
     """Class balance, the mean image of each class, and the pixel histogram."""
+    class_, split, images = _("class"), _("split"), _("images")
     counts = pd.DataFrame(
-        {"class": list(dataset.classes) * 2,
-         "split": ["train"] * len(dataset.classes) + ["test"] * len(dataset.classes),
-         "images": dataset.class_counts(True) + dataset.class_counts(False)}
+        {class_: list(dataset.classes) * 2,
+         split: [_("training set")] * len(dataset.classes) + [_("test set")] * len(dataset.classes),
+         images: dataset.class_counts(True) + dataset.class_counts(False)}
     )
-    figure = px.bar(counts, x="class", y="images", color="split", barmode="group", title="Images per class")
+    figure = px.bar(counts, x=class_, y=images, color=split, barmode="group", title=_("Images per class"))
     st.plotly_chart(figure, key="class_counts")
     st.caption(balance_sentence(dataset))
     means = cached_class_means(dataset.spec.key)
-    st.markdown(f"**The average training image of each class** — {wording(dataset).variety}")
+    st.markdown("**" + _("The average training image of each class") + f"** — {wording(dataset).variety}")
     columns = st.columns(len(dataset.classes))
     for column, mean_image, name in zip(columns, means, dataset.classes, strict=True):
         column.image(upscale(mean_image.round().to(torch.uint8), 3), caption=name, width="stretch")
     histogram = dataset.pixel_histogram
     share_black = float(histogram[0]) / float(histogram.sum())
     figure = go.Figure(go.Bar(x=list(range(256)), y=histogram.tolist()))
-    figure.update_layout(title="Pixel values over all training images", xaxis_title="raw value (0-255)",
-                         yaxis_title="pixels (log scale)", yaxis_type="log", height=320)
+    figure.update_layout(title=_("Pixel values over all training images"), xaxis_title=_("raw value (0-255)"),
+                         yaxis_title=_("pixels (log scale)"), yaxis_type="log", height=320)
     st.plotly_chart(figure, key="pixel_hist")
     nonzero = histogram[1:].cumsum(0)  # pixels with value <= 1, 2, ..., 255
     median_lit = 1 + int(torch.searchsorted(nonzero, (nonzero[-1] + 1) // 2))  # median of the non-zero values
-    st.caption(
-        f"{share_black:.1%} of all training pixels are exactly 0 (background); "
-        f"half of the others are {median_lit} or brighter."
-    )
+    st.caption(_("{share} of all training pixels are exactly 0 (background); half of the others are {median} or "
+                 "brighter.").format(share=pct(share_black, 1), median=median_lit))
 
 
 def show_normalization(dataset: Dataset) -> None:
     """Raw bytes -> ToTensor -> each preset, with the computed mean and std."""
     mean, std = dataset.mean_std
-    pixels = count_of(len(dataset.train_labels) * 784, "training pixel")
     st.markdown(
-        f"""
-Networks train best on inputs centred near zero with a spread near one. The tutorials use three recipes.
-`ToTensor()` first turns a byte into a float: **x = pixel / 255**, so 0..255 becomes 0..1.
-Then `Normalize(mean, std)` computes **(x − mean) / std**.
-For {dataset.spec.title}, the mean and standard deviation of all {pixels}, computed here from the files,
-are **mean = {mean:.4f}** and **std = {std:.4f}** (the tutorials type in 0.1307 and 0.3081 for MNIST).
-"""
+        _("Networks train best on inputs centred near zero with a spread near one. The tutorials use three "
+          "recipes. `ToTensor()` first turns a byte into a float: **x = pixel / 255**, so 0..255 becomes 0..1. "
+          "Then `Normalize(mean, std)` computes **(x − mean) / std**. For {dataset}, the mean and standard "
+          "deviation of all {pixels} training pixels, computed here from the files, are **mean = {mean}** and "
+          "**std = {std}** (the tutorials type in 0.1307 and 0.3081 for MNIST).").format(
+            dataset=dataset.spec.title, pixels=num(len(dataset.train_labels) * 784), mean=num(mean, 4),
+            std=num(std, 4))
     )
     rows = normalization_table(dataset)
     table = pd.DataFrame(
         [
-            {"preset": row.preset, "what it does": row.description,
-             "mean": round(row.mean, 4), "std": round(row.std, 4),
-             **{f"pixel {raw}": round(value, 4) for raw, value in row.examples.items()},
-             "range": f"[{row.low:.3f}, {row.high:.3f}]"}
+            {_("preset"): row.preset, _("what it does"): _(row.description),
+             _("mean"): round(row.mean, 4), _("std"): round(row.std, 4),
+             **{_("pixel {value}").format(value=raw): round(value, 4) for raw, value in row.examples.items()},
+             _("range"): f"[{row.low:.3f}, {row.high:.3f}]"}
             for row in rows
         ]
     )
     st.dataframe(table, hide_index=True)
     dataset_row = next(row for row in rows if row.preset == "dataset")
     st.caption(
-        f"Worked example with the dataset's own statistics: a white pixel (255) becomes 255/255 = 1, then "
-        f"(1 − {mean:.4f}) / {std:.4f} = {dataset_row.high:.4f}; a black one becomes (0 − {mean:.4f}) / {std:.4f} "
-        f"= {dataset_row.low:.4f}. Whatever a model was trained with, a new {wording(dataset).item} must get the same."
+        _("Worked example with the dataset's own statistics: a white pixel (255) becomes 255/255 = 1, then "
+          "(1 − {mean}) / {std} = {high}; a black one becomes (0 − {mean}) / {std} = {low}. Whatever a model was "
+          "trained with, a new {item} must get the same.").format(
+            mean=num(mean, 4), std=num(std, 4), high=num(dataset_row.high, 4), low=num(dataset_row.low, 4),
+            item=wording(dataset).item)
     )
 
 
@@ -217,38 +236,44 @@ def show_augmentation(dataset: Dataset, image: torch.Tensor, label: str) -> None
     st.session_state.setdefault("aug_seed", 0)
     aug, words = Augmentation(), wording(dataset)
     st.markdown(
-        f"Augmentation shows the network slightly different versions of each {words.item} every epoch — rotated "
-        f"up to ±{aug.degrees:g}°, shifted up to ±{aug.translate:.0%} (±{aug.translate * 28:.1f} px) and scaled "
-        f"{aug.scale[0]:g}–{aug.scale[1]:g}× — so it learns the {words.item}, not its exact pixels. "
-        f"{words.augment_note}"
+        _("Augmentation shows the network slightly different versions of each {item} every epoch — rotated up to "
+          "±{degrees}°, shifted up to ±{shift} (±{pixels} px) and scaled {low}–{high}× — so it learns the {item}, "
+          "not its exact pixels.").format(
+            item=words.item, degrees=f"{aug.degrees:g}", shift=pct(aug.translate, 0),
+            pixels=num(aug.translate * 28, 1), low=f"{aug.scale[0]:g}", high=f"{aug.scale[1]:g}")
+        + f" {words.augment_note}"
     )
-    if st.button("New draws", icon=":material/refresh:", key="aug_redraw"):
+    if st.button(_("New draws"), icon=":material/refresh:", key="aug_redraw"):
         st.session_state["aug_seed"] += 1
     draws = augmentation_preview(image, 8, seed=st.session_state["aug_seed"], aug=aug)
     columns = st.columns(9)
-    columns[0].image(upscale(image, 3), caption=f"original ({label})", width="stretch")
+    columns[0].image(upscale(image, 3), caption=_("original ({label})").format(label=label), width="stretch")
     for number, (column, moved) in enumerate(zip(columns[1:], draws, strict=True), start=1):
-        column.image(upscale(moved, 3), caption=f"draw {number}", width="stretch")
+        column.image(upscale(moved, 3), caption=_("draw {number}").format(number=number), width="stretch")
 
 
 dataset = get_dataset()
-st.title(f"{dataset.spec.title} dataset")
+st.title(_("{dataset} dataset").format(dataset=dataset.spec.title))
 st.markdown(
-    f"{count_of(len(dataset.train_labels), 'training image')} and {count_of(len(dataset.test_labels), 'test image')} "
-    f"in {count_of(len(dataset.classes), 'class', 'classes')}, 28 × 28 grey pixels each. "
-    f"Everything below is computed from the real files."
+    _("{train} and {test} in {classes}, 28 × 28 grey pixels each. Everything below is computed from the real "
+      "files.").format(
+        train=ngettext("{count} training image", "{count} training images", len(dataset.train_labels)).format(
+            count=num(len(dataset.train_labels))),
+        test=ngettext("{count} test image", "{count} test images", len(dataset.test_labels)).format(
+            count=num(len(dataset.test_labels))),
+        classes=ngettext("{count} class", "{count} classes", len(dataset.classes)).format(count=len(dataset.classes)))
 )
 train, classes, side = sample_controls(dataset)
 images, labels = dataset.split(train)
 indices = sample_indices(labels, classes, side * side, st.session_state[SEED_KEY])
 if len(indices) == 0:
-    st.info("These classes have no images in this split.")
+    st.info(_("These classes have no images in this split."))
     st.stop()
 shown_images, shown_labels = images[indices], labels[indices]
 show_sample_grid(dataset, shown_images, shown_labels, side)
 show_one_image(dataset, shown_images, shown_labels, indices)
 
-statistics, normalizing, augmenting = st.tabs(["Class statistics", "Normalization", "Augmentation"])
+statistics, normalizing, augmenting = st.tabs([_("Class statistics"), _("Normalization"), _("Augmentation")])
 with statistics:
     show_class_statistics(dataset)
 with normalizing:

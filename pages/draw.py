@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from core.data import DATASETS, get_spec
+from core.i18n import N_
 from core.inference import (
     DEFAULT_CHECKPOINT,
     SMOOTHGRAD_NOISE,
@@ -27,28 +28,31 @@ from core.inference import (
 from core.preprocess import MAX_IMAGE_BYTES, ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
 from core.runs import BEST_CHECKPOINT, list_runs
 from pages.charts import feature_maps_figure, probability_figure, saliency_figure
-from pages.common import current_dataset_name, upscale
+from pages.common import _, current_dataset_name, num, pct, translator, upscale
+from pages.lang import pgettext
 
 CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
 CANVAS_TOOLBAR_ROOM_PX = 12  # extra space above the canvas for its toolbar (see draw_input)
 STRIP_PX = 140  # about how wide each image of the preprocessing strip is shown
-DEFAULT_LABEL = "Default model (shipped)"
-SUBJECTS = {"mnist": "digit", "fashion-mnist": "piece of clothing"}  # what a model of each dataset reads
+DEFAULT_CHOICE = "default"  # the model picker's value for the shipped model (values never depend on the language)
+# What a model of each dataset reads (marked; translated at use).
+SUBJECTS = {"mnist": N_("digit"), "fashion-mnist": N_("piece of clothing")}
 STEP_LABELS = {  # PreprocessOptions field -> toggle label, in pipeline order
-    "polarity": "Ink map",
-    "crop": "Crop to ink",
-    "fit": "Fit to 20 px",
-    "antialias": "Anti-alias",
-    "center_of_mass": "Centering",
-    "normalize": "Normalize",
+    "polarity": N_("Ink map"),
+    "crop": N_("Crop to ink"),
+    "fit": N_("Fit to 20 px"),
+    "antialias": N_("Anti-alias"),
+    "center_of_mass": N_("Centering"),
+    "normalize": N_("Normalize"),
 }
 STEP_HELP = {
-    "polarity": "Light background: invert it. Transparent background: use the alpha channel. Matters for uploads.",
-    "crop": "Off: the whole image counts as the drawing, so it ends up small.",
-    "fit": "Off: the crop is stretched to fill 28×28, losing the 4-px margin and the aspect ratio.",
-    "antialias": "Off: nearest-neighbour downscaling, jagged strokes without MNIST's grey edges.",
-    "center_of_mass": "On: the center of mass goes to pixel 14, as in MNIST. Off: the box is centered instead.",
-    "normalize": "Off: pixels in 0–1 are fed as they are, not with the model's mean and std.",
+    "polarity": N_("Light background: invert it. Transparent background: use the alpha channel. Matters for "
+                   "uploads."),
+    "crop": N_("Off: the whole image counts as the drawing, so it ends up small."),
+    "fit": N_("Off: the crop is stretched to fill 28×28, losing the 4-px margin and the aspect ratio."),
+    "antialias": N_("Off: nearest-neighbour downscaling, jagged strokes without MNIST's grey edges."),
+    "center_of_mass": N_("On: the center of mass goes to pixel 14, as in MNIST. Off: the box is centered instead."),
+    "normalize": N_("Off: pixels in 0–1 are fed as they are, not with the model's mean and std."),
 }
 
 
@@ -56,49 +60,54 @@ STEP_HELP = {
 # Models
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def cached_checkpoint(path: str, modified: float) -> LoadedCheckpoint:
     """The checkpoint at `path`, loaded once per file version (`modified` is its mtime)."""
     return load_checkpoint(path)
 
 
-def model_choices() -> dict[str, Path]:
-    """Label -> checkpoint path: the default model, then every run that has a best checkpoint."""
-    choices = {DEFAULT_LABEL: DEFAULT_CHECKPOINT}
+def model_choices() -> dict[str, tuple[str, Path]]:
+    """Value -> (label, checkpoint path): the default model, then every run that has a best checkpoint.
+
+    The values (DEFAULT_CHOICE, run ids) do not depend on the language, so a picked model survives a switch.
+    """
+    choices = {DEFAULT_CHOICE: (_("Default model (shipped)"), DEFAULT_CHECKPOINT)}
     for run in list_runs():
         best = run.run_dir / BEST_CHECKPOINT
         if best.is_file():
-            accuracy = f", {run.best_test_accuracy:.2%}" if run.best_test_accuracy is not None else ""
-            kind = " one-vs-rest" if run.task == "binary" else ""
+            accuracy = f", {pct(run.best_test_accuracy, 2)}" if run.best_test_accuracy is not None else ""
+            kind = " " + _("one-vs-rest") if run.task == "binary" else ""
             data = f", {DATASETS[run.dataset].title}" if run.dataset in DATASETS and run.dataset != "mnist" else ""
-            choices[f"{run.run_id} ({run.arch}{kind}{data}{accuracy})"] = best
+            choices[run.run_id] = (f"{run.run_id} ({run.arch}{kind}{data}{accuracy})", best)
     return choices
 
 
 def load_choice(label: str, path: Path) -> LoadedCheckpoint | None:
     """The loaded checkpoint, or None after saying why it cannot be used."""
     try:
-        return cached_checkpoint(str(path), path.stat().st_mtime)
+        with st.spinner(_("Loading the model…")):
+            return cached_checkpoint(str(path), path.stat().st_mtime)
     except (OSError, CheckpointError) as error:
-        st.error(f"**{label}** cannot be loaded: {error}")
+        st.error(_("**{label}** cannot be loaded: {error}").format(label=label, error=_(str(error))))
         return None
 
 
 def choose_models() -> list[tuple[str, LoadedCheckpoint]]:
     """One or two (label, checkpoint) pairs picked on the page."""
     choices = model_choices()
-    labels = list(choices)
+    values = list(choices)
     first, second = st.columns(2, vertical_alignment="bottom")
-    picked = [first.selectbox("Model", labels, key="model")]
-    if len(labels) > 1 and second.toggle("Compare with a second model", key="compare"):
-        picked.append(second.selectbox("Second model", labels, index=1, key="model2"))
-    loaded = [(label, load_choice(label, choices[label])) for label in picked]
+    label_of = lambda value: choices[value][0]  # noqa: E731
+    picked = [first.selectbox(_("Model"), values, key="model", format_func=label_of)]
+    if len(values) > 1 and second.toggle(_("Compare with a second model"), key="compare"):
+        picked.append(second.selectbox(_("Second model"), values, index=1, key="model2", format_func=label_of))
+    loaded = [(choices[value][0], load_choice(*choices[value])) for value in picked if value in choices]
     return [(label, checkpoint) for label, checkpoint in loaded if checkpoint is not None]
 
 
 def subject(checkpoint: LoadedCheckpoint) -> str:
-    """What the model expects to see: "digit" for an MNIST model."""
-    return SUBJECTS.get(checkpoint.dataset, "image")
+    """What the model expects to see: "digit" for an MNIST model (in the session's language)."""
+    return _(SUBJECTS.get(checkpoint.dataset, N_("image")))
 
 
 def dataset_notes(models: list[tuple[str, LoadedCheckpoint]], sidebar: str) -> list[str]:
@@ -107,21 +116,23 @@ def dataset_notes(models: list[tuple[str, LoadedCheckpoint]], sidebar: str) -> l
     notes = []
     for label, checkpoint in models:
         spec = get_spec(checkpoint.dataset)
-        classes = ", ".join(spec.classes)
+        classes = _(", ").join(spec.classes)
         if checkpoint.dataset == "mnist" and sidebar != "mnist":
-            answers = ("one of the digits 0–9" if checkpoint.task != "binary"
-                       else f"a {checkpoint.target_digit} or not a {checkpoint.target_digit}")
+            answers = (_("one of the digits 0–9") if checkpoint.task != "binary"
+                       else _("a {digit} or not a {digit}").format(digit=checkpoint.target_digit))
             notes.append(
-                f"The sidebar's dataset is {chosen}, but **{label}** is an MNIST digit model: it reads whatever "
-                f"you draw or upload as {answers}. For {chosen}, train a model on it (Train page) "
-                "and pick it above."
+                _("The sidebar's dataset is {chosen}, but **{label}** is an MNIST digit model: it reads whatever "
+                  "you draw or upload as {answers}. For {chosen}, train a model on it (Train page) and pick it "
+                  "above.").format(chosen=chosen, label=label, answers=answers)
             )
         elif checkpoint.dataset != "mnist":
-            sidebar_part = "" if sidebar == checkpoint.dataset else f" (the sidebar's dataset is {chosen})"
+            sidebar_part = ("" if sidebar == checkpoint.dataset
+                            else _(" (the sidebar's dataset is {chosen})").format(chosen=chosen))
             notes.append(
-                f"**{label}** was trained on {spec.title}{sidebar_part}: it reads whatever you draw or upload as "
-                f"one of {classes}. The preprocessing below follows MNIST's recipe for digits, not the way "
-                f"{spec.title}'s images were made."
+                _("**{label}** was trained on {dataset}{sidebar_part}: it reads whatever you draw or upload as one "
+                  "of {classes}. The preprocessing below follows MNIST's recipe for digits, not the way {dataset}'s "
+                  "images were made.").format(label=label, dataset=spec.title, sidebar_part=sidebar_part,
+                                              classes=classes)
             )
     return notes
 
@@ -129,7 +140,7 @@ def dataset_notes(models: list[tuple[str, LoadedCheckpoint]], sidebar: str) -> l
 def class_names(checkpoint: LoadedCheckpoint) -> tuple[str, ...]:
     """What each probability is about: the classes, or (not N, N) for a one-vs-rest model."""
     if checkpoint.task == "binary":
-        return (f"not {checkpoint.target_digit}", str(checkpoint.target_digit))
+        return (_("not {target}").format(target=checkpoint.target_digit), str(checkpoint.target_digit))
     return get_spec(checkpoint.dataset).classes
 
 
@@ -143,8 +154,8 @@ def draw_input() -> np.ndarray | None:
 
     st.session_state.setdefault("canvas_version", 0)
     stroke_col, clear_col = st.columns([2, 1], vertical_alignment="bottom")
-    stroke = stroke_col.slider("Stroke width (px)", 8, 40, 22, key="stroke")
-    if clear_col.button("Clear", icon=":material/delete:", key="clear", width="stretch"):
+    stroke = stroke_col.slider(_("Stroke width (px)"), 8, 40, 22, key="stroke")
+    if clear_col.button(_("Clear"), icon=":material/delete:", key="clear", width="stretch"):
         st.session_state["canvas_version"] += 1  # a new key is a new, empty canvas
     # On hover the canvas shows its own toolbar 2.65rem above its top edge, over whatever is there:
     # this space, with the two gaps around it, keeps it clear of the slider.
@@ -162,7 +173,8 @@ def draw_input() -> np.ndarray | None:
 def upload_input(noun: str) -> np.ndarray | None:
     """An uploaded PNG/JPEG of one `noun` as an RGBA array, or None (with the reason shown)."""
     upload = st.file_uploader(
-        f"A PNG or JPEG of one {noun}, dark on light or light on dark (at most {MAX_IMAGE_BYTES // 2**20} MB)",
+        _("A PNG or JPEG of one {noun}, dark on light or light on dark (at most {megabytes} MB)").format(
+            noun=noun, megabytes=MAX_IMAGE_BYTES // 2**20),
         type=["png", "jpg", "jpeg"], key="upload",
     )
     if upload is None:
@@ -170,7 +182,7 @@ def upload_input(noun: str) -> np.ndarray | None:
     try:
         return decode_image(upload.getvalue())
     except ImageError as error:
-        st.error(f"**{upload.name}**: {error}")
+        st.error(f"**{upload.name}**: {_(str(error))}")
         return None
 
 
@@ -178,7 +190,7 @@ def step_toggles() -> PreprocessOptions:
     """One toggle per preprocessing step, all on by default."""
     columns = st.columns(len(STEP_LABELS))
     switches = {
-        field: column.toggle(label, value=True, key=f"step_{field}", help=STEP_HELP[field])
+        field: column.toggle(_(label), value=True, key=f"step_{field}", help=_(STEP_HELP[field]))
         for column, (field, label) in zip(columns, STEP_LABELS.items(), strict=True)
     }
     return PreprocessOptions(**switches)
@@ -201,19 +213,21 @@ def show_prediction(label: str, checkpoint: LoadedCheckpoint, prediction: Predic
     st.caption(label)
     if prediction.binary:
         digit = checkpoint.target_digit
-        big_answer(f"P({digit}) = {prediction.probabilities[0]:.0%}")
-        st.markdown(f"A one-vs-rest model: it only answers whether this is a {digit}. Its answer: **{answer}**.")
+        big_answer(f"P({digit}) = {pct(prediction.probabilities[0], 0)}")
+        st.markdown(_("A one-vs-rest model: it only answers whether this is a {digit}. Its answer: "
+                      "**{answer}**.").format(digit=digit, answer=answer))
     else:
         big_answer(answer)
-        st.markdown(f"Predicted **{answer}** with probability **{prediction.confidence:.1%}**.")
+        st.markdown(_("Predicted **{answer}** with probability **{probability}**.").format(
+            answer=answer, probability=pct(prediction.confidence, 1)))
     figure = probability_figure(prediction.class_probabilities, names, prediction.label)
     st.plotly_chart(figure, key=f"bars-{position}", config={"displayModeBar": False})
-    reason = unsure_reason(prediction)
+    reason = unsure_reason(prediction, translator=translator())
     if reason:
         st.warning(
-            f"The model is unsure: {reason}. The page warns when the top probability is under {UNSURE_TOP:.0%} "
-            f"or the top two are within {UNSURE_MARGIN:.0%} of each other; a clearer, larger "
-            f"{subject(checkpoint)} helps."
+            _("The model is unsure: {reason}. The page warns when the top probability is under {top} or the top two "
+              "are within {margin} of each other; a clearer, larger {subject} helps.").format(
+                reason=reason, top=pct(UNSURE_TOP, 0), margin=pct(UNSURE_MARGIN, 0), subject=subject(checkpoint))
         )
 
 
@@ -235,12 +249,15 @@ def show_strip(stages: Preprocessed, options: PreprocessOptions, checkpoint: Loa
     low, high = float(model_view.min()), float(model_view.max())
     fitted_h, fitted_w = stages.fitted.shape
     images: list[tuple[np.ndarray, str]] = [
-        (stages.ink, f"1. ink map {stages.ink.shape[1]}×{stages.ink.shape[0]}"),
-        (stages.cropped, f"2. {'cropped' if options.crop else 'uncropped'} "
-                         f"{stages.cropped.shape[1]}×{stages.cropped.shape[0]}"),
-        (stages.fitted, f"3. {'fitted' if options.fit else 'stretched'} {fitted_w}×{fitted_h}"),
-        (stages.centered, f"4. {'centered' if options.center_of_mass else 'box centered'} 28×28"),
-        ((model_view - low) / max(high - low, 1e-6), f"5. model input {low:.2f} … {high:.2f}"),
+        (stages.ink, "1. " + _("ink map {size}").format(size=f"{stages.ink.shape[1]}×{stages.ink.shape[0]}")),
+        (stages.cropped, "2. " + (_("cropped {size}") if options.crop else _("uncropped {size}")).format(
+            size=f"{stages.cropped.shape[1]}×{stages.cropped.shape[0]}")),
+        (stages.fitted, "3. " + (_("fitted {size}") if options.fit else _("stretched {size}")).format(
+            size=f"{fitted_w}×{fitted_h}")),
+        (stages.centered, "4. " + (_("centered {size}") if options.center_of_mass else _("box centered {size}")).format(
+            size="28×28")),
+        ((model_view - low) / max(high - low, 1e-6),
+         "5. " + _("model input {low} … {high}").format(low=num(low, 2), high=num(high, 2))),
     ]
     for column, (image, caption) in zip(st.columns(len(images)), images, strict=True):
         column.image(as_display(image), caption=caption, width="stretch")
@@ -255,29 +272,33 @@ def strip_explanation(stages: Preprocessed, options: PreprocessOptions, checkpoi
     top, left, bottom, right = stages.box
     fitted_h, fitted_w = stages.fitted.shape
     ink_h, ink_w = stages.ink.shape
-    edges = "with anti-aliasing, hence the grey edges" if options.antialias else (
+    edges = _("with anti-aliasing, hence the grey edges") if options.antialias else _(
         "without anti-aliasing (nearest neighbour), hence the jagged edges")
     norm = checkpoint.normalization
+    values = dict(top=top, bottom=bottom - 1, left=left, right=right - 1, size=f"{ink_w}×{ink_h}",
+                  subject=subject(checkpoint), fitted=f"{fitted_w}×{fitted_h}", edges=edges, preset=norm.preset,
+                  mean=num(norm.mean, 4), std=num(norm.std, 4), low=num(low, 2), high=num(high, 2))
     sentences = [
-        "The ink map reads bright ink on a dark background (a light background is inverted, a transparent "
-        "one's alpha is the ink)." if options.polarity else
-        "The ink map takes each pixel's brightness as it is: dark ink on light paper stays dark on light.",
-        f"The ink spans rows {top}–{bottom - 1} and columns {left}–{right - 1} of the input, and only that box "
-        "is kept." if options.crop else
-        f"Cropping is off: the whole {ink_w}×{ink_h} image counts as the {subject(checkpoint)}, margins and all.",
-        "MNIST scaled each digit so that its longer side is 20 px, keeping the aspect ratio (here "
-        f"{fitted_w}×{fitted_h} px), {edges}; so does this step." if options.fit else
-        f"Fitting is off: the image is stretched to 28×28 {edges}, losing MNIST's 4-px margin and the "
-        "aspect ratio.",
-        "Then it is pasted into 28×28 so that its center of mass lands on pixel 14, as in MNIST."
-        if options.center_of_mass else "Centering by mass is off: the box is pasted in the middle of the 28×28 frame.",
-        f"Last, pixels in 0–1 are normalized as this model was trained (*{norm.preset}*: (x − {norm.mean:.4f}) / "
-        f"{norm.std:.4f}), giving values from {low:.2f} to {high:.2f}." if options.normalize else
-        f"Normalization is off: pixels in 0–1 ({low:.2f} to {high:.2f}) are fed as they are, not as this "
-        f"model was trained ((x − {norm.mean:.4f}) / {norm.std:.4f}).",
-        "Switch a step off or on above and watch the probabilities change.",
+        _("The ink map reads bright ink on a dark background (a light background is inverted, a transparent "
+          "one's alpha is the ink).") if options.polarity else
+        _("The ink map takes each pixel's brightness as it is: dark ink on light paper stays dark on light."),
+        _("The ink spans rows {top}–{bottom} and columns {left}–{right} of the input, and only that box is "
+          "kept.") if options.crop else
+        _("Cropping is off: the whole {size} image counts as the {subject}, margins and all."),
+        _("MNIST scaled each digit so that its longer side is 20 px, keeping the aspect ratio (here {fitted} px), "
+          "{edges}; so does this step.") if options.fit else
+        _("Fitting is off: the image is stretched to 28×28 {edges}, losing MNIST's 4-px margin and the aspect "
+          "ratio."),
+        _("Then it is pasted into 28×28 so that its center of mass lands on pixel 14, as in MNIST.")
+        if options.center_of_mass else
+        _("Centering by mass is off: the box is pasted in the middle of the 28×28 frame."),
+        _("Last, pixels in 0–1 are normalized as this model was trained (*{preset}*: (x − {mean}) / {std}), giving "
+          "values from {low} to {high}.") if options.normalize else
+        _("Normalization is off: pixels in 0–1 ({low} to {high}) are fed as they are, not as this model was "
+          "trained ((x − {mean}) / {std})."),
+        _("Switch a step off or on above and watch the probabilities change."),
     ]
-    return " ".join(sentences)
+    return " ".join(sentence.format(**values) for sentence in sentences)
 
 
 def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction: Prediction) -> None:
@@ -289,14 +310,16 @@ def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction
     name = class_names(checkpoint)[1 if prediction.binary else prediction.label]
     row, col, share = saliency_summary(smooth, count=28)
     st.markdown(
-        f"**Saliency**: which input pixels the network's score for *{name}* depends on. "
-        f"**Plain gradient**, |∂score/∂pixel|: how much a tiny change of each pixel alone would move the score, "
-        "exact for this very image but noisy, since the network's ReLUs make it jump from pixel to pixel. "
-        f"**SmoothGrad**: the same map averaged over {SMOOTHGRAD_SAMPLES} copies of the input with random "
-        f"noise ({SMOOTHGRAD_NOISE:.0%} of its value range): what holds all around this image, so it marks "
-        f"regions rather than single pixels (its pixel-to-pixel variation is {total_variation(smooth):.2f} against "
-        f"{total_variation(plain):.2f}). In SmoothGrad, the 28 most influential pixels (of 784) carry {share:.0%} "
-        f"of the total and sit around row {row:.0f}, column {col:.0f}."
+        _("**Saliency**: which input pixels the network's score for *{name}* depends on. **Plain gradient**, "
+          "|∂score/∂pixel|: how much a tiny change of each pixel alone would move the score, exact for this very "
+          "image but noisy, since the network's ReLUs make it jump from pixel to pixel. **SmoothGrad**: the same "
+          "map averaged over {samples} copies of the input with random noise ({noise} of its value range): what "
+          "holds all around this image, so it marks regions rather than single pixels (its pixel-to-pixel "
+          "variation is {smooth_tv} against {plain_tv}). In SmoothGrad, the 28 most influential pixels (of 784) "
+          "carry {share} of the total and sit around row {row}, column {col}.").format(
+            name=name, samples=SMOOTHGRAD_SAMPLES, noise=pct(SMOOTHGRAD_NOISE, 0),
+            smooth_tv=num(total_variation(smooth), 2), plain_tv=num(total_variation(plain), 2), share=pct(share, 0),
+            row=f"{row:.0f}", col=f"{col:.0f}")
     )
     figure = saliency_figure(stages.model_input[0, 0].numpy(), plain.numpy(), smooth.numpy(), name)
     st.plotly_chart(figure, key="saliency")
@@ -307,13 +330,14 @@ def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> Non
     assert stages.model_input is not None
     blocks = feature_maps(checkpoint.model, stages.model_input)
     if not blocks:
-        st.info("This model has no convolutional layers, so it has no feature maps to show.")
+        st.info(_("This model has no convolutional layers, so it has no feature maps to show."))
         return
-    sizes = "; ".join(f"*{b.name}*: {b.maps.shape[0]} maps of {b.maps.shape[1]}×{b.maps.shape[2]}" for b in blocks)
+    sizes = _("; ").join(_("*{name}*: {count} maps of {size}").format(
+        name=b.name, count=b.maps.shape[0], size=f"{b.maps.shape[1]}×{b.maps.shape[2]}") for b in blocks)
     st.markdown(
-        "**Feature maps**: each small image is one channel after a convolution (with its BatchNorm and "
-        "activation): bright where that filter found its pattern, each scaled to its own maximum. "
-        f"{sizes}. Pooling halves the maps while the channels grow: fewer *where*, more *what*."
+        _("**Feature maps**: each small image is one channel after a convolution (with its BatchNorm and "
+          "activation): bright where that filter found its pattern, each scaled to its own maximum. {sizes}. "
+          "Pooling halves the maps while the channels grow: fewer *where*, more *what*.").format(sizes=sizes)
     )
     titles = [f"{b.name}: {b.maps.shape[0]} × {b.maps.shape[1]}×{b.maps.shape[2]}" for b in blocks]
     figure = feature_maps_figure([(title, b.maps.numpy()) for title, b in zip(titles, blocks, strict=True)])
@@ -325,31 +349,34 @@ def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> Non
 
 title, intro = st.empty(), st.empty()  # filled once the model, and so what it reads, is known
 models = choose_models()
-noun = subject(models[0][1]) if models else "digit"
-title.title(f"Draw a {noun}")
+noun = subject(models[0][1]) if models else _("digit")
+title.title(_("Draw a {noun}").format(noun=noun))
 intro.markdown(
-    f"Draw a {noun} with the mouse and the network answers after every stroke. Below, in tabs: the steps "
-    "that turn the drawing into a 28×28 MNIST-style image, which pixels the answer depends on (saliency), "
-    "and what each convolution layer detects (feature maps)."
+    _("Draw a {noun} with the mouse and the network answers after every stroke. Below, in tabs: the steps that "
+      "turn the drawing into a 28×28 MNIST-style image, which pixels the answer depends on (saliency), and what "
+      "each convolution layer detects (feature maps).").format(noun=noun)
 )
 if not models:
     st.stop()
 for note in dataset_notes(models, current_dataset_name()):
     st.info(note, icon=":material/info:")
-source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True, key="source")
+source = st.segmented_control(_("Input"), ["Draw", "Upload"], default="Draw", required=True, key="source",
+                              format_func=lambda kind: pgettext("input", "Draw") if kind == "Draw"
+                              else pgettext("input", "Upload"))
 input_col, answer_col = st.columns(2, gap="large")
 with input_col:
     image = draw_input() if source == "Draw" else upload_input(noun)
-st.subheader("Preprocessing steps")
+st.subheader(_("Preprocessing steps"))
 options = step_toggles()
 if image is None:
-    answer_col.info(f"Draw a {noun} on the black canvas: an empty canvas gets no prediction."
-                    if source == "Draw" else f"Upload an image of a {noun}.")
+    answer_col.info(_("Draw a {noun} on the black canvas: an empty canvas gets no prediction.").format(noun=noun)
+                    if source == "Draw" else _("Upload an image of a {noun}.").format(noun=noun))
     st.stop()
 first_label, first = models[0]
 stages = preprocess(image, first.normalization, options)
 if stages.empty:
-    answer_col.info(f"No ink found: draw a {noun} (or upload one with more contrast) to get a prediction.")
+    answer_col.info(_("No ink found: draw a {noun} (or upload one with more contrast) to get a prediction.").format(
+        noun=noun))
     st.stop()
 predictions = []
 for position, (column, (label, checkpoint)) in enumerate(zip(answer_col.columns(len(models)), models, strict=True)):
@@ -359,10 +386,10 @@ for position, (column, (label, checkpoint)) in enumerate(zip(answer_col.columns(
     with column:
         show_prediction(label, checkpoint, predictions[-1], position)
 if len(models) > 1:
-    st.caption(f"Below, for the first model: {first_label}.")
+    st.caption(_("Below, for the first model: {label}.").format(label=first_label))
 # Only the open tab is computed and drawn, so the answer to a stroke appears quickly.
 strip_tab, saliency_tab, maps_tab = st.tabs(
-    ["From drawing to 28×28 input", "Saliency", "Feature maps"], key="view", on_change="rerun"
+    [_("From drawing to 28×28 input"), _("Saliency"), _("Feature maps")], key="view", on_change="rerun"
 )
 if strip_tab.open:
     with strip_tab:

@@ -13,12 +13,15 @@ import streamlit as st
 
 from core import export
 from core.checkpoints import CheckpointError, read_checkpoint
+from core.i18n import N_
+from pages.lang import _, num
 
 MIME_TYPES = {"onnx": "application/octet-stream", "torchscript": "application/octet-stream", "script": "text/x-python"}
 HELP = {
-    "onnx": "For onnxruntime and other ONNX runtimes: pixels in [0, 1], shape (N, 1, 28, 28); normalization inside.",
-    "torchscript": "For torch.jit.load in Python or libtorch in C++: same input and output as the ONNX file.",
-    "script": "One train.py needing only torch and torchvision that trains this recipe from scratch.",
+    "onnx": N_("For onnxruntime and other ONNX runtimes: pixels in [0, 1], shape (N, 1, 28, 28); normalization "
+               "inside."),
+    "torchscript": N_("For torch.jit.load in Python or libtorch in C++: same input and output as the ONNX file."),
+    "script": N_("One train.py needing only torch and torchvision that trains this recipe from scratch."),
 }
 
 
@@ -50,21 +53,22 @@ def export_buttons(checkpoint_path: Path, run_dir: Path | None, key: str) -> Non
         modified = checkpoint_path.stat().st_mtime_ns
         has_config = run_dir is not None or _has_training_config(str(checkpoint_path), modified)
     except (OSError, CheckpointError) as error:
-        st.info(f"Nothing to export: {error}")
+        st.info(_("Nothing to export: {error}").format(error=_(str(error))))
         return
     folder = str(run_dir) if run_dir is not None else None
     for column, fmt in zip(st.columns(len(export.FORMATS)), export.FORMATS, strict=True):
         no_script = fmt == "script" and not has_config
         column.download_button(
-            export.FORMAT_TITLES[fmt],
+            _(export.FORMAT_TITLES[fmt]),
             data=partial(export_file, str(checkpoint_path), modified, folder, fmt),
             file_name=download_name(checkpoint_path, run_dir, fmt),
             mime=MIME_TYPES[fmt],
             key=f"{key}_export_{fmt}",
-            help="This checkpoint carries no training config." if no_script else HELP[fmt],
+            help=_("This checkpoint carries no training config.") if no_script else _(HELP[fmt]),
             on_click="ignore",
             icon=":material/download:",
             disabled=no_script,
             width="stretch",
         )
-    st.caption("Each file is checked against the PyTorch model on 1,000 test images before it downloads.")
+    st.caption(_("Each file is checked against the PyTorch model on {count} test images before it downloads.").format(
+        count=num(1000)))

@@ -6,6 +6,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.i18n import N_
 from core.layers import (
     LAYER_TYPES,
     LayerSpec,
@@ -14,20 +15,21 @@ from core.layers import (
     output_layer_index,
 )
 from core.models import arch_config, architecture_layers
+from pages.lang import _, ngettext
 
 STACK_KEY = "custom_stack"  # list of {"id": int, "spec": LayerSpec}; ids keep widget keys stable on reorder
 NEXT_ID_KEY = "custom_next_id"
 
 # Settings that get a number box: label, min, max, step.
 SETTING_INPUTS: dict[str, tuple[str, Any, Any, Any]] = {
-    "out_channels": ("channels", 1, 512, 1),
-    "kernel_size": ("kernel", 1, 28, 1),
-    "stride": ("stride", 1, 28, 1),
-    "padding": ("padding", 0, 14, 1),
-    "output_size": ("output size", 1, 28, 1),
-    "out_features": ("features", 1, 4096, 1),
-    "p": ("drop prob.", 0.0, 0.95, 0.05),
-    "negative_slope": ("slope", 0.0, 1.0, 0.01),
+    "out_channels": (N_("channels"), 1, 512, 1),
+    "kernel_size": (N_("kernel"), 1, 28, 1),
+    "stride": (N_("stride"), 1, 28, 1),
+    "padding": (N_("padding"), 0, 14, 1),
+    "output_size": (N_("output size"), 1, 28, 1),
+    "out_features": (N_("features"), 1, 4096, 1),
+    "p": (N_("drop prob."), 0.0, 0.95, 0.05),
+    "negative_slope": (N_("slope"), 0.0, 1.0, 0.01),
 }
 
 
@@ -78,15 +80,16 @@ def _layer_row(index: int, item: dict[str, Any], count: int, is_head: bool, num_
         if key not in st.session_state:  # the spec is the source of truth when the box is (re)created
             st.session_state[key] = spec[name]
         label, low, high, step = SETTING_INPUTS[name]
-        spec[name] = col.number_input(label, low, high, step=step, key=key)
+        spec[name] = col.number_input(_(label), low, high, step=step, key=key)
     if is_head:
-        cols[1].caption(f"output layer: {num_outputs} value{'s' if num_outputs > 1 else ''}")
+        cols[1].caption(ngettext("output layer: {count} value", "output layer: {count} values", num_outputs).format(
+            count=num_outputs))
     cols[5].button("", icon=":material/arrow_upward:", key=f"custom_{uid}_up", on_click=_move, args=(index, -1),
-                   disabled=index == 0, help="move up")
+                   disabled=index == 0, help=_("move up"))
     cols[6].button("", icon=":material/arrow_downward:", key=f"custom_{uid}_down", on_click=_move,
-                   args=(index, 1), disabled=index == count - 1, help="move down")
+                   args=(index, 1), disabled=index == count - 1, help=_("move down"))
     cols[7].button("", icon=":material/delete:", key=f"custom_{uid}_remove", on_click=_remove, args=(index,),
-                   help="remove")
+                   help=_("remove"))
 
 
 def edit_custom_stack(num_outputs: int, registry: list[str]) -> list[LayerSpec]:
@@ -99,11 +102,11 @@ def edit_custom_stack(num_outputs: int, registry: list[str]) -> list[LayerSpec]:
         _layer_row(index, item, len(stack), index == head, num_outputs)
     add, copy = st.columns(2, vertical_alignment="bottom")
     with add:
-        st.selectbox("Layer type", LAYER_TYPES, key="custom_add_type")
-        st.button("Add layer", on_click=_add, key="custom_add",
-                  help="New layers go just before the output layer; move them with the arrows.")
+        st.selectbox(_("Layer type"), LAYER_TYPES, key="custom_add_type")
+        st.button(_("Add layer"), on_click=_add, key="custom_add",
+                  help=_("New layers go just before the output layer; move them with the arrows."))
     with copy:
-        st.selectbox("Start from a registry network", registry, key="custom_copy_from")
-        st.button("Copy its layers", on_click=_copy_from_registry, key="custom_copy",
-                  help="Replaces your stack with that network's layers, ready to edit.")
+        st.selectbox(_("Start from a registry network"), registry, key="custom_copy_from")
+        st.button(_("Copy its layers"), on_click=_copy_from_registry, key="custom_copy",
+                  help=_("Replaces your stack with that network's layers, ready to edit."))
     return [item["spec"] for item in stack]

@@ -9,26 +9,29 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from core import jobs, sweep
+from core import jobs, runs, sweep
+from core.i18n import N_
 from core.sweep import SEARCH_SPACE, Choice, FloatRange, Param, SweepError, SweepSpec
 from core.training import PRESETS, ConfigError
-from pages.common import current_dataset_name, get_dataset
+from pages.common import _, current_dataset_name, get_dataset, num, pct
 
 STUDY_PARAM = "study"  # URL query parameter: the study this page follows
 PREFIX = "sw_"  # session-state prefix of the page's widgets
 FOLLOWED = PREFIX + "followed"  # the study picker's key
 FOLLOW_NEXT = PREFIX + "follow_next"  # a study just started, for the picker to show on the next run
-LABELS = {
-    "lr": "Learning rate", "batch_size": "Batch size", "weight_decay": "Weight decay",
-    "label_smoothing": "Label smoothing", "augment": "Augmentation", "optimizer": "Optimizer",
+LABELS = {  # marked; translated at use
+    "lr": N_("Learning rate"), "batch_size": N_("Batch size"), "weight_decay": N_("Weight decay"),
+    "label_smoothing": N_("Label smoothing"), "augment": N_("Augmentation"), "optimizer": N_("Optimizer"),
 }
+TRIAL_STATES = {"running": N_("running"), "waiting": N_("waiting"), "complete": N_("complete"),
+                "pruned": N_("pruned"), "fail": N_("fail")}  # Optuna's trial states, marked
 STATE_SENTENCES = {
-    "queued": "The sweep on this machine is starting: {message}.",
-    "running": "The sweep on this machine is running: {message}.",
-    "finished": "The sweep on this machine finished: {message}.",
-    "stopped": "The sweep on this machine was stopped: {message}.",
-    "failed": "The sweep on this machine failed: {message}.",
-    "crashed": "The sweep on this machine ended without a word: {message}.",
+    "queued": N_("The sweep on this machine is starting: {message}."),
+    "running": N_("The sweep on this machine is running: {message}."),
+    "finished": N_("The sweep on this machine finished: {message}."),
+    "stopped": N_("The sweep on this machine was stopped: {message}."),
+    "failed": N_("The sweep on this machine failed: {message}."),
+    "crashed": N_("The sweep on this machine ended without a word: {message}."),
 }
 
 
@@ -45,18 +48,18 @@ def space_inputs() -> dict[str, Param] | None:
     space: dict[str, Param] = {}
     for name, param in SEARCH_SPACE.items():
         if isinstance(param, Choice):
-            chosen = st.multiselect(LABELS[name], param.options, default=list(param.options), key=PREFIX + name,
-                                    format_func=lambda value: {True: "on", False: "off"}.get(value, str(value)))
+            chosen = st.multiselect(_(LABELS[name]), param.options, default=list(param.options), key=PREFIX + name,
+                                    format_func=lambda value: {True: _("on"), False: _("off")}.get(value, str(value)))
             if not chosen:
-                st.error(f"Choose at least one value for {LABELS[name].lower()}.")
+                st.error(_("Choose at least one value for {setting}.").format(setting=_(LABELS[name]).lower()))
                 return None
             space[name] = Choice(tuple(chosen))
         elif param.log:
-            low, high = st.select_slider(LABELS[name], log_grid(param.low, param.high), key=PREFIX + name,
+            low, high = st.select_slider(_(LABELS[name]), log_grid(param.low, param.high), key=PREFIX + name,
                                          value=(param.low, param.high), format_func=lambda value: f"{value:g}")
             space[name] = FloatRange(low, high, log=low < high)
         else:
-            low, high = st.slider(LABELS[name], param.low, param.high, (param.low, param.high), key=PREFIX + name)
+            low, high = st.slider(_(LABELS[name]), param.low, param.high, (param.low, param.high), key=PREFIX + name)
             space[name] = FloatRange(low, high)
     return space
 
@@ -65,22 +68,23 @@ def new_sweep_form() -> None:
     """Preset, trials, epochs, subsets and the narrowed space; Start launches `python -m core sweep`."""
     left, right = st.columns([1, 2])
     with left:
-        preset = st.selectbox("Start from a preset", list(PRESETS), key=PREFIX + "preset")
-        study = st.text_input("Study name", key=PREFIX + "study", placeholder=f"{preset}-sweep").strip()
-        trials = int(st.number_input("Trials", 1, 500, 10, key=PREFIX + "trials"))
-        epochs = int(st.number_input("Epochs per trial", 1, 100, 1, key=PREFIX + "epochs"))
-        train = int(st.number_input("Train on the first N images (0 = all 60,000)", 0, 60000, 10000, step=1000,
-                                    key=PREFIX + "train_subset"))
-        test = int(st.number_input("Test on the first N images (0 = all 10,000)", 0, 10000, 2000, step=500,
-                                   key=PREFIX + "test_subset"))
+        preset = st.selectbox(_("Start from a preset"), list(PRESETS), key=PREFIX + "preset")
+        study = st.text_input(_("Study name"), key=PREFIX + "study", placeholder=f"{preset}-sweep").strip()
+        trials = int(st.number_input(_("Trials"), 1, 500, 10, key=PREFIX + "trials"))
+        epochs = int(st.number_input(_("Epochs per trial"), 1, 100, 1, key=PREFIX + "epochs"))
+        train = int(st.number_input(_("Train on the first N images (0 = all {count})").format(count=num(60000)),
+                                    0, 60000, 10000, step=1000, key=PREFIX + "train_subset"))
+        test = int(st.number_input(_("Test on the first N images (0 = all {count})").format(count=num(10000)),
+                                   0, 10000, 2000, step=500, key=PREFIX + "test_subset"))
     with right:
-        st.markdown("**Search space**")
+        st.markdown("**" + _("Search space") + "**")
         space = space_inputs()
-    st.caption(f"Every trial trains on {get_dataset().spec.title}; change the dataset in the sidebar.")
+    st.caption(_("Every trial trains on {dataset}; change the dataset in the sidebar.").format(
+        dataset=get_dataset().spec.title))
     overrides = {"epochs": epochs, "train_subset": train, "test_subset": test, "dataset": current_dataset_name()}
     if space is None:
         return
-    if st.button("Start the sweep", type="primary", icon=":material/play_arrow:", key=PREFIX + "start"):
+    if st.button(_("Start the sweep"), type="primary", icon=":material/play_arrow:", key=PREFIX + "start"):
         start(lambda: sweep.make_spec(preset, overrides, space), trials, study or f"{preset}-sweep")
 
 
@@ -89,7 +93,7 @@ def start(make_spec: Callable[[], SweepSpec], trials: int, study: str) -> None:
     try:
         sweep.launch_sweep(make_spec(), trials, study)
     except ConfigError as error:
-        st.error(f"The sweep could not start: {error}")
+        st.error(_("The sweep could not start: {error}").format(error=_(str(error))))
         return
     st.query_params[STUDY_PARAM] = study
     st.session_state[FOLLOW_NEXT] = study  # the study picker takes it before it is drawn on the next run
@@ -98,43 +102,49 @@ def start(make_spec: Callable[[], SweepSpec], trials: int, study: str) -> None:
 
 def stop_clicked(study: str) -> None:
     try:
-        st.toast(sweep.stop_sweep(study))
+        st.toast(_(sweep.stop_sweep(study)))
     except SweepError as error:
-        st.toast(str(error))
+        st.toast(_(str(error)))
 
 
 def trials_table(rows: list[sweep.TrialRow]) -> None:
+    # Column ids stay English (parameter names are ids too); column_config gives every column its label.
     frame = pd.DataFrame([{
-        "trial": row.number, "state": row.state, "test accuracy": row.value, "epochs": row.epochs,
+        "trial": row.number, "state": _(TRIAL_STATES.get(row.state, row.state)), "test accuracy": row.value,
+        "epochs": row.epochs,
         "run": f"train?run={row.run_id}" if row.run_id else None, **row.params,
-        "seconds": row.seconds, "overhead (s)": row.overhead_seconds, "note": row.message,
+        "seconds": row.seconds, "overhead (s)": row.overhead_seconds, "note": _(row.message),
     } for row in rows])
     st.dataframe(frame, hide_index=True, key=PREFIX + "table", column_config={
+        "trial": _("trial"), "state": _("state"), "epochs": _("epochs"), "note": _("note"),
         "test accuracy": st.column_config.NumberColumn(
-            format="percent", help="Complete trials: after their last epoch. Running and pruned trials: after the "
-                                   "last epoch they reported."),
-        "run": st.column_config.LinkColumn(display_text=r"run=(.*)", help="Open the trial's run on the Train page."),
-        **{name: label for name, label in LABELS.items() if name in frame},
-        "lr": st.column_config.NumberColumn(LABELS["lr"], format="%.3g"),
-        "weight_decay": st.column_config.NumberColumn(LABELS["weight_decay"], format="%.2g"),
-        "label_smoothing": st.column_config.NumberColumn(LABELS["label_smoothing"], format="%.3f"),
-        "seconds": st.column_config.NumberColumn(format="%.1f", help="The trial's wall time."),
+            _("test accuracy"), format="percent",
+            help=_("Complete trials: after their last epoch. Running and pruned trials: after the last epoch they "
+                   "reported.")),
+        "run": st.column_config.LinkColumn(_("run"), display_text=r"run=(.*)",
+                                           help=_("Open the trial's run on the Train page.")),
+        **{name: _(label) for name, label in LABELS.items() if name in frame},
+        "lr": st.column_config.NumberColumn(_(LABELS["lr"]), format="%.3g"),
+        "weight_decay": st.column_config.NumberColumn(_(LABELS["weight_decay"]), format="%.2g"),
+        "label_smoothing": st.column_config.NumberColumn(_(LABELS["label_smoothing"]), format="%.3f"),
+        "seconds": st.column_config.NumberColumn(_("seconds"), format="%.1f", help=_("The trial's wall time.")),
         "overhead (s)": st.column_config.NumberColumn(
-            format="%.2f", help="The trial's wall time minus its run's own training time: queue, data loading, "
-                                "building the network, checkpoints and the study's database."),
+            _("overhead (s)"), format="%.2f",
+            help=_("The trial's wall time minus its run's own training time: queue, data loading, building the "
+                   "network, checkpoints and the study's database.")),
     })
 
 
 def sweep_state(status: sweep.SweepStatus) -> None:
     """What this machine's sweep of the study is doing, with a Stop button while it works."""
     if status.state == "unknown":
-        st.caption("No sweep of this study has run on this machine; its trials come from the study's storage.")
+        st.caption(_("No sweep of this study has run on this machine; its trials come from the study's storage."))
         return
-    text = STATE_SENTENCES.get(status.state, "The sweep on this machine is {state}: {message}.").format(
-        state=status.state, message=status.message.rstrip("."))
+    text = _(STATE_SENTENCES.get(status.state, N_("The sweep on this machine is {state}: {message}."))).format(
+        state=_(runs.STATUS_LABELS.get(status.state, status.state)), message=_(status.message).rstrip("."))
     if status.live:
         st.progress(status.done / max(status.trials, 1), text=text)
-        st.button("Stop the sweep", icon=":material/stop:", key=PREFIX + "stop", on_click=stop_clicked,
+        st.button(_("Stop the sweep"), icon=":material/stop:", key=PREFIX + "stop", on_click=stop_clicked,
                   args=(status.study,))
     elif status.state in ("failed", "crashed"):
         st.error(text)
@@ -154,7 +164,7 @@ def followed_study(study_name: str, was_live: bool, ended_before: int) -> None:
     if rows:
         trials_table(rows)
     else:
-        st.caption("The study has no trials yet.")
+        st.caption(_("The study has no trials yet."))
     if (was_live and not status.live) or ended != ended_before:
         st.rerun()
 
@@ -169,45 +179,50 @@ def study_not_made(study_name: str) -> None:
 
 def figures(study: optuna.Study, complete: int) -> None:
     """Optuna's own figures of the study."""
-    st.subheader("Figures")
+    st.subheader(_("Figures"))
     if complete == 0:
-        st.info("The figures appear when a first trial completes; pruned and failed trials have no final value.")
+        st.info(_("The figures appear when a first trial completes; pruned and failed trials have no final value."))
         return
     from optuna import visualization as vis
 
     left, right = st.columns(2)
-    left.plotly_chart(vis.plot_optimization_history(study), key=PREFIX + "history")
-    right.plotly_chart(vis.plot_parallel_coordinate(study), key=PREFIX + "parallel")
+    history = vis.plot_optimization_history(study)
+    history.update_layout(title=_("Optimization history"), xaxis_title=_("trial"), yaxis_title=_("test accuracy"))
+    left.plotly_chart(history, key=PREFIX + "history")
+    right.plotly_chart(vis.plot_parallel_coordinate(study).update_layout(title=_("Parallel coordinates")),
+                       key=PREFIX + "parallel")
     left, right = st.columns(2)
     if complete < 2:
-        left.info("Parameter importances need at least two complete trials; this study has one.")
+        left.info(_("Parameter importances need at least two complete trials; this study has one."))
     else:
         try:
-            left.plotly_chart(vis.plot_param_importances(study), key=PREFIX + "importances")
+            left.plotly_chart(vis.plot_param_importances(study).update_layout(title=_("Parameter importances")),
+                              key=PREFIX + "importances")
         except (ValueError, RuntimeError) as error:
-            left.info(f"Parameter importances cannot be computed for this study: {error}")
-    right.plotly_chart(vis.plot_slice(study), key=PREFIX + "slice")
+            left.info(_("Parameter importances cannot be computed for this study: {error}").format(error=error))
+    right.plotly_chart(vis.plot_slice(study).update_layout(title=_("Slice plot")), key=PREFIX + "slice")
 
 
 def best_section(study: optuna.Study) -> None:
     """Train the best trial's settings as an ordinary run."""
     best = study.best_trial
-    st.subheader("Train the best configuration")
-    st.markdown(f"The best trial so far is trial {best.number}, with test accuracy {best.value or 0.0:.2%}. Its "
-                "settings can train again as an ordinary run, for longer and on all the images.")
+    st.subheader(_("Train the best configuration"))
+    st.markdown(_("The best trial so far is trial {number}, with test accuracy {accuracy}. Its settings can train "
+                  "again as an ordinary run, for longer and on all the images.").format(
+        number=best.number, accuracy=pct(best.value or 0.0, 2)))
     spec = sweep.study_spec(study)
-    epochs = int(st.number_input("Epochs", 1, 500, int(spec.overrides.get("epochs", 1)) if spec else 1,
+    epochs = int(st.number_input(_("Epochs"), 1, 500, int(spec.overrides.get("epochs", 1)) if spec else 1,
                                  key=PREFIX + "best_epochs"))
-    full = st.checkbox("Use all training and test images", value=True, key=PREFIX + "best_full")
-    if st.button("Train the best configuration", icon=":material/model_training:", key=PREFIX + "train_best"):
+    full = st.checkbox(_("Use all training and test images"), value=True, key=PREFIX + "best_full")
+    if st.button(_("Train the best configuration"), icon=":material/model_training:", key=PREFIX + "train_best"):
         try:
             run_id = jobs.launch(sweep.best_config(study, epochs=epochs, full_data=full),
                                  name=f"{study.study_name} best")
         except ConfigError as error:
-            st.error(f"The run could not start: {error}")
+            st.error(_("The run could not start:") + f" {_(str(error))}")
             return
-        st.success(f"Run {run_id} trains trial {best.number}'s settings. [Follow it on the Train page]"
-                   f"(train?run={run_id}).")
+        st.success(_("Run {run} trains trial {number}'s settings. [Follow it on the Train page]({link}).").format(
+            run=run_id, number=best.number, link=f"train?run={run_id}"))
 
 
 def more_trials(study: optuna.Study, status: sweep.SweepStatus) -> None:
@@ -215,32 +230,32 @@ def more_trials(study: optuna.Study, status: sweep.SweepStatus) -> None:
     spec = sweep.study_spec(study)
     if spec is None or status.live:
         return
-    with st.expander("Add trials to this study", icon=":material/add:"):
-        st.caption("They run on this machine with the study's own preset, options and search space.")
-        trials = int(st.number_input("More trials", 1, 500, 5, key=PREFIX + "more"))
-        if st.button("Add them to this study", icon=":material/add:", key=PREFIX + "resume"):
+    with st.expander(_("Add trials to this study"), icon=":material/add:"):
+        st.caption(_("They run on this machine with the study's own preset, options and search space."))
+        trials = int(st.number_input(_("More trials"), 1, 500, 5, key=PREFIX + "more"))
+        if st.button(_("Add them to this study"), icon=":material/add:", key=PREFIX + "resume"):
             start(lambda: spec, trials, study.study_name)
 
 
-st.title("Sweep")
+st.title(_("Sweep"))
 st.markdown(
-    "Let Optuna search the settings of a preset. Each trial trains as an ordinary run, queued with the others, "
-    "so it also shows on the Train and Compare pages; trials whose test accuracy lags the median of earlier trials "
-    "after an epoch are pruned. The sweep runs in its own process: close this tab and it goes on."
+    _("Let Optuna search the settings of a preset. Each trial trains as an ordinary run, queued with the others, "
+      "so it also shows on the Train and Compare pages; trials whose test accuracy lags the median of earlier "
+      "trials after an epoch are pruned. The sweep runs in its own process: close this tab and it goes on.")
 )
-with st.expander("New sweep", expanded=not sweep.study_names(), icon=":material/tune:"):
+with st.expander(_("New sweep"), expanded=not sweep.study_names(), icon=":material/tune:"):
     new_sweep_form()
 
 names = sorted(set(sweep.study_names()) | {status.study for status in sweep.list_sweeps()})
 if not names:
-    st.info("No studies yet. Choose a preset and a search space above and press **Start the sweep**.")
+    st.info(_("No studies yet. Choose a preset and a search space above and press **Start the sweep**."))
     st.stop()
 if FOLLOW_NEXT in st.session_state:
     st.session_state[FOLLOWED] = st.session_state.pop(FOLLOW_NEXT)
 if st.session_state.get(FOLLOWED) not in names:  # a new session (the URL may name a study), or a study gone
     wanted = st.query_params.get(STUDY_PARAM)
     st.session_state[FOLLOWED] = wanted if wanted in names else names[0]
-chosen = st.selectbox("Study", names, key=FOLLOWED)
+chosen = st.selectbox(_("Study"), names, key=FOLLOWED)
 st.query_params[STUDY_PARAM] = chosen
 if chosen not in sweep.study_names():  # launched a moment ago: the study is made when its process starts
     st.fragment(run_every=1.0 if sweep.read_sweep(chosen).live else None)(study_not_made)(chosen)
@@ -249,9 +264,9 @@ study = sweep.load_study(chosen)
 status = sweep.read_sweep(chosen)
 spec = sweep.study_spec(study)
 if spec is not None:
-    st.caption(f"Study {chosen} sweeps {spec.describe()}.")
+    st.caption(_("Study {study} sweeps {what}.").format(study=chosen, what=spec.describe()))
 ended = sum(trial.state.is_finished() for trial in study.trials)
-st.subheader("Trials")
+st.subheader(_("Trials"))
 st.fragment(run_every=2.0 if status.live else None)(followed_study)(chosen, status.live, ended)
 more_trials(study, status)
 complete = sum(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)

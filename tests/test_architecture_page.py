@@ -65,14 +65,14 @@ def test_seed001_softmax_is_explained_and_can_be_switched_off() -> None:
 
 def test_one_logit_head() -> None:
     at = open_page()
-    at.radio(key="arch_outputs").set_value("1 logit (one digit vs the rest)").run()
+    at.radio(key="arch_outputs").set_value(1).run()
     assert layer_table(at)["output"].iloc[-1] == "1"
     assert metric(at, "Parameters") == "420,481"
 
 
 def open_custom() -> AppTest:
     at = open_page()
-    at.radio(key="arch_mode").set_value("Build your own").run()
+    at.radio(key="arch_mode").set_value("custom").run()
     assert not at.exception and not at.error
     return at
 

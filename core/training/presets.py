@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.i18n import N_
 from core.training.config import FLAT_FIELDS, SECTIONS, ConfigError, ModelConfig, TrainConfig, config_to_dict, override
 
 
@@ -51,31 +52,31 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 PRESET_DESCRIPTIONS: dict[str, str] = {
-    "seed000": (
+    "seed000": N_(
         'Tutorial 000, "is it an 8?": its two-conv CNN with one output, BCE-with-logits on label == 8, '
         "Adam lr 1e-3, batch 64, 5 epochs, Normalize(0.5, 0.5). About 90% of digits are not 8s, so "
         "compare the accuracy with always answering no."
     ),
-    "seed001": (
+    "seed001": N_(
         "Tutorial 001: DemoModel ending in Softmax, CrossEntropyLoss applied to that softmax output (as "
         "the tutorial does), Adam lr 1e-2 betas (0.9, 0.999), batch 32, 50 epochs, ToTensor only. The "
         "tutorial creates CosineAnnealingLR(T_max=32) but never calls its step(), so its learning rate "
         "stays 1e-2: the preset keeps that (scheduler none); choose scheduler cosine to get the decay it "
         "meant (t_max 32 is kept)."
     ),
-    "seed002": (
+    "seed002": N_(
         "Tutorial 002: Digit (conv5-pool-conv3-fc500) ending in log_softmax, NLL loss, Adam lr 1e-3, "
         "batch 64, 20 epochs, Normalize(0.1307, 0.3081) = the training set's mean and std."
     ),
-    "seed003": (
+    "seed003": N_(
         "Tutorial 003: LeNet-5 style Net, plain SGD lr 0.01 without momentum, batch 64, a single "
         "epoch, Normalize(0.1307, 0.3081). Expect well under 99%: one epoch of plain SGD is not enough."
     ),
-    "fast": (
+    "fast": N_(
         "The shortest wall time to 99.0% test accuracy on a 2-core CPU: one epoch of the small "
         "conv-BatchNorm CNN (fastcnn) with Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
     ),
-    "best": (
+    "best": N_(
         "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: bestcnn (fastcnn with a second "
         "convolution at 14x14 and a little dropout), 8 epochs of random affine augmentation, label "
         "smoothing 0.1 and Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."

@@ -1,0 +1,117 @@
+"""Translations: gettext catalogs from locales/, locale negotiation and locale-aware numbers.
+
+Pure Python (no streamlit). The catalogs are the `.po` files under locales/<locale>/LC_MESSAGES/,
+read with Babel at first use and turned into gettext objects in memory, so a fresh clone needs no
+compile step and no `.mo` file is committed. English is the source language: its messages are the
+msgids themselves, and anything unknown (a locale, a message) falls back to English.
+
+Core code stays language-neutral: messages that reach a page are written in English and marked
+with `N_()` (a no-op that Babel's extractor finds); the page translates them with its `_()`.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from babel import Locale, numbers
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
+DOMAIN = "messages"
+DEFAULT_LOCALE = "en"
+# Every language the UI speaks, in switch order: locale id (Babel/gettext form) -> its own name.
+LANGUAGES: dict[str, str] = {"en": "English", "zh_CN": "简体中文"}
+URL_TAGS: dict[str, str] = {"en": "en", "zh_CN": "zh-CN"}  # the BCP 47 tag used in ?lang=
+
+
+def N_(message: str) -> str:
+    """Mark a message for extraction without translating it (core stays English; the page translates)."""
+    return message
+
+
+@cache
+def translations(locale: str) -> gettext.NullTranslations:
+    """The catalog for `locale` (cached), or English's identity catalog when it has none."""
+    path = LOCALES_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if locale == DEFAULT_LOCALE or not path.is_file():
+        return gettext.NullTranslations()
+    with path.open("rb") as po_file:
+        catalog = read_po(po_file, locale=locale)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)  # fuzzy entries are left out, as msgfmt does
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
+def negotiate(requested: str | None) -> str:
+    """The supported locale that best fits an Accept-Language-like string ('zh-CN,zh;q=0.9', 'en-US', 'zh').
+
+    The first tag (by q-weight) that names a supported locale or its language wins, so any Chinese
+    request gets Simplified Chinese (the only Chinese we have); anything else, or nothing, gets English.
+    """
+    if not requested:
+        return DEFAULT_LOCALE
+    weighted: list[tuple[float, int, str]] = []
+    for position, part in enumerate(requested.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        match = re.search(r"q=([0-9.]+)", params)
+        if match:
+            try:
+                quality = float(match.group(1))
+            except ValueError:
+                quality = 0.0
+        weighted.append((-quality, position, tag.strip().replace("_", "-").lower()))
+    for _quality, _position, tag in sorted(weighted):
+        language = tag.split("-")[0]
+        for locale in LANGUAGES:  # the exact locale, else the first of the same language
+            if locale.lower().replace("_", "-") == tag:
+                return locale
+        for locale in LANGUAGES:
+            if locale.split("_")[0].lower() == language:
+                return locale
+    return DEFAULT_LOCALE
+
+
+@dataclass(frozen=True)
+class Translator:
+    """gettext, ngettext and number formatting for one locale."""
+
+    locale: str = DEFAULT_LOCALE
+
+    @property
+    def _catalog(self) -> gettext.NullTranslations:
+        return translations(self.locale)
+
+    def gettext(self, message: str) -> str:
+        return self._catalog.gettext(message)
+
+    def pgettext(self, context: str, message: str) -> str:
+        return self._catalog.pgettext(context, message)
+
+    def ngettext(self, singular: str, plural: str, count: int) -> str:
+        return self._catalog.ngettext(singular, plural, count)
+
+    def number(self, value: float, digits: int | None = None) -> str:
+        """A number with the locale's grouping and decimal signs; `digits` fixes the decimals."""
+        pattern = None if digits is None else "#,##0" + ("." + "0" * digits if digits else "")
+        return numbers.format_decimal(value, format=pattern, locale=_babel_locale(self.locale))
+
+    def percent(self, fraction: float, digits: int = 1) -> str:
+        """A fraction (0.9912) as a percentage ('99.1%') in the locale's style."""
+        pattern = "#,##0" + ("." + "0" * digits if digits else "") + "%"
+        return numbers.format_percent(fraction, format=pattern, locale=_babel_locale(self.locale))
+
+
+@cache
+def _babel_locale(locale: str) -> Locale:
+    return Locale.parse(locale)
+
+
+ENGLISH = Translator()

@@ -1,0 +1,94 @@
+"""The session's language for the pages: `_`, `ngettext`, locale-aware numbers, and the sidebar's switch.
+
+The language comes, in this order, from `?lang=` in the URL (so a shared link opens in the same
+language), from the switch in the sidebar (kept in session state and written back to the URL), or
+from the browser (`st.context.locale`); an unknown value means English. Light on purpose (no torch):
+app.py calls it before the slow imports.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.i18n import DEFAULT_LOCALE, LANGUAGES, URL_TAGS, Translator, negotiate
+
+LANG_PARAM = "lang"  # the URL's query parameter
+LANG_STATE = "ui_language"  # session state: the language chosen this session (by URL or switch)
+SWITCH_KEY = "ui_language_switch"  # the sidebar switch's widget key
+
+
+def current_locale() -> str:
+    """The locale this run speaks ('en' or 'zh_CN')."""
+    requested = st.query_params.get(LANG_PARAM)
+    if requested:
+        return negotiate(requested) if requested.strip() else DEFAULT_LOCALE
+    chosen = st.session_state.get(LANG_STATE)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    try:
+        return negotiate(st.context.locale)
+    except Exception:  # no browser context (bare script runs): English
+        return DEFAULT_LOCALE
+
+
+def translator() -> Translator:
+    return Translator(current_locale())
+
+
+def _(message: str) -> str:
+    """The message in the session's language."""
+    return translator().gettext(message)
+
+
+def pgettext(context: str, message: str) -> str:
+    """The message in the session's language, where the same English word means different things."""
+    return translator().pgettext(context, message)
+
+
+def ngettext(singular: str, plural: str, count: int) -> str:
+    """The singular or plural message for `count`, in the session's language (use `%(count)s` / `{count}`)."""
+    return translator().ngettext(singular, plural, count)
+
+
+def num(value: float, digits: int | None = None) -> str:
+    """A number in the session's locale ('60,000', '0.25')."""
+    return translator().number(value, digits)
+
+
+def pct(fraction: float, digits: int = 1) -> str:
+    """A fraction as a percentage in the session's locale ('99.1%')."""
+    return translator().percent(fraction, digits)
+
+
+def lang_query() -> dict[str, str]:
+    """`{'lang': 'zh-CN'}` when the session chose a language explicitly, for links that keep it."""
+    chosen = st.session_state.get(LANG_STATE)
+    return {LANG_PARAM: URL_TAGS[chosen]} if chosen in LANGUAGES else {}
+
+
+def _on_switch() -> None:
+    chosen = st.session_state.get(SWITCH_KEY)
+    if chosen not in LANGUAGES:  # a click on the selected option clears it: keep the language
+        return
+    st.session_state[LANG_STATE] = chosen
+    st.query_params[LANG_PARAM] = URL_TAGS[chosen]
+
+
+def language_switch() -> None:
+    """The sidebar's English / 简体中文 switch; remembers a `?lang=` choice and keeps it in the URL."""
+    locale = current_locale()
+    if st.query_params.get(LANG_PARAM):
+        st.session_state[LANG_STATE] = locale  # an explicit URL choice outlives page changes
+    elif st.session_state.get(LANG_STATE) in LANGUAGES:
+        st.query_params[LANG_PARAM] = URL_TAGS[locale]  # links lose the query: put it back
+    st.session_state[SWITCH_KEY] = locale
+    st.sidebar.segmented_control(
+        "Language / 语言",
+        list(LANGUAGES),
+        format_func=LANGUAGES.__getitem__,
+        key=SWITCH_KEY,
+        on_change=_on_switch,
+        required=True,
+        label_visibility="collapsed",
+        width="stretch",
+    )
