@@ -6,7 +6,9 @@ compile step and no `.mo` file is committed. English is the source language: its
 msgids themselves, and anything unknown (a locale, a message) falls back to English.
 
 Core code stays language-neutral: messages that reach a page are written in English and marked
-with `N_()` (a no-op that Babel's extractor finds); the page translates them with its `_()`.
+with `N_()` (a no-op that Babel's extractor finds); the page translates them with its `_()`. A message
+with values in it is a `Message`: its marked template and named parameters travel together (into
+status.json, a ConfigError), so a page can render it in its own language with `render()`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import gettext
 import io
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any, Protocol
 
 from babel import Locale, numbers
 from babel.messages.mofile import write_mo
@@ -33,6 +37,66 @@ URL_TAGS: dict[str, str] = {"en": "en", "zh_CN": "zh-CN"}  # the BCP 47 tag used
 def N_(message: str) -> str:
     """Mark a message for extraction without translating it (core stays English; the page translates)."""
     return message
+
+
+@dataclass(frozen=True)
+class Message:
+    """An English %-template marked with N_() and its named parameters, rendered late in any language.
+
+    `Message(N_("epoch %(epoch)d of %(total)d done"), {"epoch": 2, "total": 5})`; `str()` gives the English.
+    A message without parameters is used as is (a '%' in it needs no escaping).
+    """
+
+    template: str
+    params: dict[str, Any] = field(default_factory=dict, hash=False)  # JSON-safe values: numbers and strings
+
+    def english(self) -> str:
+        return render(self)
+
+    def __str__(self) -> str:
+        return self.english()
+
+    def to_fields(self) -> dict[str, Any]:
+        """The status.json fields: the English `message`, its `message_template` and `message_params`."""
+        return {"message": self.english(), "message_template": self.template, "message_params": dict(self.params)}
+
+
+def as_message(message: str | Message) -> Message:
+    """A plain English string as a Message without parameters; a Message as it is."""
+    return message if isinstance(message, Message) else Message(str(message))
+
+
+def message_from_fields(record: Mapping[str, Any]) -> Message:
+    """The Message stored by `to_fields` in a record (status.json); a plain one from `message` for older records."""
+    english = str(record.get("message", ""))
+    template, params = record.get("message_template"), record.get("message_params")
+    if not isinstance(template, str) or not template or not isinstance(params, dict):
+        return Message(english)
+    return Message(template, params)
+
+
+class _Gettext(Protocol):
+    def gettext(self, message: str) -> str: ...
+
+
+def render(message: Message, translator: _Gettext | None = None, fallback: str | None = None) -> str:
+    """The message in the translator's language (English without one).
+
+    A template the catalog does not know stays English; a translation whose placeholders do not fit the
+    parameters falls back to the English template, and one that still does not fit to `fallback`
+    (the English text stored beside it) or the bare template.
+    """
+    candidates = [message.template]
+    if translator is not None:
+        candidates.insert(0, translator.gettext(message.template))
+    if not message.params:
+        return candidates[0]
+    for template in candidates:
+        try:
+            return template % message.params
+        except (KeyError, TypeError, ValueError):
+            continue
+    return fallback if fallback is not None else message.template
 
 
 @cache

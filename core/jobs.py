@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from core import distributed, runs
 from core.data import Dataset
-from core.i18n import N_
+from core.i18n import N_, Message, message_from_fields
 from core.training import (
     ConfigError,
     Diverged,
@@ -127,7 +127,7 @@ def _try_slot(root: Path, limit: int) -> IO[str] | None:
 def wait_for_slot(folder: Path, writer: runs.StatusWriter, stop: runs.StopSignal) -> IO[str] | None:
     """Block until this run may train (return the held slot), or until it is stopped (None)."""
     queued_at = float(writer.record.get("queued_at", time.time()))
-    said = ""
+    said: Message | None = None
     while not stop.is_set() and not writer.gone:
         ahead = queue_position(folder, queued_at)
         limit = max_parallel(folder.parent)
@@ -135,10 +135,14 @@ def wait_for_slot(folder: Path, writer: runs.StatusWriter, stop: runs.StopSignal
             slot = _try_slot(folder.parent, limit)
             if slot is not None:
                 return slot
-        message = (
-            f"waiting in the queue: {ahead} run{'s' if ahead != 1 else ''} ahead of it"
-            if ahead else f"waiting for a free slot: {limit} run{'s' if limit != 1 else ''} at once may train here"
-        )
+        # One whole sentence per number (Chinese needs no plural; a language with more forms would want ngettext).
+        if ahead:
+            message = Message(N_("waiting in the queue: %(ahead)d run ahead of it") if ahead == 1
+                              else N_("waiting in the queue: %(ahead)d runs ahead of it"), {"ahead": ahead})
+        else:
+            message = Message(N_("waiting for a free slot: %(limit)d run at once may train here") if limit == 1
+                              else N_("waiting for a free slot: %(limit)d runs at once may train here"),
+                              {"limit": limit})
         if message != said:
             writer.set(message=message, queue_position=ahead, max_parallel=limit)
             said = message
@@ -152,10 +156,10 @@ def wait_for_slot(folder: Path, writer: runs.StatusWriter, stop: runs.StopSignal
 
 def _stopped_while_queued(folder: Path, writer: runs.StatusWriter) -> Stopped:
     epoch = int(writer.record.get("epoch", 0))
-    message = (f"stopped while queued; saved up to epoch {epoch}" if epoch
-               else "stopped while queued, before it started")
+    message = (Message(N_("stopped while queued; saved up to epoch %(epoch)d"), {"epoch": epoch}) if epoch
+               else Message(N_("stopped while queued, before it started")))
     writer.set(status=runs.STOPPED, message=message)
-    return Stopped(run_id=folder.name, run_dir=folder, epoch=epoch, message=message)
+    return Stopped(run_id=folder.name, run_dir=folder, epoch=epoch, message=message.english())
 
 
 def work(
@@ -211,12 +215,13 @@ def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: run
             if isinstance(event, Finished | Stopped | Failed | Diverged):
                 outcome = event
     except user_errors() as error:  # raised before training began: the folder says why
-        message = str(error)
+        parts: tuple[Message, ...] = getattr(error, "messages", ())  # a ConfigError's problems, to translate
+        message = parts[0] if len(parts) == 1 else Message(str(error))
         if folder.is_dir() and world.main:
             status = runs.read_status(folder)
             runs.write_status(folder, runs.FAILED, message=message, epoch=int(status.get("epoch", 0)),
                               total_epochs=int(status.get("total_epochs", 0)))
-        outcome = Failed(message=message, run_id=run_id, run_dir=folder)
+        outcome = Failed(message=message.english(), run_id=run_id, run_dir=folder)
         if on_event is not None:
             on_event(outcome)
     return outcome
@@ -233,7 +238,7 @@ def check_startable(config: TrainConfig) -> None:
     check_schedule(config, -(-images // config.data.batch_size))
 
 
-def _queue(folder: Path, message: str) -> None:
+def _queue(folder: Path, message: Message) -> None:
     """Mark a run folder queued (by this process until its worker takes over), with no stop pending."""
     runs.clear_stop(folder)
     status = runs.read_status(folder)
@@ -264,7 +269,7 @@ def _spawn(folder: Path) -> int:
     pid = spawn_detached(command, folder / runs.LOG_FILE)
     status = runs.read_status(folder)
     if status.get("status") == runs.QUEUED and status.get("pid") == os.getpid():  # the worker has not written yet
-        runs.write_status(folder, runs.QUEUED, message=str(status.get("message", "")), epoch=status.get("epoch", 0),
+        runs.write_status(folder, runs.QUEUED, message=message_from_fields(status), epoch=status.get("epoch", 0),
                           total_epochs=status.get("total_epochs", 0), queued_at=status.get("queued_at"), pid=pid)
     return pid
 
@@ -277,11 +282,12 @@ def prepare(config: TrainConfig, name: str | None = None, root: Path | str | Non
     runs.slugify(name or "")
     check_startable(config)
     if not 1 <= processes <= 64 or config.data.batch_size % processes:
-        raise ConfigError(f"{processes} processes must split the batch of {config.data.batch_size} evenly")
+        raise ConfigError(Message(N_("%(processes)d processes must split the batch of %(batch)d evenly"),
+                                  {"processes": processes, "batch": config.data.batch_size}))
     run_id, folder = runs.new_run(config_to_dict(config), name=name, root=root)
     if processes > 1:
         runs.update_record(folder, launch={"processes": processes})
-    _queue(folder, "waiting for its worker to start")
+    _queue(folder, Message(N_("waiting for its worker to start")))
     return run_id
 
 
@@ -301,12 +307,14 @@ def prepare_resume(run_id: str, root: Path | str | None = None, **changes: Any) 
     saved = config_from_dict(runs.read_config(record.run_dir)["config"])
     config = override(saved, **changes) if changes else saved
     if record.epochs_done >= config.epochs:
-        raise ConfigError(f"the run already has {record.epochs_done} of {config.epochs} epochs; ask for more epochs")
+        raise ConfigError(Message(N_("the run already has %(done)d of %(epochs)d epochs; ask for more epochs"),
+                                  {"done": record.epochs_done, "epochs": config.epochs}))
     if config.scheduler.name == "onecycle" and record.epochs_done and config.epochs != saved.epochs:
         raise ConfigError("a one-cycle schedule is fixed to its run's length; start a new run to train longer")
     if config != saved:
         runs.update_config(record.run_dir, config_to_dict(config))
-    _queue(record.run_dir, f"resuming after epoch {record.epochs_done}: waiting for its worker to start")
+    _queue(record.run_dir, Message(N_("resuming after epoch %(epoch)d: waiting for its worker to start"),
+                                   {"epoch": record.epochs_done}))
     return run_id
 
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.i18n import N_
+from core.i18n import N_, Message, as_message, message_from_fields
 from core.metrics import Evaluation, evaluation_from_dict, evaluation_to_dict
 
 RUNS_ENV = "DIGITS_RUNS_DIR"
@@ -233,27 +233,47 @@ def _pid_runs(pid: int, started: Any) -> bool:
     return not isinstance(started, int) or int(stat[19]) == started
 
 
-def worker_gone(status: dict[str, Any], now: float | None = None) -> str:
-    """Why the worker of an active status is gone ("" if it may still be working)."""
+# Why a reader calls an active run crashed, by the state it was in: one whole sentence each, to translate.
+_SILENT = {QUEUED: N_("queued when its worker stopped answering: no heartbeat for %(seconds).0f s"),
+           RUNNING: N_("running when its worker stopped answering: no heartbeat for %(seconds).0f s")}
+_GONE = {QUEUED: N_("queued when its worker (pid %(pid)d) is gone: killed, out of memory, or the machine "
+                    "restarted"),
+         RUNNING: N_("running when its worker (pid %(pid)d) is gone: killed, out of memory, or the machine "
+                     "restarted")}
+
+
+def worker_gone(status: dict[str, Any], now: float | None = None) -> Message | None:
+    """Why the worker of an active status is gone, as "<state> when ..." (None if it may still be working)."""
+    state = QUEUED if status.get("status") == QUEUED else RUNNING
     beat = status.get("heartbeat")
     age = (time.time() if now is None else now) - beat if isinstance(beat, int | float) else 0.0
     if age > STALE_SECONDS:
-        return f"its worker stopped answering: no heartbeat for {age:.0f} s"
+        return Message(_SILENT[state], {"seconds": age})
     pid, host = status.get("pid"), status.get("host")
     if host not in (None, HOST) or not isinstance(pid, int) or pid <= 0 or os.name == "nt":
-        return ""  # another machine, or nothing we can check: the heartbeat decides
+        return None  # another machine, or nothing we can check: the heartbeat decides
     if not _pid_runs(pid, status.get("pid_started")):
-        return f"its worker (pid {pid}) is gone: killed, out of memory, or the machine restarted"
-    return ""
+        return Message(_GONE[state], {"pid": pid})
+    return None
 
 
-def write_status(folder: Path, status: str, *, message: str = "", epoch: int = 0, total_epochs: int = 0,
+def _message_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with its `message` (a str or a Message) spread into message, message_template, message_params."""
+    if "message" not in fields:
+        return fields
+    return {**fields, **as_message(fields["message"]).to_fields()}
+
+
+def write_status(folder: Path, status: str, *, message: str | Message = "", epoch: int = 0, total_epochs: int = 0,
                  **extra: Any) -> dict[str, Any]:
-    """Rewrite status.json atomically in one go; `extra` may name another process's `pid`."""
+    """Rewrite status.json atomically in one go; `extra` may name another process's `pid`.
+
+    The message is stored in English and, for the pages to translate, as its template and parameters.
+    """
     if status not in WRITTEN_STATES:
         raise ValueError(f"status must be one of {WRITTEN_STATES}, got {status!r}")
     who = identity(extra.pop("pid", None))
-    record = {"status": status, "message": message, "updated": now_iso(), "heartbeat": time.time(),
+    record = {"status": status, **as_message(message).to_fields(), "updated": now_iso(), "heartbeat": time.time(),
               "epoch": epoch, "total_epochs": total_epochs, **who, **extra}
     _write_json_atomic(folder / STATUS_FILE, record)
     return record
@@ -270,14 +290,20 @@ def read_status(folder: Path) -> dict[str, Any]:
     return record
 
 
-def state_of(status: dict[str, Any]) -> tuple[str, str]:
-    """(state, message) as every page and the CLI show them: an active run whose worker is gone is crashed."""
-    state, message = str(status.get("status", UNKNOWN)), str(status.get("message", ""))
+def state_message_of(status: dict[str, Any]) -> tuple[str, Message]:
+    """(state, message) as every page shows them: an active run whose worker is gone is crashed, saying why."""
+    state = str(status.get("status", UNKNOWN))
     if state in ACTIVE:
-        gone = worker_gone(status)
-        if gone:
-            return CRASHED, f"{state} when {gone}"
-    return state, message
+        reason = worker_gone(status)
+        if reason is not None:
+            return CRASHED, reason
+    return state, message_from_fields(status)
+
+
+def state_of(status: dict[str, Any]) -> tuple[str, str]:
+    """(state, message) in English, as the CLI shows them (see `state_message_of`)."""
+    state, message = state_message_of(status)
+    return state, message.english()
 
 
 def is_live(status: dict[str, Any]) -> bool:
@@ -297,7 +323,7 @@ class StatusWriter:
         self.gone = False
         self._lock = threading.Lock()
         self._record: dict[str, Any] = {"status": state, "message": "", **identity(), "started": now_iso(),
-                                        **fields}
+                                        **_message_fields({"message": "", **fields})}
         self._error: OSError | None = None
         self._quit = threading.Event()
         self._thread: threading.Thread | None = None
@@ -306,7 +332,7 @@ class StatusWriter:
     def set(self, **fields: Any) -> None:
         """Change fields and write now (state changes, epoch ends)."""
         with self._lock:
-            self._record.update(fields)
+            self._record.update(_message_fields(fields))
             if self._error is not None:
                 error, self._error = self._error, None
                 raise error
@@ -315,7 +341,7 @@ class StatusWriter:
     def note(self, **fields: Any) -> None:
         """Change fields; the next heartbeat writes them (per-batch progress)."""
         with self._lock:
-            self._record.update(fields)
+            self._record.update(_message_fields(fields))
 
     @property
     def record(self) -> dict[str, Any]:
@@ -584,7 +610,7 @@ class RunRecord:
     run_dir: Path
     name: str  # display name: the name given to the run, else its id
     status: str  # queued / running / finished / stopped / failed / diverged / crashed, or damaged / unknown
-    message: str  # the status message; for a damaged folder, what is wrong with it
+    message: str  # the status message in English; for a damaged folder, what is wrong with it
     preset: str = ""
     arch: str = ""
     task: str = ""  # "multiclass" or "binary"
@@ -612,6 +638,7 @@ class RunRecord:
     study: str = ""  # the Optuna study this run is a trial of ("" if none)
     trial: int | None = None  # its trial number in that study
     trial_state: str = ""  # the trial's state as the sweep recorded it (e.g. "pruned")
+    message_parts: Message | None = None  # `message` as its template and parameters, for the pages to translate
 
     @property
     def folder(self) -> Path:
@@ -724,9 +751,11 @@ def read_run(folder: Path) -> RunRecord:
     if problem:
         return _damaged(folder, problem)
     status = read_status(folder)
-    state, message = state_of(status)
+    state, parts = state_message_of(status)
     if state == DAMAGED:  # status.json torn or overwritten: the worker that wrote it is not trusted alive
-        state, message = CRASHED, f"{message}; resume it from its last saved epoch"
+        state, parts = CRASHED, Message(N_("%(problem)s; resume it from its last saved epoch"),
+                                        {"problem": parts.english()})
+    message = parts.english()
     live = state in ACTIVE
     log = read_metrics(folder, live)
     problem = _missing_metrics_problem(status, bool(log.rows))
@@ -738,7 +767,7 @@ def read_run(folder: Path) -> RunRecord:
         params = record.get("param_count")
         return RunRecord(
             run_id=folder.name, run_dir=folder, name=str(record.get("name", "")).strip() or folder.name,
-            status=state, message=message, preset=str(record.get("preset", "")),
+            status=state, message=message, message_parts=parts, preset=str(record.get("preset", "")),
             arch=str(config.get("model", {}).get("arch", "")), task=str(config.get("task", {}).get("kind", "")),
             dataset=str(config.get("data", {}).get("dataset", "")),
             param_count=params if isinstance(params, int) and params > 0 else None,
@@ -799,18 +828,20 @@ def find_run(run_id: str, root: Path | str | None = None) -> RunRecord:
 # Stop, rename, delete
 
 
-def stop_run(run_id: str, root: Path | str | None = None) -> str:
-    """Ask a queued or running run to stop; return what happens. RunError if it is not active."""
+def stop_run(run_id: str, root: Path | str | None = None) -> Message:
+    """Ask a queued or running run to stop; return what happens (str() is English). RunError if it is not active."""
     record = find_run(run_id, root)
     if not record.live:
         raise RunError(f"run {run_id} is not training (it is {record.status}); there is nothing to stop")
     already = stop_requested(record.run_dir)
     request_stop(record.run_dir)
     if already:
-        return f"run {run_id} was already asked to stop; it stops after its current batch"
-    if record.status == QUEUED:
-        return f"run {run_id} leaves the queue without training"
-    return f"run {run_id} stops after its current batch, saved up to its last whole epoch"
+        template = N_("run %(run)s was already asked to stop; it stops after its current batch")
+    elif record.status == QUEUED:
+        template = N_("run %(run)s leaves the queue without training")
+    else:
+        template = N_("run %(run)s stops after its current batch, saved up to its last whole epoch")
+    return Message(template, {"run": run_id})
 
 
 def rename_run(run_id: str, name: str, root: Path | str | None = None) -> str:

@@ -69,7 +69,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    message = runs.stop_run(args.run_id, args.runs_dir)
+    message = str(runs.stop_run(args.run_id, args.runs_dir))
     print(json.dumps({"run_id": args.run_id, "message": message}) if args.json else message)
     return 0
 

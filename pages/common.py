@@ -8,8 +8,10 @@ import streamlit as st
 import torch
 
 from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load_dataset, missing_files
+from core.i18n import Message
 from core.inference import set_serving_threads
-from pages.lang import _, ngettext, num, pct, translator  # noqa: F401  (re-exported for the pages)
+from core.runs import RunRecord
+from pages.lang import _, ngettext, num, pct, say, translator  # noqa: F401  (re-exported for the pages)
 
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
@@ -20,6 +22,17 @@ set_serving_threads()
 def count_of(number: int, noun: str, plural: str | None = None) -> str:
     """'1 image', '2 images', '60,000 images': a count with its noun in the right number."""
     return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
+def run_message(record: RunRecord) -> str:
+    """A run's status message in the session's language (from its template and parameters when stored)."""
+    return say(record.message_parts) if record.message_parts is not None else _(record.message)
+
+
+def error_text(error: Exception) -> str:
+    """An error a user can fix, in the session's language: each of a ConfigError's problems, else its text."""
+    parts: tuple[Message, ...] = getattr(error, "messages", ())
+    return "; ".join(say(part) for part in parts) if parts else _(str(error))
 
 
 def dataset_sidebar() -> None:

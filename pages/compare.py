@@ -13,7 +13,7 @@ from core.i18n import N_
 from core.metrics import Evaluation
 from core.runs import RunRecord
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
-from pages.common import _, get_dataset, num, pct, upscale
+from pages.common import _, get_dataset, num, pct, run_message, upscale
 from pages.export_ui import export_buttons
 
 # metrics.jsonl column -> (what to call it, shown in percent, higher is better; None: neither, e.g. lr)
@@ -82,7 +82,7 @@ def runs_table(records: list[RunRecord]) -> None:
         wall: record.wall_seconds,
         speed: record.samples_per_second,
         _("date"): record.created[:16].replace("T", " "),
-        _("note"): _(record.message),
+        _("note"): run_message(record),
         _("run id"): record.run_id,
     } for record in records])
     st.dataframe(table, hide_index=True, key="cmp_table", column_config={
@@ -97,7 +97,8 @@ def runs_table(records: list[RunRecord]) -> None:
     for record in records:
         if record.damaged:
             st.warning(_("Run folder `{run}` is damaged and cannot be compared: {message}. You can delete it "
-                         "below.").format(run=record.run_id, message=_(record.message)), icon=":material/broken_image:")
+                         "below.").format(run=record.run_id, message=run_message(record)),
+                       icon=":material/broken_image:")
         elif record.problems:
             st.warning(_("Run `{name}`: {problems}. Its other epochs are shown.").format(
                 name=record.name, problems=_("; ").join(_(problem) for problem in record.problems)),
@@ -380,7 +381,7 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
                       "stopped.").format(name=record.name, status=status_text(record)))
         else:
             st.info(_("No test answers for {name}: it ended {status} before any were written ({message}).").format(
-                name=record.name, status=status_text(record), message=_(record.message).rstrip(".")))
+                name=record.name, status=status_text(record), message=run_message(record).rstrip(".")))
     if missing:
         return
     eval_a, eval_b = evaluations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.i18n import DEFAULT_LOCALE, LANGUAGES, URL_TAGS, Translator, negotiate
+from core.i18n import DEFAULT_LOCALE, LANGUAGES, URL_TAGS, Message, Translator, negotiate, render
 
 LANG_PARAM = "lang"  # the URL's query parameter
 LANG_STATE = "ui_language"  # session state: the language chosen this session (by URL or switch)
@@ -38,6 +38,11 @@ def translator() -> Translator:
 def _(message: str) -> str:
     """The message in the session's language."""
     return translator().gettext(message)
+
+
+def say(message: Message) -> str:
+    """A core Message (template and parameters, from status.json or an error) in the session's language."""
+    return render(message, translator(), fallback=message.english())
 
 
 def pgettext(context: str, message: str) -> str:

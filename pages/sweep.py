@@ -13,7 +13,7 @@ from core import jobs, runs, sweep
 from core.i18n import N_
 from core.sweep import SEARCH_SPACE, Choice, FloatRange, Param, SweepError, SweepSpec
 from core.training import PRESETS, ConfigError
-from pages.common import _, current_dataset_name, get_dataset, num, pct
+from pages.common import _, current_dataset_name, error_text, get_dataset, num, pct
 
 STUDY_PARAM = "study"  # URL query parameter: the study this page follows
 PREFIX = "sw_"  # session-state prefix of the page's widgets
@@ -93,7 +93,7 @@ def start(make_spec: Callable[[], SweepSpec], trials: int, study: str) -> None:
     try:
         sweep.launch_sweep(make_spec(), trials, study)
     except ConfigError as error:
-        st.error(_("The sweep could not start: {error}").format(error=_(str(error))))
+        st.error(_("The sweep could not start: {error}").format(error=error_text(error)))
         return
     st.query_params[STUDY_PARAM] = study
     st.session_state[FOLLOW_NEXT] = study  # the study picker takes it before it is drawn on the next run
@@ -219,7 +219,7 @@ def best_section(study: optuna.Study) -> None:
             run_id = jobs.launch(sweep.best_config(study, epochs=epochs, full_data=full),
                                  name=f"{study.study_name} best")
         except ConfigError as error:
-            st.error(_("The run could not start:") + f" {_(str(error))}")
+            st.error(_("The run could not start:") + f" {error_text(error)}")
             return
         st.success(_("Run {run} trains trial {number}'s settings. [Follow it on the Train page]({link}).").format(
             run=run_id, number=best.number, link=f"train?run={run_id}"))

@@ -32,7 +32,18 @@ from pages.charts import (
     roc_figure,
     train_test_figure,
 )
-from pages.common import _, current_dataset_name, get_dataset, ngettext, num, pct, upscale
+from pages.common import (
+    _,
+    current_dataset_name,
+    error_text,
+    get_dataset,
+    ngettext,
+    num,
+    pct,
+    run_message,
+    say,
+    upscale,
+)
 from pages.export_ui import export_buttons
 
 RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or a shared link keeps it)
@@ -161,7 +172,7 @@ def config_form() -> TrainConfig | None:
         config = preset_config(choice, **values)
         jobs.check_startable(config)
     except ConfigError as error:
-        st.error("**" + _("These settings cannot train:") + f"** {_(str(error))}")
+        st.error("**" + _("These settings cannot train:") + f"** {error_text(error)}")
         return None
     return config
 
@@ -175,7 +186,7 @@ def controls(config: TrainConfig | None) -> None:
         try:
             follow(jobs.launch(config, name=name, processes=int(st.session_state.get(PREFIX + "processes", 1))))
         except (ConfigError, runs.RunError) as error:
-            st.error("**" + _("The run could not start:") + f"** {_(str(error))}")
+            st.error("**" + _("The run could not start:") + f"** {error_text(error)}")
             return
         st.rerun()
 
@@ -223,7 +234,7 @@ def resume_section(records: list[RunRecord]) -> None:
             try:
                 follow(jobs.launch_resume(chosen.run_id, epochs=int(epochs)))
             except (ConfigError, runs.RunError) as error:
-                st.error("**" + _("Cannot resume:") + f"** {_(str(error))}")
+                st.error("**" + _("Cannot resume:") + f"** {error_text(error)}")
                 return
             st.rerun()
 
@@ -235,7 +246,7 @@ def status_label(status: str) -> str:
 
 def progress_text(record: RunRecord) -> str:
     if record.status == runs.QUEUED:
-        return _("run {name}: queued — {message}").format(name=record.name, message=_(record.message))
+        return _("run {name}: queued — {message}").format(name=record.name, message=run_message(record))
     parts = [_("run {name}").format(name=record.name),
              _("epoch {epoch}/{total}").format(epoch=min(record.epochs_done + 1, record.total_epochs),
                                                total=record.total_epochs)]
@@ -249,9 +260,9 @@ def progress_text(record: RunRecord) -> str:
 
 def stop_clicked(run_id: str) -> None:
     try:
-        st.toast(_(runs.stop_run(run_id)))
+        st.toast(say(runs.stop_run(run_id)))
     except runs.RunError as error:
-        st.toast(_(str(error)))
+        st.toast(error_text(error))
 
 
 def active_runs(records: list[RunRecord]) -> None:
@@ -316,16 +327,16 @@ def status_banner(record: RunRecord) -> None:
                 epoch=record.best_epoch, folder=record.run_dir))
     elif record.status == runs.STOPPED:
         st.warning(_("**Stopped** — {message}. Resume it above to continue from its last saved epoch.").format(
-            message=_(record.message).rstrip(".")))
+            message=run_message(record).rstrip(".")))
     elif record.status == runs.DIVERGED:
         lr = (" " + _("Start a new run with learning rate **{lr}** or lower.").format(lr=f"{record.suggested_lr:g}")
               if record.suggested_lr else "")
-        st.error(_("**Diverged** — {message}").format(message=_(record.message)) + lr, icon=":material/trending_up:")
+        st.error(_("**Diverged** — {message}").format(message=run_message(record)) + lr, icon=":material/trending_up:")
     elif record.status == runs.FAILED:
-        st.error(_("**The run failed.**") + f" {_(record.message)}")
+        st.error(_("**The run failed.**") + f" {run_message(record)}")
     elif record.status == runs.CRASHED:
         st.error(_("**Crashed** — {message}. Its folder keeps every whole epoch; resume it above.").format(
-            message=_(record.message)), icon=":material/heart_broken:")
+            message=run_message(record)), icon=":material/heart_broken:")
 
 
 def run_summary(record: RunRecord) -> None:

@@ -16,7 +16,7 @@ from core.training import PRESET_DESCRIPTIONS, ConfigError, config_to_dict
 from core.tutorials import Excerpt, MeasuredResults, Tutorial
 from pages import arch_charts
 from pages.charts import RunStyle, batch_loss_figure, overlay_figure, run_color, train_test_figure
-from pages.common import _, get_dataset, ngettext, num, pct, upscale
+from pages.common import _, error_text, get_dataset, ngettext, num, pct, upscale
 
 PICK_KEY = "tut_pick"
 HEADS = {
@@ -348,7 +348,7 @@ def launch(config_key: str, name: str, results: MeasuredResults | None = None) -
     try:
         run_id = jobs.launch(config, name=name)
     except (ConfigError, runs.RunError) as error:
-        st.error(_("The run could not start:") + f" {_(str(error))}")
+        st.error(_("The run could not start:") + f" {error_text(error)}")
         return
     st.toast(_("Started run {run}.").format(run=run_id))
 

@@ -13,7 +13,7 @@ from core.i18n import LANGUAGES, LOCALES_DIR, Translator, negotiate, translation
 from tests.apptest_helpers import ROOT
 
 TRANSLATED = [locale for locale in LANGUAGES if locale != "en"]
-PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdfr]|\{(\w+)(?:[:!][^}]*)?\}")
+PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdfrgie]|\{(\w+)(?:[:!][^}]*)?\}")
 
 
 def extracted_messages() -> dict[tuple[str, str | None], tuple[str, ...]]:

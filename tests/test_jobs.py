@@ -72,7 +72,7 @@ def test_a_launched_run_trains_in_its_own_process_to_the_end(root):
 def test_stop_a_running_run_then_resume_the_same_run_to_the_end(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     wait_for(root, run_id, lambda r: r.epochs_done >= 1)
-    assert "stops after its current batch" in runs.stop_run(run_id, root)
+    assert "stops after its current batch" in str(runs.stop_run(run_id, root))
     stopped = wait_for(root, run_id, ended)
     assert stopped.status == "stopped" and stopped.resumable and stopped.epochs_done >= 1
     assert (stopped.run_dir / runs.LAST_CHECKPOINT).is_file()
@@ -118,7 +118,7 @@ def test_the_queue_runs_one_at_a_time_and_a_queued_run_can_leave_it(root):
     waiting = wait_for(root, third, lambda r: r.status == "queued" and r.queue_position == 1)
     assert "1 run ahead" in waiting.message
     assert wait_for(root, second, lambda r: r.queue_position == 0).status == "queued"
-    assert runs.stop_run(third, root) == f"run {third} leaves the queue without training"
+    assert str(runs.stop_run(third, root)) == f"run {third} leaves the queue without training"
     left = wait_for(root, third, ended)
     assert left.status == "stopped" and "before it started" in left.message and left.epochs_done == 0
 

@@ -180,9 +180,9 @@ def test_a_live_run_cannot_be_resumed_twice(tmp_path):
 def test_stop_requests_and_their_refusals(tmp_path):
     run_id, folder = runs.new_run(config(), root=tmp_path)
     runs.write_status(folder, "running", epoch=0, total_epochs=2)
-    assert "stops after its current batch" in runs.stop_run(run_id, tmp_path)
+    assert "stops after its current batch" in str(runs.stop_run(run_id, tmp_path))
     assert runs.stop_requested(folder) and runs.StopSignal(folder).is_set()
-    assert "already asked to stop" in runs.stop_run(run_id, tmp_path)  # twice: no harm, says so
+    assert "already asked to stop" in str(runs.stop_run(run_id, tmp_path))  # twice: no harm, says so
     runs.write_status(folder, "stopped", epoch=0, total_epochs=2)
     with pytest.raises(runs.RunError, match=r"not training \(it is stopped\)"):
         runs.stop_run(run_id, tmp_path)

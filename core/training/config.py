@@ -11,10 +11,19 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from core import models
+from core.i18n import N_, Message, as_message
 
 
 class ConfigError(ValueError):
-    """A training setting the user can fix; the message names the field and the allowed values."""
+    """A training setting the user can fix; the message names the field and the allowed values.
+
+    `messages` holds each problem as a Message (template and parameters) for the pages to translate;
+    str(error) is them all in English, joined by "; ".
+    """
+
+    def __init__(self, *messages: str | Message) -> None:
+        self.messages = tuple(as_message(message) for message in messages)
+        super().__init__("; ".join(message.english() for message in self.messages))
 
 
 TASKS = ("multiclass", "binary")
@@ -209,46 +218,54 @@ def override(config: TrainConfig, **overrides: Any) -> TrainConfig:
     return config_from_dict(data)
 
 
-def _check(errors: list[str], ok: bool, message: str) -> None:
+def _check(errors: list[Message], ok: bool, template: str, **params: Any) -> None:
     if not ok:
-        errors.append(message)
+        errors.append(Message(template, params))
 
 
-def _config_errors(config: TrainConfig) -> list[str]:
+def _config_errors(config: TrainConfig) -> list[Message]:
     """Every problem in the config, as messages a person can act on."""
     from core.data import DATASETS, NORMALIZATIONS
 
-    errors: list[str] = []
+    errors: list[Message] = []
     task, data, opt, sched = config.task, config.data, config.optimizer, config.scheduler
-    _check(errors, task.kind in TASKS, f"task must be one of {', '.join(TASKS)}, got {task.kind!r}")
-    _check(errors, 0 <= task.target_digit <= 9, f"target_digit must be 0-9, got {task.target_digit}")
-    _check(errors, 0 <= task.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {task.label_smoothing}")
-    _check(errors, data.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {data.dataset!r}")
-    _check(
-        errors,
-        data.normalization in NORMALIZATIONS,
-        f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {data.normalization!r}",
-    )
-    _check(errors, data.batch_size >= 1, f"batch_size must be at least 1, got {data.batch_size}")
-    _check(errors, data.train_subset >= 0, f"train_subset must be 0 (all) or more, got {data.train_subset}")
-    _check(errors, data.test_subset >= 0, f"test_subset must be 0 (all) or more, got {data.test_subset}")
-    _check(errors, opt.name in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {opt.name!r}")
-    _check(errors, math.isfinite(opt.lr) and opt.lr > 0, f"lr must be a positive number, got {opt.lr}")
-    _check(errors, opt.weight_decay >= 0, f"weight_decay must be 0 or more, got {opt.weight_decay}")
-    _check(errors, 0 <= opt.momentum < 1, f"momentum must be in [0, 1), got {opt.momentum}")
-    _check(errors, not opt.nesterov or opt.momentum > 0, "nesterov needs momentum > 0")
-    _check(errors, all(0 <= b < 1 for b in opt.betas), f"betas must be in [0, 1), got {opt.betas}")
-    _check(errors, sched.name in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}, got {sched.name!r}")
-    _check(errors, sched.t_max >= 0, f"t_max must be 0 (the run's epochs) or more, got {sched.t_max}")
-    _check(errors, sched.min_lr >= 0, f"min_lr must be 0 or more, got {sched.min_lr}")
-    _check(errors, sched.step_size >= 1, f"step_size must be at least 1, got {sched.step_size}")
-    _check(errors, sched.gamma > 0, f"gamma must be positive, got {sched.gamma}")
-    _check(errors, 0 < sched.pct_start < 1, f"pct_start must be in (0, 1), got {sched.pct_start}")
-    _check(errors, config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}")
-    _check(errors, config.seed >= 0, f"seed must be 0 or more, got {config.seed}")
-    _check(errors, config.threads >= 0, f"threads must be 0 (torch's default) or more, got {config.threads}")
-    device_message = f"device must be auto, cpu, cuda, cuda:N or mps, got {config.device!r}"
-    _check(errors, _device_name_ok(config.device), device_message)
+    _check(errors, task.kind in TASKS, N_("task must be one of %(choices)s, got %(value)r"),
+           choices=", ".join(TASKS), value=task.kind)
+    _check(errors, 0 <= task.target_digit <= 9, N_("target_digit must be 0-9, got %(value)s"), value=task.target_digit)
+    _check(errors, 0 <= task.label_smoothing < 1, N_("label_smoothing must be in [0, 1), got %(value)s"),
+           value=task.label_smoothing)
+    _check(errors, data.dataset in DATASETS, N_("dataset must be one of %(choices)s, got %(value)r"),
+           choices=", ".join(DATASETS), value=data.dataset)
+    _check(errors, data.normalization in NORMALIZATIONS, N_("normalization must be one of %(choices)s, got %(value)r"),
+           choices=", ".join(NORMALIZATIONS), value=data.normalization)
+    _check(errors, data.batch_size >= 1, N_("batch_size must be at least 1, got %(value)s"), value=data.batch_size)
+    _check(errors, data.train_subset >= 0, N_("train_subset must be 0 (all) or more, got %(value)s"),
+           value=data.train_subset)
+    _check(errors, data.test_subset >= 0, N_("test_subset must be 0 (all) or more, got %(value)s"),
+           value=data.test_subset)
+    _check(errors, opt.name in OPTIMIZERS, N_("optimizer must be one of %(choices)s, got %(value)r"),
+           choices=", ".join(OPTIMIZERS), value=opt.name)
+    _check(errors, math.isfinite(opt.lr) and opt.lr > 0, N_("lr must be a positive number, got %(value)s"),
+           value=opt.lr)
+    _check(errors, opt.weight_decay >= 0, N_("weight_decay must be 0 or more, got %(value)s"), value=opt.weight_decay)
+    _check(errors, 0 <= opt.momentum < 1, N_("momentum must be in [0, 1), got %(value)s"), value=opt.momentum)
+    _check(errors, not opt.nesterov or opt.momentum > 0, N_("nesterov needs momentum > 0"))
+    _check(errors, all(0 <= b < 1 for b in opt.betas), N_("betas must be in [0, 1), got %(value)s"),
+           value=str(opt.betas))
+    _check(errors, sched.name in SCHEDULERS, N_("scheduler must be one of %(choices)s, got %(value)r"),
+           choices=", ".join(SCHEDULERS), value=sched.name)
+    _check(errors, sched.t_max >= 0, N_("t_max must be 0 (the run's epochs) or more, got %(value)s"),
+           value=sched.t_max)
+    _check(errors, sched.min_lr >= 0, N_("min_lr must be 0 or more, got %(value)s"), value=sched.min_lr)
+    _check(errors, sched.step_size >= 1, N_("step_size must be at least 1, got %(value)s"), value=sched.step_size)
+    _check(errors, sched.gamma > 0, N_("gamma must be positive, got %(value)s"), value=sched.gamma)
+    _check(errors, 0 < sched.pct_start < 1, N_("pct_start must be in (0, 1), got %(value)s"), value=sched.pct_start)
+    _check(errors, config.epochs >= 1, N_("epochs must be at least 1, got %(value)s"), value=config.epochs)
+    _check(errors, config.seed >= 0, N_("seed must be 0 or more, got %(value)s"), value=config.seed)
+    _check(errors, config.threads >= 0, N_("threads must be 0 (torch's default) or more, got %(value)s"),
+           value=config.threads)
+    _check(errors, _device_name_ok(config.device), N_("device must be auto, cpu, cuda, cuda:N or mps, got %(value)r"),
+           value=config.device)
     errors += _model_errors(config)
     return errors
 
@@ -260,23 +277,24 @@ def _device_name_ok(device: str) -> bool:
     return prefix == "cuda" and index.isdigit()
 
 
-def _model_errors(config: TrainConfig) -> list[str]:
+def _model_errors(config: TrainConfig) -> list[Message]:
     """Problems with the architecture choice; the registry itself judges names and options."""
     names = models.list_architectures()
     if config.model.arch not in names:
-        return [f"arch must be one of {', '.join(names)}, got {config.model.arch!r}"]
+        return [Message(N_("arch must be one of %(choices)s, got %(value)r"),
+                        {"choices": ", ".join(names), "value": config.model.arch})]
     try:
         models.arch_config(config.model.arch, num_outputs(config), config.model.options)
     except models.ArchitectureError as error:
-        return [str(error)]
+        return [Message(str(error))]
     return []
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise ConfigError listing every problem in the config (one per line)."""
+    """Raise ConfigError listing every problem in the config (joined by "; ")."""
     errors = _config_errors(config)
     if errors:
-        raise ConfigError("; ".join(errors))
+        raise ConfigError(*errors)
 
 
 def num_outputs(config: TrainConfig) -> int:

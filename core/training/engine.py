@@ -33,6 +33,7 @@ from core.data import (
     random_affine,
     to_model_input,
 )
+from core.i18n import N_, Message
 from core.metrics import Evaluation, binary_evaluation, multiclass_evaluation
 from core.training.config import (
     ConfigError,
@@ -74,9 +75,9 @@ LOSS_SMOOTHING = 0.2  # weight of the newest batch in the smoothed loss
 class Divergence(RuntimeError):
     """The loss became non-finite or exploded; the message names the likely cause and what to try."""
 
-    def __init__(self, message: str, cause: str, suggested_lr: float) -> None:
-        super().__init__(message)
-        self.cause, self.suggested_lr = cause, suggested_lr
+    def __init__(self, message: Message, cause: str, suggested_lr: float) -> None:
+        super().__init__(message.english())
+        self.message, self.cause, self.suggested_lr = message, cause, suggested_lr
 
 
 class StopFlag(Protocol):
@@ -324,10 +325,9 @@ def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
     model = models.build_model(**arch_config)
     head = models.output_kind(model)
     if config.task.kind == "binary" and head != "logits":
-        raise ConfigError(
-            f"the binary task needs a network that outputs a logit, but {config.model.arch} ends in {head}; "
-            "pick another architecture (or its option that drops the softmax)"
-        )
+        raise ConfigError(Message(
+            N_("the binary task needs a network that outputs a logit, but %(arch)s ends in %(head)s; pick another "
+               "architecture (or its option that drops the softmax)"), {"arch": config.model.arch, "head": head}))
     check_schedule(config, math.ceil(len(data.train_labels) / config.data.batch_size))
     model = model.to(device).to(memory_format=MEMORY_FORMAT)
     return _Parts(device, data, model, head, arch_config)
@@ -337,10 +337,10 @@ def check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
     """One-cycle needs a warm-up of at least two steps (torch divides by its length minus one)."""
     total = config.epochs * steps_per_epoch
     if config.scheduler.name == "onecycle" and config.scheduler.pct_start * total < 2:
-        raise ConfigError(
-            f"the one-cycle schedule has only {total} steps, too few to warm up over {config.scheduler.pct_start:g} "
-            "of them; train on more images or epochs, use a smaller batch, or pick another scheduler"
-        )
+        raise ConfigError(Message(
+            N_("the one-cycle schedule has only %(steps)d steps, too few to warm up over %(share)g of them; train on "
+               "more images or epochs, use a smaller batch, or pick another scheduler"),
+            {"steps": total, "share": config.scheduler.pct_start}))
 
 
 def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: _Parts) -> _Run:
@@ -502,40 +502,49 @@ def _chance_loss(config: TrainConfig) -> float:
     return math.log(2 if config.task.kind == "binary" else 10)
 
 
-def _divergence(run: _Run, what: str, cause: str, epoch: int, step: int, lr: float) -> Divergence:
+# What the loss did, by cause: whole sentences (to translate), each followed by where and what to try.
+_DIVERGED = {
+    "non-finite loss": N_(
+        "the training loss became %(loss)s at epoch %(epoch)d, step %(step)d (learning rate %(lr)g): the learning "
+        "rate is probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or lower."),
+    "exploding loss": N_(
+        "the training loss exploded to %(loss).3g (it started near %(start).3g) at epoch %(epoch)d, step %(step)d "
+        "(learning rate %(lr)g): the learning rate is probably too high for %(optimizer)s on %(arch)s. "
+        "Try %(suggestion)g or lower."),
+    "accuracy at chance": N_(
+        "the training loss stayed at %(loss).3g (a uniform guess scores %(start).3g) and test accuracy fell to "
+        "chance (%(accuracy).1f%%) at epoch %(epoch)d, step %(step)d (learning rate %(lr)g): the learning rate is "
+        "probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or lower."),
+}
+
+
+def _divergence(run: _Run, cause: str, epoch: int, step: int, lr: float, **what: float | str) -> Divergence:
     config = run.config
     suggestion = config.optimizer.lr / 10
-    return Divergence(
-        f"the training loss {what} at epoch {epoch}, step {step} (learning rate {lr:g}): the learning rate is "
-        f"probably too high for {config.optimizer.name} on {config.model.arch}. Try {suggestion:g} or lower.",
-        cause, suggestion,
-    )
+    params = {**what, "epoch": epoch, "step": step, "lr": lr, "optimizer": config.optimizer.name,
+              "arch": config.model.arch, "suggestion": suggestion}
+    return Divergence(Message(_DIVERGED[cause], params), cause, suggestion)
 
 
 def _watch_loss(run: _Run, loss: float, epoch: int, step: int, lr: float) -> None:
     """Raise Divergence on a non-finite loss, or a smoothed loss far above where this run started."""
     if not math.isfinite(loss):
-        raise _divergence(run, f"became {loss}", "non-finite loss", epoch, step, lr)
+        raise _divergence(run, "non-finite loss", epoch, step, lr, loss=str(loss))  # 'nan', 'inf': JSON-safe
     if len(run.first_losses) < 5:
         run.first_losses.append(loss)
     previous = run.smoothed_loss
     run.smoothed_loss = loss if previous is None else (1 - LOSS_SMOOTHING) * previous + LOSS_SMOOTHING * loss
     reference = max(sum(run.first_losses) / len(run.first_losses), _chance_loss(run.config))
     if len(run.first_losses) >= 5 and step >= EXPLODE_AFTER and run.smoothed_loss > EXPLODE_FACTOR * reference:
-        raise _divergence(
-            run, f"exploded to {run.smoothed_loss:.3g} (it started near {reference:.3g})", "exploding loss",
-            epoch, step, lr,
-        )
+        raise _divergence(run, "exploding loss", epoch, step, lr, loss=run.smoothed_loss, start=reference)
 
 
 def _check_chance(run: _Run, epoch: int, train_loss: float, test_accuracy: float) -> None:
     """After an epoch: ten-class accuracy at chance with a training loss well above a uniform guess's."""
     chance_loss = _chance_loss(run.config)
     if run.config.task.kind == "multiclass" and test_accuracy <= 0.12 and train_loss > 1.5 * chance_loss:
-        raise _divergence(
-            run, f"stayed at {train_loss:.3g} (a uniform guess scores {chance_loss:.3g}) and test accuracy fell to "
-            f"chance ({test_accuracy:.1%})", "accuracy at chance", epoch, run.steps_per_epoch, run.lr(),
-        )
+        raise _divergence(run, "accuracy at chance", epoch, run.steps_per_epoch, run.lr(), loss=train_loss,
+                          start=chance_loss, accuracy=100 * test_accuracy)
 
 
 def _meta(run: _Run, row: dict[str, Any]) -> dict[str, Any]:
@@ -605,10 +614,11 @@ def _end_epoch(run: _Run, epoch: int, totals: dict[str, float], started: float) 
         is_best=is_best,
     )
     yield from _save(run, row, is_best)
-    _write_status(run, "running", f"epoch {epoch} of {run.config.epochs} done", step=0)
+    _write_status(run, "running", Message(N_("epoch %(epoch)d of %(total)d done"),
+                                          {"epoch": epoch, "total": run.config.epochs}), step=0)
 
 
-def _write_status(run: _Run, status: str, message: str, **extra: Any) -> None:
+def _write_status(run: _Run, status: str, message: str | Message, **extra: Any) -> None:
     accuracy = accuracy_of(run.last_eval[1], run.data.test_labels, run.config.task) if run.last_eval else None
     fields = dict(
         status=status, message=message, epoch=run.epoch, total_epochs=run.config.epochs,
@@ -636,7 +646,7 @@ def _write_evaluation(run: _Run) -> Evaluation | None:
 def _finish(run: _Run) -> Finished:
     evaluation = _write_evaluation(run)
     assert evaluation is not None  # at least one epoch ran: resuming a complete run is refused
-    _write_status(run, "finished", f"finished {run.epoch} epochs")
+    _write_status(run, "finished", Message(N_("finished %(epochs)d epochs"), {"epochs": run.epoch}))
     trained_images = run.epoch * len(run.data.train_labels)
     return Finished(
         run_id=run.run_id, run_dir=run.run_dir, epochs=run.epoch, test_accuracy=evaluation.accuracy,
@@ -648,13 +658,13 @@ def _finish(run: _Run) -> Finished:
 
 def _stopped(run: _Run, epoch: int) -> Stopped:
     message = (
-        f"stopped during epoch {epoch}; saved up to epoch {run.epoch}"
+        Message(N_("stopped during epoch %(epoch)d; saved up to epoch %(saved)d"), {"epoch": epoch, "saved": run.epoch})
         if run.epoch
-        else f"stopped during epoch {epoch}, before any epoch was saved"
+        else Message(N_("stopped during epoch %(epoch)d, before any epoch was saved"), {"epoch": epoch})
     )
     _write_evaluation(run)
     _write_status(run, "stopped", message)
-    return Stopped(run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch, message=message)
+    return Stopped(run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch, message=message.english())
 
 
 def _failed(run: _Run, message: str, details: str = "") -> Failed:
@@ -666,7 +676,7 @@ def _failed(run: _Run, message: str, details: str = "") -> Failed:
 
 
 def _diverged(run: _Run, error: Divergence) -> Diverged:
-    _write_status(run, "diverged", str(error), cause=error.cause, suggested_lr=error.suggested_lr)
+    _write_status(run, "diverged", error.message, cause=error.cause, suggested_lr=error.suggested_lr)
     return Diverged(message=str(error), cause=error.cause, suggested_lr=error.suggested_lr, run_id=run.run_id,
                     run_dir=run.run_dir, epoch=run.epoch)
 
@@ -675,7 +685,8 @@ def _open_record(run: _Run) -> None:
     """Rank 0 (or the only process): status.json with its heartbeat, batches.csv, and how it is launched."""
     world = run.world
     run.status = runs.StatusWriter(
-        run.run_dir, "running", message=f"starting epoch {run.epoch + 1} of {run.config.epochs}",
+        run.run_dir, "running", message=Message(N_("starting epoch %(epoch)d of %(total)d"),
+                                                  {"epoch": run.epoch + 1, "total": run.config.epochs}),
         epoch=run.epoch, total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch, step=0,
         threads=torch.get_num_threads(), device=str(run.device), world_size=world.size,
     ).start()
@@ -719,8 +730,8 @@ def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
         torch.set_num_threads(previous_threads)
         try:
             if not run.ended:  # the reader closed the stream or Ctrl-C interrupted: resumable from last.pt
-                message = f"interrupted during epoch {run.epoch + 1}; saved up to epoch {run.epoch}"
-                _write_status(run, "stopped", message)
+                interrupted = N_("interrupted during epoch %(epoch)d; saved up to epoch %(saved)d")
+                _write_status(run, "stopped", Message(interrupted, {"epoch": run.epoch + 1, "saved": run.epoch}))
         finally:
             if run.batches is not None:
                 run.batches.close()
