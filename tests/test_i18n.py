@@ -9,7 +9,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from core.i18n import LANGUAGES, LOCALES_DIR, Translator, negotiate, translations
+from core.i18n import LANGUAGES, LOCALES_DIR, Message, Translator, message_from_fields, negotiate, render, translations
+from core.training import ConfigError, preset_config
 from tests.apptest_helpers import ROOT
 
 TRANSLATED = [locale for locale in LANGUAGES if locale != "en"]
@@ -85,3 +86,33 @@ def test_numbers_and_percentages_follow_the_locale():
     assert Translator("en").number(0.25, 2) == "0.25"
     assert Translator("en").percent(0.9912) == "99.1%"
     assert Translator("zh_CN").percent(0.5, 0) == "50%"
+
+
+def test_a_message_renders_in_chinese_from_its_template_and_parameters():
+    message = Message("stopped during epoch %(epoch)d; saved up to epoch %(saved)d", {"epoch": 3, "saved": 2})
+    assert message.english() == str(message) == "stopped during epoch 3; saved up to epoch 2"
+    assert render(message, Translator("zh_CN")) == "在第 3 轮中停止；已保存到第 2 轮"
+    assert render(message, Translator("en")) == message.english()
+    assert message_from_fields(message.to_fields()) == message
+
+
+def test_a_message_falls_back_to_english_when_the_template_is_unknown_or_the_parameters_do_not_fit():
+    zh = Translator("zh_CN")
+    unknown = Message("a sentence no catalog knows: %(count)d", {"count": 4})
+    assert render(unknown, zh) == "a sentence no catalog knows: 4"
+    missing = Message("stopped during epoch %(epoch)d; saved up to epoch %(saved)d", {"epoch": 3})
+    assert render(missing, zh, fallback="stopped during epoch 3") == "stopped during epoch 3"
+    assert render(Message("100% plain, no parameters"), zh) == "100% plain, no parameters"
+    old = {"status": "running", "message": "epoch 1 of 2 done"}  # a status.json from before templates
+    assert message_from_fields(old) == Message("epoch 1 of 2 done")
+
+
+def test_config_errors_carry_each_problem_as_a_message_and_stay_english_as_text():
+    try:
+        preset_config("fast", lr=-1.0, epochs=0)
+    except ConfigError as error:
+        assert str(error) == "lr must be a positive number, got -1.0; epochs must be at least 1, got 0"
+        assert [render(m, Translator("zh_CN")) for m in error.messages] == [
+            "学习率（lr）必须是正数，实际为 -1.0", "轮数（epochs）至少为 1，实际为 0"]
+    else:
+        raise AssertionError("a negative learning rate must not validate")

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from core import runs
 from core.__main__ import main
 from core.checkpoints import load_checkpoint
+from core.i18n import Translator, message_from_fields, render
 from core.training import (
     FLAT_FIELDS,
     PRESETS,
@@ -347,3 +348,18 @@ def test_every_config_setting_has_a_cli_flag(tmp_path):
     assert (config.scheduler.step_size, config.scheduler.gamma, config.scheduler.pct_start) == (2, 0.5, 0.3)
     assert (config.scheduler.min_lr, config.data.augment, config.task.target_digit) == (1e-5, False, 3)
     assert set(OVERRIDES) == set(FLAT_FIELDS) - {"preset", "options"}
+
+
+def test_status_messages_carry_their_template_and_parameters_and_render_in_chinese(mnist, tmp_path):
+    finished = run_all(preset_config("fast", epochs=1, **TINY), runs_root=tmp_path, dataset=mnist)[-1]
+    status = runs.read_status(finished.run_dir)
+    assert status["message_template"] == "finished %(epochs)d epochs" and status["message_params"] == {"epochs": 1}
+    message = message_from_fields(status)
+    assert message.english() == status["message"] == "finished 1 epochs"
+    assert render(message, Translator("zh_CN")) == "已完成 1 轮训练"
+
+    diverged = run_all(preset_config("seed003", lr=1e12, momentum=0.0, **TINY), runs_root=tmp_path, dataset=mnist)[-1]
+    record = runs.find_run(diverged.run_dir.name, tmp_path)
+    assert record.message_parts is not None and record.message_parts.english() == record.message == diverged.message
+    chinese = render(record.message_parts, Translator("zh_CN"))
+    assert "学习率很可能太高了" in chinese and "试试 1e+11 或更低的学习率" in chinese and "seed003" in chinese

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import export, jobs, runs
+from core.i18n import Message
 from core.training import config_to_dict, preset_config
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
@@ -173,3 +174,21 @@ def test_processes_that_cannot_split_the_batch_are_refused_with_the_reason(page,
     page.button(key="tr_start").click().run()
     assert any("3 processes must split the batch of 64 evenly" in error.value for error in page.error)
     assert runs.list_runs(root) == []
+
+
+def test_a_diverged_run_in_chinese_shows_the_reason_in_chinese(root):
+    run_id, folder = runs.new_run(config_to_dict(preset_config("fast", lr=10.0)), name="too hot", root=root)
+    reason = Message(
+        "the training loss exploded to %(loss).3g (it started near %(start).3g) at epoch %(epoch)d, step %(step)d "
+        "(learning rate %(lr)g): the learning rate is probably too high for %(optimizer)s on %(arch)s. "
+        "Try %(suggestion)g or lower.",
+        {"loss": 789.0, "start": 2.3, "epoch": 1, "step": 15, "lr": 10.0, "optimizer": "adam", "arch": "fastcnn",
+         "suggestion": 1.0})
+    runs.write_status(folder, "diverged", message=reason, suggested_lr=1.0, total_epochs=1)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = run_id
+    at.query_params["lang"] = "zh-CN"
+    at.run()
+    [error] = at.error
+    assert "训练损失在第 1 轮第 15 步暴涨到 789" in error.value and "试试 1 或更低的学习率" in error.value
+    assert "exploded" not in error.value
