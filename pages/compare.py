@@ -64,6 +64,15 @@ def status_text(record: RunRecord) -> str:
     return _(runs.STATUS_LABELS.get(record.status, record.status))
 
 
+def sweep_text(record: RunRecord) -> str:
+    """The Optuna study and trial a run belongs to, e.g. "lr-search #3 (pruned)"; "" for other runs."""
+    if not record.study:
+        return ""
+    state = _(record.trial_state) if record.trial_state else ""
+    return _("{study} #{trial} ({state})").format(study=record.study, trial=record.trial, state=state) if state \
+        else _("{study} #{trial}").format(study=record.study, trial=record.trial)
+
+
 def runs_table(records: list[RunRecord]) -> None:
     """Every run folder with its metadata; damaged ones say what is wrong."""
     progress, parameters, best, wall, speed = (_("progress"), _("parameters"), _("best test acc."),
@@ -76,6 +85,7 @@ def runs_table(records: list[RunRecord]) -> None:
         _("dataset"): record.dataset,
         _("task"): record.task,
         _("architecture"): record.arch,
+        _("sweep trial"): sweep_text(record),
         parameters: record.param_count,
         _("epochs"): record.epochs_done,
         best: None if record.best_test_accuracy is None else 100 * record.best_test_accuracy,

@@ -187,3 +187,10 @@ def test_runs_of_different_datasets_are_overlaid_only_with_a_warning(runs_copy, 
     assert at.multiselect(key="cmp_selected").value == [lenet_id, fast_id]
     assert any("fashion-mnist (multiclass), mnist (multiclass)" in warning.value and "not comparable" in warning.value
                for warning in at.warning)
+
+
+def test_a_sweep_trial_shows_its_study_and_state(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    runs.update_record(root / lenet_id, sweep={"study": "lr-search", "trial": 3, "state": "pruned"})
+    listed = table(open_page(root, monkeypatch)).set_index("run id")
+    assert listed.at[lenet_id, "sweep trial"] == "lr-search #3 (pruned)" and listed.at[fast_id, "sweep trial"] == ""
