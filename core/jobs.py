@@ -124,7 +124,8 @@ def _try_slot(root: Path, limit: int) -> IO[str] | None:
     return None
 
 
-def wait_for_slot(folder: Path, writer: runs.StatusWriter, stop: runs.StopSignal) -> IO[str] | None:
+def wait_for_slot(folder: Path, writer: runs.StatusWriter, stop: runs.StopSignal,
+                  on_wait: Callable[[str], None] | None = None) -> IO[str] | None:
     """Block until this run may train (return the held slot), or until it is stopped (None)."""
     queued_at = float(writer.record.get("queued_at", time.time()))
     said: Message | None = None
@@ -146,6 +147,8 @@ def wait_for_slot(folder: Path, writer: runs.StatusWriter, stop: runs.StopSignal
         if message != said:
             writer.set(message=message, queue_position=ahead, max_parallel=limit)
             said = message
+            if on_wait is not None:  # a terminal waiting in the queue says why
+                on_wait(str(message))
         stop.event.wait(POLL_SECONDS)
     return None
 
@@ -169,6 +172,7 @@ def work(
     stop: runs.StopSignal | None = None,
     on_event: Callable[[Event], None] | None = None,
     dataset: Dataset | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Outcome | None:
     """Wait in the queue, then train the queued run `run_id` to its end; return its outcome.
 
@@ -186,7 +190,7 @@ def work(
         epoch=before.get("epoch", 0), total_epochs=before.get("total_epochs", 0),
     ).start()
     try:
-        slot = wait_for_slot(folder, writer, stop)
+        slot = wait_for_slot(folder, writer, stop, on_wait)
         if slot is None:
             return None if writer.gone else _stopped_while_queued(folder, writer)
         writer.set(message=N_("starting: loading the data and building the network"))
@@ -259,7 +263,7 @@ def spawn_detached(command: list[str], log: Path) -> int:
     return process.pid
 
 
-def _spawn(folder: Path) -> int:
+def spawn_run(folder: Path) -> int:
     """Start `python -m core worker` for the run in its own session (under torchrun for several
     processes); return the pid of the process started."""
     processes = int(runs.read_config(folder).get("launch", {}).get("processes", 1))
@@ -325,14 +329,14 @@ def launch(config: TrainConfig, *, name: str | None = None, root: Path | str | N
     With `processes` > 1 it trains data-parallel in that many local processes (torchrun, DDP).
     """
     run_id = prepare(config, name, root, processes)
-    _spawn(runs.run_dir(run_id, root))
+    spawn_run(runs.run_dir(run_id, root))
     return run_id
 
 
 def launch_resume(run_id: str, *, root: Path | str | None = None, epochs: int | None = None) -> str:
     """Continue a stopped, failed or crashed run in its own process, optionally to `epochs` in all."""
     prepare_resume(run_id, root, **({"epochs": epochs} if epochs is not None else {}))
-    _spawn(runs.run_dir(run_id, root))
+    spawn_run(runs.run_dir(run_id, root))
     return run_id
 
 

@@ -245,15 +245,14 @@ _GONE = {QUEUED: N_("queued when its worker (pid %(pid)d) is gone: killed, out o
 def worker_gone(status: dict[str, Any], now: float | None = None) -> Message | None:
     """Why the worker of an active status is gone, as "<state> when ..." (None if it may still be working)."""
     state = QUEUED if status.get("status") == QUEUED else RUNNING
+    pid, host = status.get("pid"), status.get("host")
+    checkable = host in (None, HOST) and isinstance(pid, int) and pid > 0 and os.name != "nt"
+    if checkable and isinstance(pid, int) and not _pid_runs(pid, status.get("pid_started")):  # the surer reason
+        return Message(_GONE[state], {"pid": pid})
     beat = status.get("heartbeat")
     age = (time.time() if now is None else now) - beat if isinstance(beat, int | float) else 0.0
-    if age > STALE_SECONDS:
+    if age > STALE_SECONDS:  # another machine's worker, or one hung here
         return Message(_SILENT[state], {"seconds": age})
-    pid, host = status.get("pid"), status.get("host")
-    if host not in (None, HOST) or not isinstance(pid, int) or pid <= 0 or os.name == "nt":
-        return None  # another machine, or nothing we can check: the heartbeat decides
-    if not _pid_runs(pid, status.get("pid_started")):
-        return Message(_GONE[state], {"pid": pid})
     return None
 
 

@@ -40,7 +40,7 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps([record_json(record) for record in records]))
         return 0
     if not records:
-        print(f"no runs in {runs.runs_root(args.runs_dir)}")
+        print(f"no {'active ' if args.active else ''}runs in {runs.runs_root(args.runs_dir)}")
         return 0
     for record in records:
         accuracy = f"{record.final_test_accuracy:.2%}" if record.final_test_accuracy is not None else "-"

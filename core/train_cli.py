@@ -254,7 +254,7 @@ def _train(args: argparse.Namespace, world: distributed.World) -> int:
         raise ConfigError("--processes N needs --detach; in the foreground, start N processes with torchrun")
     run_id = _queue_run(args, world)
     if args.detach:
-        jobs._spawn(runs.run_dir(run_id, args.runs_dir))
+        jobs.spawn_run(runs.run_dir(run_id, args.runs_dir))
         record = runs.find_run(run_id, args.runs_dir)
         print(json.dumps({"status": record.status, "run_id": run_id, "run_dir": str(record.run_dir)}) if args.json
               else f"run {run_id} started in the background; follow it with `python -m core runs show {run_id}`")
@@ -268,7 +268,8 @@ def _train(args: argparse.Namespace, world: distributed.World) -> int:
 
     restore = _install_stop_handler(stop, sys.stderr)
     try:
-        outcome = jobs.work(run_id, args.runs_dir, stop=stop, on_event=on_event)
+        outcome = jobs.work(run_id, args.runs_dir, stop=stop, on_event=on_event,
+                            on_wait=lambda message: print(f"run {run_id}: {message}", file=sys.stderr))
     finally:
         restore()
     if outcome is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import streamlit as st
@@ -329,14 +330,17 @@ def status_banner(record: RunRecord) -> None:
         st.warning(_("**Stopped** — {message}. Resume it above to continue from its last saved epoch.").format(
             message=run_message(record).rstrip(".")))
     elif record.status == runs.DIVERGED:
+        # The engine's own message already names the learning rate to try; an older or foreign one may not.
+        suggested = record.message_parts is not None and "suggestion" in record.message_parts.params
         lr = (" " + _("Start a new run with learning rate **{lr}** or lower.").format(lr=f"{record.suggested_lr:g}")
-              if record.suggested_lr else "")
+              if record.suggested_lr and not suggested else "")
         st.error(_("**Diverged** — {message}").format(message=run_message(record)) + lr, icon=":material/trending_up:")
     elif record.status == runs.FAILED:
         st.error(_("**The run failed.**") + f" {run_message(record)}")
     elif record.status == runs.CRASHED:
-        st.error(_("**Crashed** — {message}. Its folder keeps every whole epoch; resume it above.").format(
-            message=run_message(record)), icon=":material/heart_broken:")
+        text = (_("**Crashed** — {message}. Its folder keeps every whole epoch; resume it above.") if record.epochs_done
+                else _("**Crashed** — {message}. It had not finished an epoch: resuming starts it from the beginning."))
+        st.error(text.format(message=run_message(record)), icon=":material/heart_broken:")
 
 
 def run_summary(record: RunRecord) -> None:
@@ -386,8 +390,11 @@ def pick_followed_run(records: list[RunRecord]) -> RunRecord | None:
     if wanted not in by_id:
         wanted = next((record.run_id for record in readable if record.live), readable[0].run_id)
     st.subheader(_("Follow a run"))
-    picked = st.selectbox(_("Run"), list(by_id), index=list(by_id).index(wanted), key=f"tr_follow_pick_{wanted}",
-                          format_func=lambda run_id: f"{by_id[run_id].name} ({status_label(by_id[run_id].status)})")
+    labels = {run_id: f"{record.name} ({status_label(record.status)})" for run_id, record in by_id.items()}
+    # The key changes with the labels (a state, the language): a keyed selectbox never redraws its labels.
+    key = f"tr_follow_pick_{wanted}_{zlib.crc32(repr(labels).encode())}"
+    picked = st.selectbox(_("Run"), list(by_id), index=list(by_id).index(wanted), key=key,
+                          format_func=labels.__getitem__)
     if picked != wanted:
         follow(picked)
         st.rerun()
@@ -397,7 +404,7 @@ def pick_followed_run(records: list[RunRecord]) -> RunRecord | None:
 def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int = 24) -> None:
     """The test digits the model gets wrong with the most confidence."""
     wrong = [i for i, (y, p) in enumerate(zip(evaluation.labels, evaluation.predictions, strict=True)) if y != p]
-    st.markdown(_("**{wrong} of {total} test digits are misclassified.** The {shown} the model was surest "
+    st.markdown(_("**{wrong} of {total} test images are misclassified.** The {shown} the model was surest "
                   "about:").format(wrong=num(len(wrong)), total=num(len(evaluation.labels)),
                                    shown=min(count, len(wrong))))
     if not wrong:
@@ -420,9 +427,10 @@ def final_results(evaluation: Evaluation, dataset_key: str) -> None:
     st.subheader(_("How the final model does on the test set"))
     if evaluation.binary is not None:
         binary = evaluation.binary
-        st.markdown(_("One-vs-rest for **{target}**: the model answers right on **{accuracy}** of test digits, but "
+        target = labels[binary.target_digit]
+        st.markdown(_("One-vs-rest for **{target}**: the model answers right on **{accuracy}** of test images, but "
                       "always answering *not {target}* already scores **{baseline}** — so look at precision and "
-                      "recall too.").format(target=binary.target_digit, accuracy=pct(binary.accuracy, 2),
+                      "recall too.").format(target=target, accuracy=pct(binary.accuracy, 2),
                                             baseline=pct(binary.baseline_accuracy, 2)))
         cells = st.columns(5)
         for cell, (name, value) in zip(cells, [(_("accuracy"), binary.accuracy),
@@ -432,7 +440,7 @@ def final_results(evaluation: Evaluation, dataset_key: str) -> None:
             cell.metric(name, pct(value, 2))
         left, right = st.columns(2)
         left.plotly_chart(roc_figure(binary.roc_fpr, binary.roc_tpr, binary.roc_auc), key="chart_roc")
-        names = [_("not {target}").format(target=binary.target_digit), str(binary.target_digit)]
+        names = [_("not {target}").format(target=target), target]
         right.plotly_chart(confusion_figure(evaluation.confusion, names), key="chart_confusion")
         return
     left, right = st.columns(2)
@@ -449,8 +457,8 @@ st.title(_("Train a network"))
 st.markdown(
     _("Pick a preset — the four tutorials' recipes, or our `fast` and `best` — change anything, and start. "
       "Each run trains in its own process: close this tab, reload, or open another browser, and it goes on; "
-      "any tab can follow and stop it. Every epoch is saved under `checkpoints/runs/` and appears on the Compare "
-      "and Draw pages.")
+      "any tab can follow and stop it. Every epoch is saved under `{folder}` and appears on the Compare "
+      "and Draw pages.").format(folder=runs.runs_root())
 )
 config = config_form()
 controls(config)

@@ -353,9 +353,9 @@ def test_every_config_setting_has_a_cli_flag(tmp_path):
 def test_status_messages_carry_their_template_and_parameters_and_render_in_chinese(mnist, tmp_path):
     finished = run_all(preset_config("fast", epochs=1, **TINY), runs_root=tmp_path, dataset=mnist)[-1]
     status = runs.read_status(finished.run_dir)
-    assert status["message_template"] == "finished %(epochs)d epochs" and status["message_params"] == {"epochs": 1}
+    assert status["message_template"] == "finished %(epochs)d epoch" and status["message_params"] == {"epochs": 1}
     message = message_from_fields(status)
-    assert message.english() == status["message"] == "finished 1 epochs"
+    assert message.english() == status["message"] == "finished 1 epoch"
     assert render(message, Translator("zh_CN")) == "已完成 1 轮训练"
 
     diverged = run_all(preset_config("seed003", lr=1e12, momentum=0.0, **TINY), runs_root=tmp_path, dataset=mnist)[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 import traceback
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -534,7 +535,7 @@ def _watch_loss(run: _Run, loss: float, epoch: int, step: int, lr: float) -> Non
         run.first_losses.append(loss)
     previous = run.smoothed_loss
     run.smoothed_loss = loss if previous is None else (1 - LOSS_SMOOTHING) * previous + LOSS_SMOOTHING * loss
-    reference = max(sum(run.first_losses) / len(run.first_losses), _chance_loss(run.config))
+    reference = max(statistics.median(run.first_losses), _chance_loss(run.config))  # a spike does not move it
     if len(run.first_losses) >= 5 and step >= EXPLODE_AFTER and run.smoothed_loss > EXPLODE_FACTOR * reference:
         raise _divergence(run, "exploding loss", epoch, step, lr, loss=run.smoothed_loss, start=reference)
 
@@ -646,7 +647,8 @@ def _write_evaluation(run: _Run) -> Evaluation | None:
 def _finish(run: _Run) -> Finished:
     evaluation = _write_evaluation(run)
     assert evaluation is not None  # at least one epoch ran: resuming a complete run is refused
-    _write_status(run, "finished", Message(N_("finished %(epochs)d epochs"), {"epochs": run.epoch}))
+    template = N_("finished %(epochs)d epoch") if run.epoch == 1 else N_("finished %(epochs)d epochs")
+    _write_status(run, "finished", Message(template, {"epochs": run.epoch}))
     trained_images = run.epoch * len(run.data.train_labels)
     return Finished(
         run_id=run.run_id, run_dir=run.run_dir, epochs=run.epoch, test_accuracy=evaluation.accuracy,
