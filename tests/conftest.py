@@ -23,3 +23,29 @@ def mnist():
     from core.data import load_dataset
 
     return load_dataset("mnist")
+
+
+def stop_live_runs(root: Path, timeout: float = 120.0) -> None:
+    """Ask every queued or running run under `root` to stop, and wait until none is live.
+
+    Tests that launch worker processes call it on their way out, so no worker outlives its test.
+    """
+    import time
+
+    from core import runs
+
+    for record in runs.list_runs(root):
+        if record.live:
+            runs.request_stop(record.run_dir)
+    deadline = time.monotonic() + timeout
+    while any(record.live for record in runs.list_runs(root)):
+        assert time.monotonic() < deadline, "a run launched by the test never stopped"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def runs_env(tmp_path, monkeypatch):
+    """A private runs root, also in $DIGITS_RUNS_DIR for pages and workers; live runs stopped at the end."""
+    monkeypatch.setenv("DIGITS_RUNS_DIR", str(tmp_path))
+    yield tmp_path
+    stop_live_runs(tmp_path)

@@ -18,6 +18,7 @@ import pytest
 
 from core import jobs, runs
 from core.training import ConfigError, preset_config
+from tests.conftest import stop_live_runs
 
 # A few hundred real images: an epoch takes about a second on 2 cores; many epochs so a stop lands mid-run.
 SMALL = dict(train_subset=640, test_subset=300, batch_size=64, scheduler="none")
@@ -45,12 +46,7 @@ def ended(record: runs.RunRecord) -> bool:
 def root(tmp_path):
     """A private runs root; every worker still running at the end is stopped and waited for."""
     yield tmp_path
-    for record in runs.list_runs(tmp_path):
-        if record.live:
-            runs.request_stop(record.run_dir)
-    for record in runs.list_runs(tmp_path):
-        if not record.damaged:
-            wait_for(tmp_path, record.run_id, ended, timeout=120)
+    stop_live_runs(tmp_path)
 
 
 def test_a_launched_run_trains_in_its_own_process_to_the_end(root):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,9 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch) -> Iterator[Path]:
-    """A private runs root for the page; any run still training at the end is stopped and waited for."""
-    monkeypatch.setenv("DIGITS_RUNS_DIR", str(tmp_path))
-    yield tmp_path
-    for record in runs.list_runs(tmp_path):
-        if record.live:
-            runs.request_stop(record.run_dir)
-    deadline = time.monotonic() + 120
-    while any(record.live for record in runs.list_runs(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
+def root(runs_env: Path) -> Path:
+    """A private runs root for the page (tests/conftest.py stops its runs at the end)."""
+    return runs_env
 
 
 @pytest.fixture

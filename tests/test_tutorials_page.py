@@ -4,7 +4,6 @@ and its buttons launch jobs."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,9 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "tutorials.py")
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch) -> Iterator[Path]:
-    """A private runs root; any run still live at the end is stopped and waited for."""
-    monkeypatch.setenv("DIGITS_RUNS_DIR", str(tmp_path))
-    yield tmp_path
-    for record in runs.list_runs(tmp_path):
-        if record.live:
-            runs.request_stop(record.run_dir)
-    deadline = time.monotonic() + 120
-    while any(runs.find_run(record.run_id, tmp_path).live for record in runs.list_runs(tmp_path)):
-        assert time.monotonic() < deadline, "a run launched by the test never stopped"
-        time.sleep(0.1)
+def root(runs_env: Path) -> Path:
+    """A private runs root for the page (tests/conftest.py stops its runs at the end)."""
+    return runs_env
 
 
 def open_tutorial(key: str) -> AppTest:
