@@ -361,8 +361,8 @@ def difference_prose(result: EvaluationComparison, names: tuple[str, str], label
     """The two-run comparison in words: accuracies, flipped digits, and what the matrix colors mean."""
     gap = len(result.right_only_a) - len(result.right_only_b)
     text = (_("On the first {count} test images (all that both runs answered), **A** ({name_a}) gets {accuracy_a} "
-              "right and **B** ({name_b}) {accuracy_b}. A gets {only_a} digits right that B gets wrong, and B gets "
-              "{only_b} that A gets wrong: a net {net} digits ({points} points) for {winner}.").format(
+              "right and **B** ({name_b}) {accuracy_b}. A gets {only_a} images right that B gets wrong, and B gets "
+              "{only_b} that A gets wrong: a net {net} images ({points} points) for {winner}.").format(
                 count=num(result.count), name_a=names[0], accuracy_a=pct(result.accuracy_a, 2), name_b=names[1],
                 accuracy_b=pct(result.accuracy_b, 2), only_a=len(result.right_only_a), only_b=len(result.right_only_b),
                 net=abs(gap), points=num(100 * abs(gap) / result.count, 2), winner="A" if gap >= 0 else "B")
@@ -382,7 +382,7 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
     """Confusion-matrix difference and flipped digits of exactly two runs, from their evaluation.json."""
     a, b = pair
     names = (styles[a.run_id].name, styles[b.run_id].name)
-    st.subheader(_("A: {name_a} against B: {name_b}, digit by digit").format(name_a=names[0], name_b=names[1]))
+    st.subheader(_("A: {name_a} against B: {name_b}, image by image").format(name_a=names[0], name_b=names[1]))
     evaluations = [load_evaluation(str(r.folder), fingerprint.get(r.run_id, ())) for r in pair]
     missing = [record for record, evaluation in zip(pair, evaluations, strict=True) if evaluation is None]
     for record in missing:
@@ -399,7 +399,7 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
     try:
         result = compare.compare_evaluations(eval_a, eval_b)
     except CompareError as error:
-        st.warning(_("These two runs cannot be compared digit by digit: {error}.").format(error=_(str(error))))
+        st.warning(_("These two runs cannot be compared image by image: {error}.").format(error=_(str(error))))
         return
     labels = list(get_dataset(a.dataset).classes)
     if eval_a.binary is not None:
@@ -460,4 +460,4 @@ st.download_button(_("Download these runs' metrics (CSV)"), compare.metrics_csv(
 if len(selected) == 2:
     two_runs_section(selected, styles, dict(fingerprint))
 else:
-    st.caption(_("Choose exactly two runs to see how their answers on the test set differ, digit by digit."))
+    st.caption(_("Choose exactly two runs to see how their answers on the test set differ, image by image."))

@@ -16,7 +16,7 @@ from core.training import PRESET_DESCRIPTIONS, ConfigError, config_to_dict
 from core.tutorials import Excerpt, MeasuredResults, Tutorial
 from pages import arch_charts
 from pages.charts import RunStyle, batch_loss_figure, overlay_figure, run_color, train_test_figure
-from pages.common import _, error_text, get_dataset, ngettext, num, pct, upscale
+from pages.common import _, current_dataset_name, error_text, get_dataset, ngettext, num, pct, upscale
 
 PICK_KEY = "tut_pick"
 HEADS = {
@@ -418,6 +418,9 @@ def measured_section(results: MeasuredResults | None) -> None:
 
 
 st.title(_("Tutorials"))
+if current_dataset_name() != "mnist":
+    st.info(_("The four tutorials train on MNIST, so this page shows MNIST's numbers whichever dataset the sidebar "
+              "has chosen."), icon=":material/info:")
 st.markdown(_("The four tutorials this lab grew from, walked step by step: their own code, the numbers that code "
               "really produces, the mistakes in it, shown, corrected and measured, and a button to run each recipe."))
 key = st.radio(_("Tutorial"), list(tutorials.TUTORIALS), format_func=label, horizontal=True, key=PICK_KEY)

@@ -63,13 +63,13 @@ def test_several_runs_overlay_and_compare_two(runs_copy, monkeypatch):
     assert final["run"].tolist() == ["tiny lenet", "tiny fastcnn"] and final["epochs"].tolist() == [1, 2]
     prose = texts(at)
     assert "points above" in prose  # the curves in words, with the gap filled in
-    assert "digits right that" in prose and "Each cell of the matrix" in prose
+    assert "images right that" in prose and "Each cell of the matrix" in prose
     assert "parameters" in prose
     curves = at.get("plotly_chart")[0].proto.spec  # type: ignore[attr-defined]
     assert "tiny lenet" in curves and "onecycle schedule" in curves  # hover carries the key settings
     captions = [caption for image in at.get("image") for caption in image.captions]  # type: ignore[attr-defined]
     assert captions and all(c.startswith("true ") and " · A: " in c and " · B: " in c for c in captions)
-    assert at.subheader[0].value == "A: tiny lenet against B: tiny fastcnn, digit by digit"
+    assert at.subheader[0].value == "A: tiny lenet against B: tiny fastcnn, image by image"
 
 
 def test_metric_and_axis_pickers(runs_copy, monkeypatch):

@@ -138,3 +138,12 @@ def test_a_measured_training_reruns_as_a_job(root):
     assert record.preset == "seed001" and config["model"]["options"] == {"softmax": False}
     results = tutorials.read_results()
     assert results is not None and config["data"]["train_subset"] == results.budget.train_images
+
+
+def test_with_fashion_mnist_chosen_the_page_says_it_shows_mnist(root):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["dataset"] = "fashion-mnist"
+    at.run()
+    assert any("train on MNIST, so this page shows MNIST's numbers" in info.value for info in at.info)
+    plain = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not any("train on MNIST" in info.value for info in plain.info)
