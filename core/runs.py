@@ -626,7 +626,8 @@ class RunRecord:
     best_test_accuracy: float | None = None  # highest fraction right over the epochs
     best_epoch: int | None = None  # first epoch that reached it
     wall_seconds: float | None = None  # run time up to the end of its last epoch
-    settings: str = ""  # the settings that tell runs apart, in one line
+    settings: str = ""  # the settings that tell runs apart, in one English line
+    settings_parts: tuple[Message, ...] = ()  # the same, one Message each, for pages to translate
     live: bool = False  # queued or running, and its worker still works
     eta_seconds: float | None = None  # running: training time left at the current pace (evaluation aside)
     queue_position: int | None = None  # queued: runs ahead of it
@@ -662,28 +663,34 @@ class RunRecord:
         return min((self.epochs_done + partial) / self.total_epochs, 1.0)
 
 
-def describe_settings(config: dict[str, Any]) -> str:
-    """The settings that tell runs apart, in one line, e.g. "fastcnn · adam lr 0.003 · onecycle · batch 128"."""
+def settings_messages(config: dict[str, Any]) -> tuple[Message, ...]:
+    """The settings that tell runs apart, one Message each (pages show them in the session's language)."""
     model, task, data = config.get("model", {}), config.get("task", {}), config.get("data", {})
     optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler", {})
-    parts = [str(model.get("arch", "?"))]
+    parts = [Message("%(arch)s", {"arch": str(model.get("arch", "?"))})]
     if task.get("kind") == "binary":
-        parts.append(f"is it digit {task.get('target_digit')}?")
-    name, lr = optimizer.get("name", "?"), optimizer.get("lr")
-    parts.append(f"{name} lr {lr:g}" if isinstance(lr, int | float) else str(name))
+        parts.append(Message(N_("is it class %(target)s?"), {"target": task.get("target_digit")}))
+    name, lr = str(optimizer.get("name", "?")), optimizer.get("lr")
+    parts.append(Message(N_("%(optimizer)s lr %(lr)s"), {"optimizer": name, "lr": f"{lr:g}"})
+                 if isinstance(lr, int | float) else Message("%(optimizer)s", {"optimizer": name}))
     if optimizer.get("weight_decay"):
-        parts.append(f"wd {optimizer['weight_decay']:g}")
-    parts.append(f"{scheduler.get('name', 'none')} schedule")
-    parts.append(f"batch {data.get('batch_size', '?')}")
+        parts.append(Message(N_("wd %(wd)s"), {"wd": f"{optimizer['weight_decay']:g}"}))
+    parts.append(Message(N_("%(scheduler)s schedule"), {"scheduler": str(scheduler.get("name", "none"))}))
+    parts.append(Message(N_("batch %(batch)s"), {"batch": data.get("batch_size", "?")}))
     epochs = config.get("epochs", "?")
-    parts.append(f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs")
+    parts.append(Message(N_("%(epochs)s epoch") if epochs == 1 else N_("%(epochs)s epochs"), {"epochs": epochs}))
     if data.get("augment"):
-        parts.append("augmented")
+        parts.append(Message(N_("augmented")))
     if task.get("label_smoothing"):
-        parts.append(f"label smoothing {task['label_smoothing']:g}")
+        parts.append(Message(N_("label smoothing %(smoothing)s"), {"smoothing": f"{task['label_smoothing']:g}"}))
     if data.get("train_subset"):
-        parts.append(f"{data['train_subset']:,} train images")
-    return " · ".join(parts)
+        parts.append(Message(N_("%(images)s train images"), {"images": f"{data['train_subset']:,}"}))
+    return tuple(parts)
+
+
+def describe_settings(config: dict[str, Any]) -> str:
+    """The settings that tell runs apart, in one English line, e.g. "fastcnn · adam lr 0.003 · onecycle schedule"."""
+    return " · ".join(part.english() for part in settings_messages(config))
 
 
 def config_problem(folder: Path) -> str:
@@ -773,7 +780,7 @@ def read_run(folder: Path) -> RunRecord:
             created=str(record.get("created", "")), created_unix=float(record.get("created_unix", 0.0)),
             total_epochs=int(status.get("total_epochs") or config.get("epochs", 0)),
             step=int(status.get("step", 0)) if live else 0, steps_per_epoch=int(status.get("steps_per_epoch", 0)),
-            settings=describe_settings(config), live=live,
+            settings=describe_settings(config), settings_parts=settings_messages(config), live=live,
             eta_seconds=_eta(status, config) if state == RUNNING else None,
             queue_position=status.get("queue_position") if state == QUEUED else None,
             suggested_lr=_number(status.get("suggested_lr")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -22,6 +24,11 @@ set_serving_threads()
 def count_of(number: int, noun: str, plural: str | None = None) -> str:
     """'1 image', '2 images', '60,000 images': a count with its noun in the right number."""
     return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
+def settings_text(parts: Sequence[Message]) -> str:
+    """A run's settings line (core.runs.settings_messages) in the session's language."""
+    return " · ".join(say(part) for part in parts)
 
 
 def run_message(record: RunRecord) -> str:

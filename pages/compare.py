@@ -13,7 +13,7 @@ from core.i18n import N_
 from core.metrics import Evaluation
 from core.runs import RunRecord
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
-from pages.common import _, get_dataset, num, pct, run_message, upscale
+from pages.common import _, get_dataset, num, pct, run_message, settings_text, upscale
 from pages.export_ui import export_buttons
 
 # metrics.jsonl column -> (what to call it, shown in percent, higher is better; None: neither, e.g. lr)
@@ -277,7 +277,7 @@ def final_table(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[str
         names["parameters"]: record.param_count,
         names["wall time (s)"]: record.wall_seconds,
         names["images/s"]: record.samples_per_second,
-        _("settings"): record.settings,
+        _("settings"): settings_text(record.settings_parts),
     } for record in selected])
     percent_column = st.column_config.NumberColumn(format="%.2f%%")
     st.dataframe(table, hide_index=True, key="cmp_final", column_config={
@@ -449,7 +449,7 @@ if len(mixed) > 1:
                  "numbers are not comparable.").format(
         questions=_(", ").join(f"{dataset} ({task})" for dataset, task in mixed)), icon=":material/warning:")
 names = legend_names(selected)
-styles = {record.run_id: RunStyle(names[record.run_id], run_color(position), record.settings)
+styles = {record.run_id: RunStyle(names[record.run_id], run_color(position), settings_text(record.settings_parts))
           for position, record in enumerate(selected)}
 frame = load_metrics(str(root), tuple(styles), fingerprint)
 curves_section(selected, frame, styles)

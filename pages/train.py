@@ -43,6 +43,7 @@ from pages.common import (
     pct,
     run_message,
     say,
+    settings_text,
     upscale,
 )
 from pages.export_ui import export_buttons
@@ -347,7 +348,10 @@ def run_summary(record: RunRecord) -> None:
     """The run's own settings (not the form's), so a resumed or shared run reads right."""
     processes = runs.read_config(record.run_dir).get("world_size", 1)
     split = " · " + _("{count} processes (DDP)").format(count=processes) if processes > 1 else ""
-    st.markdown(f"**{record.name}** · {record.dataset or '?'} · {record.task or '?'} · {record.settings}{split}")
+    settings = settings_text(record.settings_parts)
+    tasks = {"multiclass": _("which class (all 10)"), "binary": _("is it this class? (one vs rest)")}
+    task = tasks.get(record.task, "?")
+    st.markdown(f"**{record.name}** · {record.dataset or '?'} · {task} · {settings}{split}")
     if record.live and record.pid:
         st.caption(_("Trains in its own process (pid {pid} on {host}); closing this tab or reloading does not stop "
                      "it. Any tab can follow and stop it.").format(pid=record.pid, host=record.host))

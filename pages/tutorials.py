@@ -16,7 +16,17 @@ from core.training import PRESET_DESCRIPTIONS, ConfigError, config_to_dict
 from core.tutorials import Excerpt, MeasuredResults, Tutorial
 from pages import arch_charts
 from pages.charts import RunStyle, batch_loss_figure, overlay_figure, run_color, train_test_figure
-from pages.common import _, current_dataset_name, error_text, get_dataset, ngettext, num, pct, upscale
+from pages.common import (
+    _,
+    current_dataset_name,
+    error_text,
+    get_dataset,
+    ngettext,
+    num,
+    pct,
+    settings_text,
+    upscale,
+)
 
 PICK_KEY = "tut_pick"
 HEADS = {
@@ -358,7 +368,8 @@ def run_table(records: list[RunRecord]) -> None:
     st.dataframe(pd.DataFrame([{
         _("run"): record.name, _("status"): _(runs.STATUS_LABELS.get(record.status, record.status)),
         _("epochs"): f"{record.epochs_done}/{record.total_epochs}",
-        final: record.final_test_accuracy, best: record.best_test_accuracy, _("settings"): record.settings,
+        final: record.final_test_accuracy, best: record.best_test_accuracy,
+        _("settings"): settings_text(record.settings_parts),
     } for record in records]), hide_index=True, width="stretch", column_config={
         final: st.column_config.NumberColumn(format="percent"), best: st.column_config.NumberColumn(format="percent")})
 
@@ -390,8 +401,8 @@ def recipe_runs(key: str, was_live: bool) -> None:
 
 def run_section(key: str) -> None:
     st.markdown(_(PRESET_DESCRIPTIONS[key]))
-    st.caption(_("Preset {key}: {settings}.").format(key=key, settings=runs.describe_settings(
-        config_to_dict(tutorials.recipe(key)))))
+    st.caption(_("Preset {key}: {settings}.").format(key=key, settings=settings_text(runs.settings_messages(
+        config_to_dict(tutorials.recipe(key))))))
     st.button(_("Run this recipe"), key=f"tut_run_{key}", type="primary", icon=":material/play_arrow:",
               on_click=launch, args=(key, f"tutorial {tutorials.tutorial(key).number} recipe"))
     live = any(record.live for record in tutorials.runs_of_preset(key))

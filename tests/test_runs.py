@@ -194,3 +194,14 @@ def test_a_sweep_trial_carries_its_study_and_state(tmp_path):
     record = runs.find_run(run_id, tmp_path)
     assert (record.study, record.trial, record.trial_state) == ("lr-search", 3, "pruned")
     assert runs.find_run(runs.new_run(config(), root=tmp_path)[0], tmp_path).study == ""
+
+
+def test_settings_line_in_english_and_chinese():
+    from core.i18n import Translator, render
+    from core.training import config_to_dict, preset_config
+
+    config = config_to_dict(preset_config("seed000", epochs=1, train_subset=2000))
+    assert runs.describe_settings(config) == ("seed000 · is it class 8? · adam lr 0.001 · none schedule · batch 64 · "
+                                              "1 epoch · 2,000 train images")
+    chinese = " · ".join(render(part, Translator("zh_CN")) for part in runs.settings_messages(config))
+    assert chinese == "seed000 · 是不是第 8 类？ · adam 学习率 0.001 · none 学习率调度 · 批大小 64 · 1 轮 · 2,000 张训练图像"
