@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import jobs, runs
 from core.data import Dataset, load_dataset
-from core.i18n import N_
+from core.i18n import N_, Message, message_from_fields
 from core.training import (
     FLAT_FIELDS,
     ConfigError,
@@ -398,7 +398,7 @@ class TrialRow:
     seconds: float | None  # the trial's wall time, from Optuna's start to its end
     train_seconds: float | None  # its run's own training time (metrics.jsonl's elapsed seconds)
     overhead_seconds: float | None  # seconds - train_seconds: queue, data loading, checkpoints, Optuna
-    message: str  # why it ended so (pruned, diverged, failed, stopped)
+    message: Message  # why it ended so (pruned, diverged, failed, stopped); str() gives the English
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
@@ -413,7 +413,7 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
             number=trial.number, state=trial.state.name.lower(), value=value, epochs=steps[-1] if steps else 0,
             params=dict(trial.params), run_id=str(trial.user_attrs.get("run_id", "")), seconds=seconds,
             train_seconds=train_seconds if isinstance(train_seconds, float) else None, overhead_seconds=overhead,
-            message=str(trial.user_attrs.get("message", "")),
+            message=message_from_fields(trial.user_attrs),
         ))
     return rows
 
@@ -478,17 +478,20 @@ def _trial_meta(sweep: _Sweep, folder: Path, number: int, state: str) -> None:
     runs.update_record(folder, sweep={"study": sweep.study, "trial": number, "state": state})
 
 
-def _ending(outcome: Outcome | None, pruned: bool, sweep_stopped: bool) -> tuple[str, str]:
+def _ending(outcome: Outcome | None, pruned: bool, sweep_stopped: bool) -> tuple[str, Message]:
     """(trial state, message) for how the trial's run ended."""
     if isinstance(outcome, Finished):
-        return "complete", ""
+        return "complete", Message("")
     if isinstance(outcome, Stopped) and pruned:
-        return "pruned", f"pruned after epoch {outcome.epoch}: its test accuracy was below the median of earlier trials"
+        return "pruned", Message(N_("pruned after epoch %(epoch)d: its test accuracy was below the median of earlier "
+                                    "trials"), {"epoch": outcome.epoch})
     if isinstance(outcome, Stopped):
-        return "fail", "stopped with the sweep" if sweep_stopped else "its run was stopped"
-    if isinstance(outcome, Diverged | Failed):
-        return "fail", ("diverged: " if isinstance(outcome, Diverged) else "failed: ") + outcome.message
-    return "fail", "its run folder was deleted"
+        return "fail", Message(N_("stopped with the sweep") if sweep_stopped else N_("its run was stopped"))
+    if isinstance(outcome, Diverged):
+        return "fail", Message(N_("diverged: %(reason)s"), {"reason": outcome.message})
+    if isinstance(outcome, Failed):
+        return "fail", Message(N_("failed: %(reason)s"), {"reason": outcome.message})
+    return "fail", Message(N_("its run folder was deleted"))
 
 
 def _objective(sweep: _Sweep, trial: optuna.Trial) -> float:
@@ -502,15 +505,16 @@ def _objective(sweep: _Sweep, trial: optuna.Trial) -> float:
     folder = runs.run_dir(run_id, sweep.root)
     _trial_meta(sweep, folder, trial.number, "running")
     trial.set_user_attr("run_id", run_id)
-    sweep.writer.set(trial=trial.number, run_id=run_id,
-                     message=f"trial {trial.number} waits in the run queue as run {run_id}")
+    sweep.writer.set(trial=trial.number, run_id=run_id, message=Message(
+        N_("trial %(trial)d waits in the run queue as run %(run)s"), {"trial": trial.number, "run": run_id}))
     stop = _TrialStop(folder, sweep.stop)
     pruned = False
 
     def on_event(event: Event) -> None:
         nonlocal pruned
         if isinstance(event, RunStarted):
-            sweep.writer.set(message=f"trial {trial.number} is training as run {run_id}")
+            sweep.writer.set(message=Message(N_("trial %(trial)d is training as run %(run)s"),
+                                             {"trial": trial.number, "run": run_id}))
         if isinstance(event, EpochEnd):
             trial.report(event.test_accuracy, event.epoch)
             if event.epoch < event.total_epochs and trial.should_prune():
@@ -526,7 +530,8 @@ def _objective(sweep: _Sweep, trial: optuna.Trial) -> float:
     trial.set_user_attr("train_seconds", float(record.wall_seconds or 0.0))
     state, message = _ending(outcome, pruned, sweep.stop.is_set())
     _trial_meta(sweep, folder, trial.number, state)
-    trial.set_user_attr("message", message)
+    for name, value in message.to_fields().items():  # message, message_template, message_params
+        trial.set_user_attr(name, value)
     if state == "complete":
         assert isinstance(outcome, Finished)
         return outcome.test_accuracy
@@ -592,9 +597,9 @@ def run_sweep(
 
         def after_trial(study_handle: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
             sweep.done += 1
-            writer.set(done=sweep.done, trial=None, run_id=None,
-                       message=f"{sweep.done} of {trials} trials done; trial {frozen.number} "
-                               f"{frozen.state.name.lower()}")
+            writer.set(done=sweep.done, trial=None, run_id=None, message=Message(
+                N_("%(done)d of %(trials)d trials done; trial %(trial)d %(state)s"),
+                {"done": sweep.done, "trials": trials, "trial": frozen.number, "state": frozen.state.name.lower()}))
             if on_trial is not None:
                 on_trial(next(row for row in trial_rows(study_handle) if row.number == frozen.number))
             if sweep_stop.is_set():
@@ -607,8 +612,8 @@ def run_sweep(
         rows = trial_rows(handle)
         complete = [row for row in rows if row.state == "complete" and row.value is not None]
         best = max(complete, key=lambda row: row.value or 0.0) if complete else None
-        message = (f"stopped after {sweep.done} of {trials} trials" if state == runs.STOPPED
-                   else f"ran all {trials} trials")
+        message = (Message(N_("stopped after %(done)d of %(trials)d trials"), {"done": sweep.done, "trials": trials})
+                   if state == runs.STOPPED else Message(N_("ran all %(trials)d trials"), {"trials": trials}))
         writer.set(status=state, message=message, done=sweep.done, trial=None, run_id=None)
         return SweepResult(study, masked(url), state, sweep.done, rows, best, mean_overhead(rows))
     except BaseException as error:
@@ -629,7 +634,8 @@ class SweepStatus:
     study: str
     folder: Path
     state: str  # queued / running / finished / stopped / failed, or crashed when its process is gone
-    message: str
+    message: str  # in English
+    message_parts: Message  # the same as a template and parameters, for the page to translate
     trials: int  # trials asked of this sweep
     done: int  # trials it has ended
     trial: int | None  # the trial under way
@@ -642,10 +648,11 @@ class SweepStatus:
 def read_sweep(study: str, root: Path | str | None = None) -> SweepStatus:
     folder = sweep_dir(study, root)
     status = runs.read_status(folder)
-    state, message = runs.state_of(status)
+    state, message = runs.state_message_of(status)
     trial = status.get("trial")
     return SweepStatus(
-        study=study, folder=folder, state=state, message=message, trials=int(status.get("trials") or 0),
+        study=study, folder=folder, state=state, message=message.english(), message_parts=message,
+        trials=int(status.get("trials") or 0),
         done=int(status.get("done") or 0), trial=trial if isinstance(trial, int) else None,
         run_id=str(status.get("run_id") or ""), storage=str(status.get("storage", "")),
         live=state in runs.ACTIVE, pid=status.get("pid") if isinstance(status.get("pid"), int) else None,

@@ -34,12 +34,12 @@ def trial_line(row: sweep.TrialRow) -> str:
     else:
         result = f"{'' if row.state == 'complete' else 'last reported '}test accuracy {row.value:.2%}"
     took = f" in {row.seconds:.1f} s" if row.seconds is not None else ""
-    why = f"; {row.message}" if row.message else ""
+    why = f"; {row.message}" if str(row.message) else ""
     return f"trial {row.number} {row.state}: {result}{took} (run {row.run_id or '-'}; {settings}){why}"
 
 
 def row_json(row: sweep.TrialRow) -> dict[str, Any]:
-    return asdict(row)
+    return {**asdict(row), "message": str(row.message)}  # the English sentence, as the CLI speaks
 
 
 def result_json(result: sweep.SweepResult) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from core import jobs, runs, sweep
 from core.i18n import N_
 from core.sweep import SEARCH_SPACE, Choice, FloatRange, Param, SweepError, SweepSpec
 from core.training import PRESETS, ConfigError
-from pages.common import _, current_dataset_name, error_text, get_dataset, num, pct
+from pages.common import _, current_dataset_name, error_text, get_dataset, num, pct, say
 
 STUDY_PARAM = "study"  # URL query parameter: the study this page follows
 PREFIX = "sw_"  # session-state prefix of the page's widgets
@@ -113,7 +113,7 @@ def trials_table(rows: list[sweep.TrialRow]) -> None:
         "trial": row.number, "state": _(TRIAL_STATES.get(row.state, row.state)), "test accuracy": row.value,
         "epochs": row.epochs,
         "run": f"train?run={row.run_id}" if row.run_id else None, **row.params,
-        "seconds": row.seconds, "overhead (s)": row.overhead_seconds, "note": _(row.message),
+        "seconds": row.seconds, "overhead (s)": row.overhead_seconds, "note": say(row.message),
     } for row in rows])
     st.dataframe(frame, hide_index=True, key=PREFIX + "table", column_config={
         "trial": _("trial"), "state": _("state"), "epochs": _("epochs"), "note": _("note"),
@@ -141,7 +141,7 @@ def sweep_state(status: sweep.SweepStatus) -> None:
         st.caption(_("No sweep of this study has run on this machine; its trials come from the study's storage."))
         return
     text = _(STATE_SENTENCES.get(status.state, N_("The sweep on this machine is {state}: {message}."))).format(
-        state=_(runs.STATUS_LABELS.get(status.state, status.state)), message=_(status.message).rstrip("."))
+        state=_(runs.STATUS_LABELS.get(status.state, status.state)), message=say(status.message_parts).rstrip("."))
     if status.live:
         st.progress(status.done / max(status.trials, 1), text=text)
         st.button(_("Stop the sweep"), icon=":material/stop:", key=PREFIX + "stop", on_click=stop_clicked,

@@ -153,7 +153,7 @@ def test_a_pruned_trial_stops_its_run_after_the_first_epoch(root):
     storage = f"sqlite:///{root}/pruned.db"
     result = sweep.run_sweep(tiny_spec(epochs=3), 1, "pruned", storage=storage, root=root, pruner=AlwaysPrune())
     (row,) = result.trials
-    assert row.state == "pruned" and row.epochs == 1 and row.value is not None and "pruned after epoch 1" in row.message
+    assert row.state == "pruned" and row.epochs == 1 and row.value is not None and "pruned after epoch 1" in str(row.message)
     record = runs.find_run(row.run_id, root)
     assert record.status == "stopped" and record.epochs_done == 1 and record.trial_state == "pruned"
     trial = optuna.load_study(study_name="pruned", storage=storage).trials[0]
@@ -180,7 +180,7 @@ def test_a_detached_sweep_is_stopped_from_another_process(root):
     final = sweep.read_sweep("long", root)
     assert final.state == "stopped" and final.done == 1, final.message
     (row,) = sweep.trial_rows(sweep.load_study("long", None, root))
-    assert row.state == "fail" and row.message == "stopped with the sweep"
+    assert row.state == "fail" and str(row.message) == "stopped with the sweep"
     record = runs.find_run(row.run_id, root)
     assert record.status == "stopped" and record.resumable and record.trial_state == "fail"
     assert "trial 0 fail" in (final.folder / sweep.LOG_FILE).read_text()
