@@ -153,7 +153,8 @@ def test_a_pruned_trial_stops_its_run_after_the_first_epoch(root):
     storage = f"sqlite:///{root}/pruned.db"
     result = sweep.run_sweep(tiny_spec(epochs=3), 1, "pruned", storage=storage, root=root, pruner=AlwaysPrune())
     (row,) = result.trials
-    assert row.state == "pruned" and row.epochs == 1 and row.value is not None and "pruned after epoch 1" in str(row.message)
+    assert row.state == "pruned" and row.epochs == 1 and row.value is not None
+    assert "pruned after epoch 1" in str(row.message)
     record = runs.find_run(row.run_id, root)
     assert record.status == "stopped" and record.epochs_done == 1 and record.trial_state == "pruned"
     trial = optuna.load_study(study_name="pruned", storage=storage).trials[0]
