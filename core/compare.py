@@ -73,7 +73,7 @@ def runs_fingerprint(root: Path | str | None = None) -> tuple[tuple[str, tuple[i
     if not base.is_dir():
         return ()
     stamps = []
-    for folder in sorted(path for path in base.iterdir() if runs._is_run_folder(path)):
+    for folder in sorted(path for path in base.iterdir() if runs.is_run_folder(path)):
         stamp: list[int] = []
         for name in runs.RUN_FILES:
             try:

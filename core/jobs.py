@@ -87,7 +87,7 @@ def set_max_parallel(count: int, root: Path | str | None = None) -> None:
         raise runs.RunError(f"runs at once must be a whole number from 1 to 64, got {count!r}")
     base = runs.runs_root(root)
     base.mkdir(parents=True, exist_ok=True)
-    runs._write_json_atomic(base / QUEUE_SETTINGS, {"max_parallel": count})
+    runs.write_json_atomic(base / QUEUE_SETTINGS, {"max_parallel": count})
 
 
 def worker_threads(root: Path | str | None = None) -> int:

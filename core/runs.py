@@ -113,7 +113,7 @@ def slugify(name: str) -> str:
     return slug[:_SLUG_MAX].rstrip("-._") or "run"
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file beside `path`, then rename it over: readers never see half a file."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
         try:
@@ -167,7 +167,7 @@ def new_run(
             "arch_config": arch_config,
             "param_count": param_count,
         }
-        _write_json_atomic(folder / CONFIG_FILE, record)
+        write_json_atomic(folder / CONFIG_FILE, record)
         return run_id, folder
     raise RunError(f"could not make a new run folder for {slug!r} in {base}")
 
@@ -183,7 +183,7 @@ def read_config(folder: Path) -> dict[str, Any]:
 def update_record(folder: Path, **fields: Any) -> dict[str, Any]:
     """Replace top-level fields of config.json atomically (e.g. its display `name`); return the new record."""
     record = {**read_config(folder), **fields}
-    _write_json_atomic(folder / CONFIG_FILE, record)
+    write_json_atomic(folder / CONFIG_FILE, record)
     return record
 
 
@@ -274,7 +274,7 @@ def write_status(folder: Path, status: str, *, message: str | Message = "", epoc
     who = identity(extra.pop("pid", None))
     record = {"status": status, **as_message(message).to_fields(), "updated": now_iso(), "heartbeat": time.time(),
               "epoch": epoch, "total_epochs": total_epochs, **who, **extra}
-    _write_json_atomic(folder / STATUS_FILE, record)
+    write_json_atomic(folder / STATUS_FILE, record)
     return record
 
 
@@ -355,7 +355,7 @@ class StatusWriter:
             return
         self._record.update(heartbeat=time.time(), updated=now_iso())
         try:
-            _write_json_atomic(self.folder / STATUS_FILE, self._record)
+            write_json_atomic(self.folder / STATUS_FILE, self._record)
         except FileNotFoundError:
             self.gone = True
 
@@ -386,7 +386,7 @@ class StatusWriter:
 
 def request_stop(folder: Path) -> None:
     """Ask the run's worker to stop: it does within one batch (a queued one before it starts)."""
-    _write_json_atomic(folder / STOP_FILE, {"requested": now_iso(), "by": identity()})
+    write_json_atomic(folder / STOP_FILE, {"requested": now_iso(), "by": identity()})
 
 
 def stop_requested(folder: Path) -> bool:
@@ -583,7 +583,7 @@ def truncate_batches(folder: Path, last_step: int) -> None:
 
 
 def write_evaluation(folder: Path, evaluation: Evaluation) -> None:
-    _write_json_atomic(folder / EVALUATION_FILE, evaluation_to_dict(evaluation))
+    write_json_atomic(folder / EVALUATION_FILE, evaluation_to_dict(evaluation))
 
 
 def read_evaluation(folder: Path) -> Evaluation | None:
@@ -635,6 +635,7 @@ class RunRecord:
     pid: int | None = None
     host: str = ""
     problems: tuple[str, ...] = field(default_factory=tuple)  # bad lines in metrics.jsonl, etc.
+    world_size: int = 1  # processes it trains in (DDP under torchrun)
     study: str = ""  # the Optuna study this run is a trial of ("" if none)
     trial: int | None = None  # its trial number in that study
     trial_state: str = ""  # the trial's state as the sweep recorded it (e.g. "pruned")
@@ -785,7 +786,7 @@ def read_run(folder: Path) -> RunRecord:
             queue_position=status.get("queue_position") if state == QUEUED else None,
             suggested_lr=_number(status.get("suggested_lr")),
             pid=status.get("pid") if isinstance(status.get("pid"), int) else None, host=str(status.get("host", "")),
-            problems=log.problems, **_sweep_fields(record.get("sweep")),
+            problems=log.problems, world_size=int(record.get("world_size") or 1), **_sweep_fields(record.get("sweep")),
             **_metric_summary(log.rows),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # fields of the wrong type
@@ -811,7 +812,7 @@ def _eta(status: dict[str, Any], config: dict[str, Any]) -> float | None:
     return max(total * steps - done, 0) * batch / rate
 
 
-def _is_run_folder(path: Path) -> bool:
+def is_run_folder(path: Path) -> bool:
     """A folder whose name could be a run id (hidden and oddly named folders are not runs)."""
     return bool(_RUN_ID.fullmatch(path.name)) and ".." not in path.name and path.is_dir()
 
@@ -821,7 +822,7 @@ def list_runs(root: Path | str | None = None) -> list[RunRecord]:
     base = runs_root(root)
     if not base.is_dir():
         return []
-    records = [read_run(folder) for folder in base.iterdir() if _is_run_folder(folder)]
+    records = [read_run(folder) for folder in base.iterdir() if is_run_folder(folder)]
     return sorted(records, key=lambda record: (not record.damaged, record.created_unix, record.run_id), reverse=True)
 
 

@@ -21,11 +21,6 @@ DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 # small image at a time, and training runs in worker processes that set their own thread counts.
 set_serving_threads()
 
-def count_of(number: int, noun: str, plural: str | None = None) -> str:
-    """'1 image', '2 images', '60,000 images': a count with its noun in the right number."""
-    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
-
-
 def settings_text(parts: Sequence[Message]) -> str:
     """A run's settings line (core.runs.settings_messages) in the session's language."""
     return " · ".join(say(part) for part in parts)

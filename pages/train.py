@@ -346,8 +346,7 @@ def status_banner(record: RunRecord) -> None:
 
 def run_summary(record: RunRecord) -> None:
     """The run's own settings (not the form's), so a resumed or shared run reads right."""
-    processes = runs.read_config(record.run_dir).get("world_size", 1)
-    split = " · " + _("{count} processes (DDP)").format(count=processes) if processes > 1 else ""
+    split = " · " + _("{count} processes (DDP)").format(count=record.world_size) if record.world_size > 1 else ""
     settings = settings_text(record.settings_parts)
     tasks = {"multiclass": _("which class (all 10)"), "binary": _("is it this class? (one vs rest)")}
     task = tasks.get(record.task, "?")
