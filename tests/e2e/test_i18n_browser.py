@@ -50,8 +50,14 @@ def test_a_chinese_browser_gets_every_page_in_chinese(server, zh_page):
         heading(zh_page, title).wait_for(timeout=90_000)
         zh_page.get_by_role("combobox", name="数据集").wait_for(timeout=90_000)  # the sidebar: app.py ran
         wait_for_app_idle(zh_page)
-        links = zh_page.locator("[data-testid=stSidebar] a").all_inner_texts()
-        assert [text.split()[-1] for text in links] == CHINESE_MENU
+        # Wait for the menu itself (a rerun may be redrawing the sidebar), then check it.
+        menu = zh_page.wait_for_function(
+            r"""expected => {
+                const texts = [...document.querySelectorAll('[data-testid=stSidebar] a')]
+                    .map(a => a.innerText.trim().split(/\s+/).pop());
+                return JSON.stringify(texts) === JSON.stringify(expected) && texts;
+            }""", arg=CHINESE_MENU, timeout=60_000).json_value()
+        assert menu == CHINESE_MENU
         assert zh_page.get_by_text("Traceback").count() == 0
         assert zh_page.locator("[data-testid=stException]").count() == 0
         zh_page.wait_for_function(  # the page's prose, not just its title, is Chinese
