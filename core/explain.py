@@ -62,6 +62,12 @@ def blank_value(norm: Normalization | None) -> float:
     return float(to_model_input(zero, norm or Normalization("none", 0.0, 1.0)).flatten()[0])
 
 
+def as_ink(images: torch.Tensor, norm: Normalization | None) -> torch.Tensor:
+    """Model inputs (normalized by `norm`, or not) back to ink in [0, 1], for display."""
+    blank, full = blank_value(norm), (1.0 - (norm.mean if norm else 0.0)) / (norm.std if norm else 1.0)
+    return ((images - blank) / (full - blank)).clamp(0, 1)
+
+
 def shift(images: torch.Tensor, dx: int, dy: int, blank: float) -> torch.Tensor:
     """(B, 1, H, W) moved dx px right and dy px down; what comes in from the edge is blank."""
     pad = max(abs(dx), abs(dy))

@@ -29,6 +29,7 @@ from core.preprocess import MAX_IMAGE_BYTES, ImageError, Preprocessed, Preproces
 from core.runs import BEST_CHECKPOINT, list_runs
 from pages.charts import feature_maps_figure, probability_figure, saliency_figure
 from pages.common import _, current_dataset_name, num, pct, translator, upscale
+from pages.draw_why import why_sections
 from pages.lang import pgettext
 
 CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
@@ -400,3 +401,4 @@ if saliency_tab.open:
 if maps_tab.open:
     with maps_tab:
         show_feature_maps(first, stages)
+why_sections(first, stages, predictions[0], options)
