@@ -382,6 +382,7 @@ def embedding_figure(points: np.ndarray, indices: np.ndarray, dataset: Dataset, 
                      explained: Explained, here: np.ndarray) -> go.Figure:
     """One scatter trace per true class (× where the model is wrong) and a star for this input."""
     labels = dataset.test_labels[torch.from_numpy(indices)].numpy()
+    answers = np.array(explained.names, dtype=object)
     figure = go.Figure()
     hover = _("test image {index}: {label}, the model says {answer}").format(
         index="%{customdata[0]}", label="%{customdata[1]}", answer="%{customdata[2]}") + "<extra></extra>"
@@ -391,13 +392,14 @@ def embedding_figure(points: np.ndarray, indices: np.ndarray, dataset: Dataset, 
             x=points[rows, 0], y=points[rows, 1], mode="markers", name=name,
             marker=dict(color=CLASS_COLORS[label % len(CLASS_COLORS)], size=5,
                         symbol=np.where(embedding.correct[indices[rows]], "circle", "x")),
-            customdata=[(int(indices[r]), name, explained.names[int(embedding.predicted[indices[r]])]) for r in rows],
+            customdata=np.column_stack([indices[rows], np.full(len(rows), name, dtype=object),
+                                        answers[embedding.predicted[indices[rows]]]]),
             hovertemplate=hover,
         ))
-    figure.add_trace(go.Scatter(x=[here[0]], y=[here[1]], mode="markers", name=_("this input"),
-                                marker=dict(symbol="star", size=20, color="black", line=dict(color="white", width=1)),
-                                hovertemplate=_("this input: {answer}").format(answer=explained.answer)
-                                + "<extra></extra>"))
+    figure.add_trace(go.Scattergl(x=[here[0]], y=[here[1]], mode="markers", name=_("this input"),  # last: on top
+                                  marker=dict(symbol="star", size=24, color="gold", line=dict(color="black", width=2)),
+                                  hovertemplate=_("this input: {answer}").format(answer=explained.answer)
+                                  + "<extra></extra>"))
     figure.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), legend=dict(itemsizing="constant"))
     return figure
 

@@ -250,3 +250,24 @@ def test_upload_through_the_browser(server, page) -> None:
     page.get_by_text("not a PNG or JPEG image").wait_for(timeout=20_000)
     page.wait_for_function("document.querySelector('.big-answer') === null", timeout=20_000)
     screenshot(page, "draw-upload-not-an-image")
+
+
+def test_why_views_render_for_a_drawing(server, page) -> None:
+    """Draw a 7, then open the "Why this answer?" views one by one: each draws its figures, no traceback."""
+    open_draw_page(server, page)
+    draw(page, DIGITS["7"])
+    wait_for_answer(page, timeout_ms=60_000)
+    wait_for_app_idle(page)
+    page.get_by_text("Pick a view").wait_for(timeout=20_000)
+    views = (("Robustness", 3, "versions in one batch"), ("Attribution", 2, "on the last convolution"),
+             ("Embedding map", 2, "of the penultimate-layer features of all 10,000 test images"))
+    for view, charts, text in views:
+        page.get_by_role("radio", name=view).click()
+        page.get_by_text(text).first.wait_for(timeout=120_000)  # the map embeds the test set the first time
+        wait_for_charts(page, charts)  # the answer's bars, then the view's own figures
+        wait_for_app_idle(page)
+        if view == "Embedding map":
+            page.get_by_text("No image picked yet.").wait_for(timeout=20_000)  # beside the drawn map
+        assert page.get_by_text("Traceback").count() == 0
+        assert shown_answer(page) == "7"
+        screenshot(page, f"draw-7-why-{view.split()[0].lower()}")
