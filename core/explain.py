@@ -248,23 +248,39 @@ class Neighbours:
 
 @dataclass(frozen=True, eq=False)
 class NeighbourIndex:
-    """Unit-length penultimate features of many images, searched by cosine similarity (exact, brute force)."""
+    """Unit-length penultimate features of many images, searched by cosine similarity, brute force.
 
-    unit: torch.Tensor  # (N, D) float32, unit rows
+    The rows are stored in float16: half the memory (60,000 x 576 features: 66 MiB), and the scan over
+    all of them, bound by memory bandwidth, about twice as fast. The scan's best `RERANK` x k candidates
+    are then ranked again in float32, so the similarities returned are those of the stored rows, within
+    2^-11 (float16's rounding of unit vectors) of the float32 features' own.
+    """
+
+    unit: torch.Tensor  # (N, D) float16, unit rows
     labels: torch.Tensor  # (N,) int64
+
+    RERANK = 8  # candidates per neighbour taken from the float16 scan
 
     @classmethod
     def build(cls, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm: Normalization,
               batch_size: int = FEATURE_BATCH) -> NeighbourIndex:
         """Embed every uint8 image (N, 28, 28), `batch_size` per forward pass; built once per model."""
         features, _ = image_features(model, images, norm, batch_size)
-        return cls(unit_rows(features).contiguous(), labels)
+        return cls.of(features, labels)
+
+    @classmethod
+    def of(cls, features: torch.Tensor, labels: torch.Tensor) -> NeighbourIndex:
+        """The index of features (N, D) already computed."""
+        return cls(unit_rows(features.float()).half().contiguous(), labels)
 
     def query(self, feature: torch.Tensor, k: int = NEIGHBOURS) -> Neighbours:
         """The k indexed images whose features point most nearly the same way as `feature` (D,)."""
-        similarity = self.unit @ unit_rows(feature.reshape(1, -1))[0]  # (N,)
-        top = similarity.topk(min(k, len(similarity)))
-        indices = top.indices.tolist()
+        direction = unit_rows(feature.float().reshape(1, -1))[0]  # (D,)
+        scan = (self.unit @ direction.half()).float()  # (N,) float16 products, float16 rounding
+        candidates = scan.topk(min(self.RERANK * k, len(scan))).indices
+        exact = self.unit[candidates].float() @ direction  # (C,) float32
+        top = exact.topk(min(k, len(exact)))
+        indices = candidates[top.indices].tolist()
         return Neighbours(tuple(indices), tuple(top.values.tolist()), tuple(self.labels[indices].tolist()))
 
 
@@ -354,5 +370,6 @@ def tsne_place(points: np.ndarray, features: torch.Tensor, feature: torch.Tensor
 
     `points` (n, 2) are the map positions of `features` (n, D).
     """
-    nearest = NeighbourIndex(unit_rows(features), torch.zeros(len(features), dtype=torch.int64)).query(feature, k)
-    return points[list(nearest.indices)].mean(0), nearest.indices
+    similarity = unit_rows(features.float()) @ unit_rows(feature.float().reshape(1, -1))[0]  # (n,) exact cosine
+    nearest = similarity.topk(min(k, len(similarity))).indices.tolist()
+    return points[nearest].mean(0), tuple(nearest)
