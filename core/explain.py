@@ -12,10 +12,15 @@ registry networks the flattened conv features, for an MLP its hidden layer.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import pickle
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +43,7 @@ IDENTITY = {"shift_x": 0.0, "shift_y": 0.0, "rotate": 0.0, "scale": 1.0, "stroke
 
 FEATURE_BATCH = 1000  # images per forward pass when embedding a whole split
 NEIGHBOURS = 8  # training images shown nearest to the drawing
+FEATURES_DIR = ".features"  # the neighbour indexes' disk cache, in the runs root (hidden: list_runs skips it)
 TSNE_POINTS = 2000  # test images in the t-SNE map (t-SNE's cost grows faster than linearly)
 TSNE_PLACE_NEIGHBOURS = 10  # the drawing sits at the mean map position of this many nearest points
 
@@ -282,6 +288,40 @@ class NeighbourIndex:
         top = exact.topk(min(k, len(exact)))
         indices = candidates[top.indices].tolist()
         return Neighbours(tuple(indices), tuple(top.values.tolist()), tuple(self.labels[indices].tolist()))
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, in hex: a checkpoint's identity, whatever its name or mtime."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_index(checkpoint_path: Path, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 norm: Normalization, cache_dir: Path, tag: str) -> NeighbourIndex:
+    """`NeighbourIndex.build`, kept on disk under `cache_dir` by the checkpoint's SHA-256 and `tag` (the images).
+
+    A file that cannot be read or does not fit is rebuilt; a folder that cannot be written only means
+    no cache. Read back with weights_only=True, like every checkpoint.
+    """
+    file = cache_dir / f"{file_digest(checkpoint_path)[:32]}-{tag}.pt"
+    try:
+        saved = torch.load(file, weights_only=True)
+        if saved["unit"].shape[0] == len(labels) and torch.equal(saved["labels"], labels):
+            return NeighbourIndex(saved["unit"], saved["labels"])
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
+        pass
+    index = NeighbourIndex.build(model, images, labels, norm)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tmp", delete=False) as handle:
+            torch.save({"unit": index.unit, "labels": index.labels}, handle)
+        os.replace(handle.name, file)
+    except OSError:
+        pass
+    return index
 
 
 # ---------------------------------------------------------------------------------------------

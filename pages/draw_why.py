@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -20,6 +21,7 @@ from sklearn.decomposition import PCA
 from core.checkpoints import LoadedCheckpoint
 from core.data import Dataset, Normalization, get_spec
 from core.explain import (
+    FEATURES_DIR,
     IDENTITY,
     NEIGHBOURS,
     SWEEP,
@@ -29,6 +31,7 @@ from core.explain import (
     Sweep,
     as_ink,
     blank_value,
+    cached_index,
     fit_pca,
     fit_tsne,
     grad_cam,
@@ -43,6 +46,7 @@ from core.explain import (
 from core.i18n import N_
 from core.inference import SMOOTHGRAD_SAMPLES, Prediction, saliency, smoothgrad
 from core.preprocess import Preprocessed, PreprocessOptions
+from core.runs import runs_root
 from pages.common import _, get_dataset, num, pct, upscale
 
 VIEWS = {  # value -> label (marked; translated at use)
@@ -222,9 +226,12 @@ def robustness_grid(sweep: Sweep, tiles: np.ndarray, names: tuple[str, ...]) -> 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def training_index(path: str, modified: float, _checkpoint: LoadedCheckpoint, _dataset: Dataset) -> NeighbourIndex:
-    """Every training image's penultimate features, once per checkpoint file version (`path`, `modified`)."""
-    return NeighbourIndex.build(_checkpoint.model, _dataset.train_images, _dataset.train_labels,
-                                _checkpoint.normalization)
+    """Every training image's penultimate features, once per checkpoint file version (`path`, `modified`).
+
+    Kept on disk as well (by the checkpoint's hash, beside the runs), so a restarted server reads them back.
+    """
+    return cached_index(Path(path), _checkpoint.model, _dataset.train_images, _dataset.train_labels,
+                        _checkpoint.normalization, runs_root() / FEATURES_DIR, f"{_dataset.spec.key}-train")
 
 
 def show_neighbours(explained: Explained) -> None:

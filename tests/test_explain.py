@@ -3,6 +3,8 @@ a hand-built network whose Grad-CAM is known, and a plain forward pass of the re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,8 @@ from core.explain import (
     Transform,
     apply_transform,
     blank_value,
+    cached_index,
+    file_digest,
     fit_pca,
     fit_tsne,
     grad_cam,
@@ -149,6 +153,25 @@ def test_nearest_neighbours_match_brute_force_cosine(default: LoadedCheckpoint, 
         assert list(found.labels) == mnist.train_labels[list(found.indices)].tolist()
     # A test image's nearest training images mostly share its class: the features carry the class.
     assert found.labels.count(int(mnist.test_labels[4])) >= 6
+
+
+def test_the_index_is_cached_on_disk_by_the_checkpoints_hash(
+        default: LoadedCheckpoint, mnist: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images, labels, norm = mnist.train_images[:300], mnist.train_labels[:300], default.normalization
+    built = cached_index(DEFAULT_CHECKPOINT, default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
+    (saved,) = (tmp_path / "cache").iterdir()
+    assert saved.name == f"{file_digest(DEFAULT_CHECKPOINT)[:32]}-mnist-300.pt"
+
+    def no_build(*args: object, **kwargs: object) -> NeighbourIndex:
+        raise AssertionError("rebuilt although cached")
+
+    monkeypatch.setattr(NeighbourIndex, "build", no_build)
+    again = cached_index(DEFAULT_CHECKPOINT, default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
+    assert torch.equal(again.unit, built.unit) and torch.equal(again.labels, built.labels)
+    monkeypatch.undo()
+    saved.write_bytes(b"damaged")  # a damaged cache file is rebuilt and replaced
+    rebuilt = cached_index(DEFAULT_CHECKPOINT, default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
+    assert torch.equal(rebuilt.unit, built.unit) and saved.stat().st_size > 1000
 
 
 def test_an_all_zero_feature_has_zero_similarity() -> None:
