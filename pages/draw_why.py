@@ -249,7 +249,10 @@ def show_neighbours(explained: Explained) -> None:
     found = index.query(features[0], NEIGHBOURS)
     elapsed = time.perf_counter() - start
     classes = dataset.classes
-    same = sum(classes[label] == explained.answer for label in found.labels)
+    if checkpoint.task == "binary":  # "7" or "not 7": is the neighbour's label the target or not
+        same = sum((label == checkpoint.target_digit) == bool(explained.prediction.label) for label in found.labels)
+    else:
+        same = sum(label == explained.prediction.label for label in found.labels)
     st.markdown(
         _("**Nearest training images**: the {k} of the {count} training images whose penultimate-layer features "
           "(the {dims} values that enter the last Linear layer) point most nearly the same way as this input's, "

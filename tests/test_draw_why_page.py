@@ -151,7 +151,28 @@ def test_neighbours_and_map_of_a_fashion_model(runs_dir: Path, tmp_path: Path, s
 
 
 def test_views_speak_chinese(runs_dir: Path, seven: np.ndarray) -> None:
-    for view in ("robustness", "attribution"):
+    for view in ("robustness", "attribution", "embedding"):
         at = drawn(seven, view, lang="zh-CN")
         english = [run for text in shown_texts(at.main) for run in english_runs(text)]
         assert not english, english
+
+
+def test_neighbours_of_a_one_vs_rest_model_count_by_its_answer(runs_dir: Path, tmp_path: Path,
+                                                              seven: np.ndarray) -> None:
+    torch.manual_seed(0)
+    options = {"layers": TINY_CNN}
+    meta = {"arch_config": arch_config("custom", 1, options), "task": "binary", "target_digit": 7, "dataset": "mnist",
+            "normalization": {"preset": "dataset", "mean": 0.1307, "std": 0.3081}}
+    path = save_checkpoint(tmp_path / "binary.pt", build_model("custom", 1, options), meta)
+    run_id = add_run(runs_dir, path, task="binary")
+    at = drawn(seven)
+    pick(at, run_id)
+    at.session_state["why_view"] = "neighbours"
+    at.run()
+    assert not at.exception, at.exception
+    (text,) = [m.value for m in at.markdown if m.value.startswith("**Nearest training images**")]
+    answer = text.split("are labelled *")[1].split("*")[0]
+    assert answer in ("7", "not 7")
+    labels = [image.captions[0].split(" · ")[0] for image in images_of(at)][-8:]
+    same = sum((label == "7") == (answer == "7") for label in labels)
+    assert f"{same} of the 8 are labelled *{answer}*" in text
