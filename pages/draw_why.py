@@ -225,13 +225,17 @@ def robustness_grid(sweep: Sweep, tiles: np.ndarray, names: tuple[str, ...]) -> 
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def training_index(path: str, modified: float, _checkpoint: LoadedCheckpoint, _dataset: Dataset) -> NeighbourIndex:
+def training_index(path: str, modified: float, _checkpoint: LoadedCheckpoint,
+                   _dataset: Dataset) -> tuple[NeighbourIndex, float]:
     """Every training image's penultimate features, once per checkpoint file version (`path`, `modified`).
 
     Kept on disk as well (by the checkpoint's hash, beside the runs), so a restarted server reads them back.
+    Returns the index and the seconds it took to get it.
     """
-    return cached_index(Path(path), _checkpoint.model, _dataset.train_images, _dataset.train_labels,
-                        _checkpoint.normalization, runs_root() / FEATURES_DIR, f"{_dataset.spec.key}-train")
+    start = time.perf_counter()
+    index = cached_index(Path(path), _checkpoint.model, _dataset.train_images, _dataset.train_labels,
+                         _checkpoint.normalization, runs_root() / FEATURES_DIR, f"{_dataset.spec.key}-train")
+    return index, time.perf_counter() - start
 
 
 def show_neighbours(explained: Explained) -> None:
@@ -241,9 +245,9 @@ def show_neighbours(explained: Explained) -> None:
         return
     dataset = dataset_for(checkpoint)
     count = len(dataset.train_images)
-    with st.spinner(_("Passing all {count} training images through the model, once per model (up to a minute on "
-                      "a busy CPU)…").format(count=num(count))):
-        index = training_index(*model_key(checkpoint), checkpoint, dataset)
+    with st.spinner(_("Passing all {count} training images through the model, once per model (then kept on "
+                      "disk)…").format(count=num(count))):
+        index, seconds = training_index(*model_key(checkpoint), checkpoint, dataset)
     features, _probs = penultimate_features(checkpoint.model, explained.model_input)
     start = time.perf_counter()
     found = index.query(features[0], NEIGHBOURS)
@@ -257,9 +261,10 @@ def show_neighbours(explained: Explained) -> None:
         _("**Nearest training images**: the {k} of the {count} training images whose penultimate-layer features "
           "(the {dims} values that enter the last Linear layer) point most nearly the same way as this input's, "
           "by cosine similarity (1 = the same direction). {same} of the {k} are labelled *{answer}*. The search "
-          "compared all {count} just now in {ms} ms.").format(
+          "compared all {count} just now in {ms} ms; their features were made ready once for this model "
+          "(computed, or read back from the disk cache) in {seconds} s.").format(
             k=len(found.indices), count=num(count), dims=num(index.unit.shape[1]), same=same,
-            answer=explained.answer, ms=num(elapsed * 1000, 1))
+            answer=explained.answer, ms=num(elapsed * 1000, 1), seconds=num(seconds, 1))
     )
     for column, index_, label, similarity in zip(st.columns(len(found.indices)), found.indices, found.labels,
                                                  found.similarities, strict=True):
@@ -341,10 +346,11 @@ def test_embedding(path: str, modified: float, _checkpoint: LoadedCheckpoint, _d
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def tsne_map(path: str, modified: float, _embedding: TestEmbedding) -> tuple[np.ndarray, np.ndarray]:
-    """(test-set indices, their t-SNE positions) for a fixed random sample of TSNE_POINTS test images."""
+def tsne_map(path: str, modified: float, _embedding: TestEmbedding) -> tuple[np.ndarray, np.ndarray, float]:
+    """(test-set indices, their t-SNE positions, seconds taken) for a fixed random sample of TSNE_POINTS test images."""
+    start = time.perf_counter()
     sample = subsample(len(_embedding.features), TSNE_POINTS, seed=0)
-    return sample, fit_tsne(_embedding.features[sample])
+    return sample, fit_tsne(_embedding.features[sample]), time.perf_counter() - start
 
 
 def show_embedding(explained: Explained) -> None:
@@ -368,15 +374,16 @@ def show_embedding(explained: Explained) -> None:
                  "which they vary most ({share} of the variance). This input (★) is placed by the same "
                  "projection.").format(count=num(count), share=pct(share, 0))
     else:
-        with st.spinner(_("Computing t-SNE of {points} test images: a few seconds the first time…").format(
+        with st.spinner(_("Computing t-SNE of {points} test images, once per model: it takes a while…").format(
                 points=num(TSNE_POINTS))):
-            indices, points = tsne_map(*model_key(checkpoint), embedding)
+            indices, points, seconds = tsne_map(*model_key(checkpoint), embedding)
         here, _near = tsne_place(points, embedding.features[indices], features[0])
         text = _("**t-SNE** of {points} randomly chosen test images (of {count}): a map that keeps images with "
                  "similar features together; distances between clusters mean little. t-SNE cannot place a new "
                  "point, so this input (★) sits at the mean position of its {k} nearest images on the map, nearest "
-                 "by cosine similarity of features.").format(points=num(len(indices)), count=num(count),
-                                                              k=TSNE_PLACE_NEIGHBOURS)
+                 "by cosine similarity of features. The map was computed once for this model, in {seconds} s."
+                 ).format(points=num(len(indices)), count=num(count), k=TSNE_PLACE_NEIGHBOURS,
+                          seconds=num(seconds, 1))
     wrong = int((~embedding.correct[indices]).sum())
     st.markdown(text + " " + _("Colour is the true class; × marks the {wrong} of {shown} images the model gets "
                                "wrong. Click a point to see its image.").format(wrong=num(wrong),

@@ -148,6 +148,7 @@ def test_neighbours_and_map_of_a_fashion_model(runs_dir: Path, tmp_path: Path, s
     assert not at.exception, at.exception
     assert "**t-SNE** of 2,000 randomly chosen test images (of 10,000)" in texts(at)
     assert "mean position of its 10 nearest images" in texts(at)
+    assert "The map was computed once for this model, in " in texts(at)
 
 
 def test_views_speak_chinese(runs_dir: Path, seven: np.ndarray) -> None:
