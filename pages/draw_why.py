@@ -421,15 +421,21 @@ def embedding_figure(points: np.ndarray, indices: np.ndarray, dataset: Dataset, 
     return figure
 
 
+def picked_test_image(event: object) -> int | None:
+    """The test-set index of the first clicked map point (its customdata's first value); None for none or the star."""
+    selection = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", None)
+    points = (selection.get("points") if isinstance(selection, dict) else getattr(selection, "points", None)) or []
+    picked = [point for point in points if isinstance(point, dict) and point.get("customdata")]
+    return int(picked[0]["customdata"][0]) if picked else None
+
+
 def show_picked(event: object, dataset: Dataset, embedding: TestEmbedding, explained: Explained,
                 column: st.delta_generator.DeltaGenerator) -> None:
     """The clicked test image with its label and the model's answer."""
-    points = getattr(getattr(event, "selection", None), "points", None) or []
-    picked = [p for p in points if isinstance(p, dict) and p.get("customdata")]
-    if not picked:
+    index = picked_test_image(event)
+    if index is None:
         column.caption(_("No image picked yet."))
         return
-    index = int(picked[0]["customdata"][0])
     label = dataset.classes[int(dataset.test_labels[index])]
     answer = explained.names[int(embedding.predicted[index])]
     column.image(upscale(dataset.test_images[index], 6), width="stretch",

@@ -177,3 +177,16 @@ def test_neighbours_of_a_one_vs_rest_model_count_by_its_answer(runs_dir: Path, t
     labels = [image.captions[0].split(" · ")[0] for image in images_of(at)][-8:]
     same = sum((label == "7") == (answer == "7") for label in labels)
     assert f"{same} of the 8 are labelled *{answer}*" in text
+
+
+def test_a_clicked_map_point_is_read_from_streamlits_selection_event() -> None:
+    """The selection's shape as Streamlit documents it (st.plotly_chart, on_select): customdata per point."""
+    from pages.draw_why import picked_test_image
+
+    point = {"curve_number": 3, "point_number": 9, "point_index": 9, "x": 1.5, "y": -2.0,
+             "customdata": [4321, "3", "5"], "legendgroup": ""}
+    assert picked_test_image({"selection": {"points": [point], "point_indices": [9], "box": [], "lasso": []}}) == 4321
+    star = {"curve_number": 10, "point_number": 0, "point_index": 0, "x": 0.1, "y": 0.2}
+    assert picked_test_image({"selection": {"points": [star], "point_indices": [0], "box": [], "lasso": []}}) is None
+    assert picked_test_image({"selection": {"points": [], "point_indices": [], "box": [], "lasso": []}}) is None
+    assert picked_test_image(None) is None
