@@ -21,17 +21,19 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 from torch import nn
 
 from core.data import Normalization, to_model_input
 from core.inference import conv_blocks, evaluating, hook_lock, require_eval
 from core.models import output_kind, probabilities
+
+if TYPE_CHECKING:  # sklearn's decomposition and manifold load only when a map is made
+    from sklearn.decomposition import PCA
 
 # The robustness sweep: each transform's amounts, identity included (so every curve passes through the answer).
 SHIFTS_PX = (-6, -4, -2, 0, 2, 4, 6)  # pixels right (x) or down (y)
@@ -387,6 +389,8 @@ def subsample(count: int, size: int, seed: int = 0) -> np.ndarray:
 
 def fit_pca(features: torch.Tensor) -> tuple[PCA, np.ndarray]:
     """sklearn PCA to 2 components fitted on features (N, D); (the fitted PCA, the points (N, 2))."""
+    from sklearn.decomposition import PCA
+
     pca = PCA(n_components=2, random_state=0)
     points = pca.fit_transform(features.double().numpy())
     return pca, points
@@ -399,6 +403,8 @@ def pca_place(pca: PCA, feature: torch.Tensor) -> np.ndarray:
 
 def fit_tsne(features: torch.Tensor, seed: int = 0) -> np.ndarray:
     """sklearn t-SNE of features (n, D) to 2-D (perplexity 30, PCA start, fixed seed): the points (n, 2)."""
+    from sklearn.manifold import TSNE
+
     tsne = TSNE(n_components=2, perplexity=min(30.0, max(1.0, (len(features) - 1) / 3)), init="pca",
                 random_state=seed)
     return np.asarray(tsne.fit_transform(features.double().numpy()))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 from plotly.subplots import make_subplots
-from sklearn.decomposition import PCA
 
 from core.checkpoints import LoadedCheckpoint
 from core.data import Dataset, Normalization, get_spec
@@ -48,6 +48,9 @@ from core.inference import SMOOTHGRAD_SAMPLES, Prediction, saliency, smoothgrad
 from core.preprocess import Preprocessed, PreprocessOptions
 from core.runs import runs_root
 from pages.common import _, get_dataset, num, pct, upscale
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 VIEWS = {  # value -> label (marked; translated at use)
     "robustness": N_("Robustness"),
