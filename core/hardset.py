@@ -32,11 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.checkpoints import load_checkpoint
 from core.data import DATASETS, Normalization, to_model_input
 from core.i18n import N_, Message
+from core.inference import DEFAULT_CHECKPOINT
 from core.models import output_kind, probabilities
-from core.preprocess import MNIST_SIZE, preprocess
-from core.runs import runs_root
+from core.preprocess import MNIST_SIZE, prepare
+from core.runs import BEST_CHECKPOINT, list_runs, runs_root
 
 FOLDER = ".hardset"  # under the runs root
 FORMAT = "mnist-lab-hardset"  # an export's manifest says this
@@ -45,7 +47,6 @@ MAX_EXPORT_BYTES = 64 * 1024 * 1024  # larger uploads are refused before unzippi
 MAX_ITEMS = 5000  # items read from one export
 MAX_RAW_SIDE = 4096  # a raw image's longest side, px (as core.preprocess reads at most)
 SOURCES = ("draw", "upload")
-_RAW_PIXELS = Normalization("none", 0.0, 1.0)  # stored pixels are not normalized: any model's own comes later
 
 
 class HardSetError(ValueError):
@@ -132,8 +133,8 @@ def hardset_dir(root: Path | str | None = None) -> Path:
 
 def preprocessed_pixels(raw: np.ndarray) -> np.ndarray | None:
     """The standard pipeline's 28x28 image of `raw` as uint8, or None when it has no ink."""
-    centered = preprocess(raw, _RAW_PIXELS).centered
-    return None if centered is None else np.rint(centered * 255.0).astype(np.uint8)
+    prepared = prepare(raw)
+    return None if prepared is None else np.rint(prepared.centered * 255.0).astype(np.uint8)
 
 
 def item_id_of(dataset: str, pixels: np.ndarray) -> str:
@@ -347,3 +348,28 @@ def score_model(model: nn.Module, norm: Normalization, dataset: str, task: str, 
             predicted, truth, confidence = int(row.argmax()), item.label, float(row.max())
         answers.append(ItemAnswer(item.item_id, item.label, predicted, predicted == truth, confidence))
     return HardSetScore(dataset, tuple(answers))
+
+
+@dataclass(frozen=True)
+class ModelToScore:
+    """A checkpoint the hard set is scored on: the shipped model or a run's best."""
+
+    key: str  # "default" or the run id
+    path: Path
+    dataset: str | None  # the run's dataset (None for the default model: read from the checkpoint)
+
+
+def models_to_score(root: Path | str | None = None) -> list[ModelToScore]:
+    """The default model, then every run (newest first) that has a best checkpoint."""
+    found = [ModelToScore("default", DEFAULT_CHECKPOINT, None)]
+    for run in list_runs(root):
+        best = run.run_dir / BEST_CHECKPOINT
+        if best.is_file():
+            found.append(ModelToScore(run.run_id, best, run.dataset))
+    return found
+
+
+def score_checkpoint(path: Path | str, items: Sequence[HardItem]) -> HardSetScore:
+    """Load a checkpoint (weights_only) and score it on the items of its dataset; CheckpointError if it cannot."""
+    loaded = load_checkpoint(path)
+    return score_model(loaded.model, loaded.normalization, loaded.dataset, loaded.task, loaded.target_digit, items)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import statistics
 import time
 
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.e2e
 
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
 LATENCY_TARGET_S = 0.5
+IDLE_P95_TARGET_S = 0.3  # the goal; 0.2 s of it is the canvas's own debounce
+IDLE_P95_BOUND_S = 0.6  # what the test asserts: the goal plus room for the other work on this 2-core machine
 
 # Strokes in canvas pixels (the canvas is 280x280), each a list of points the mouse moves through.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
@@ -202,6 +205,28 @@ def latencies_of_rounds(page, rounds: int) -> list[float]:
             latencies.append(stroke_latency(page, digit))
             clear(page)
     return latencies
+
+
+def test_stroke_to_answer_idle(server, page) -> None:
+    """21 strokes on an idle server: median and p95 from mouse-up to the answer on screen, saved and asserted.
+
+    The canvas waits 200 ms after a mouse-up before it sends (a fixed debounce in streamlit-drawable-canvas
+    0.13.0, not an option), so the page has about 100 ms for the target p95 of 300 ms. The assertion is a bound
+    this shared 2-core machine holds; the figures are printed and saved in test-artifacts/.
+    """
+    open_draw_page(server, page)
+    warm_up(page)
+    latencies = latencies_of_rounds(page, rounds=7)
+    ordered = sorted(latencies)
+    median, p95 = statistics.median(ordered), ordered[math.ceil(0.95 * len(ordered)) - 1]
+    record = {"strokes": len(latencies), "median_ms": round(median * 1000, 1), "p95_ms": round(p95 * 1000, 1),
+              "target_p95_ms": IDLE_P95_TARGET_S * 1000, "load_average": os.getloadavg(),
+              "ms": [round(s * 1000, 1) for s in latencies]}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "draw-latency-idle.json").write_text(json.dumps(record, indent=1))
+    print(f"\nDraw page, mouse-up to answer over {len(latencies)} strokes: median {median * 1000:.0f} ms, "
+          f"p95 {p95 * 1000:.0f} ms (target p95 {IDLE_P95_TARGET_S * 1000:.0f} ms), load {os.getloadavg()}")
+    assert p95 < IDLE_P95_BOUND_S, f"p95 {p95 * 1000:.0f} ms: slower than even a loaded machine explains"
 
 
 def test_stroke_to_answer_beside_a_training_process(server, page) -> None:
