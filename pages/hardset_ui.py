@@ -75,7 +75,7 @@ def show_scores(items: tuple[HardItem, ...]) -> None:
     st.markdown(_("**Your hard set**: {mnist} MNIST and {fashion} Fashion-MNIST items. Each model is scored on the "
                   "items of the dataset it was trained on.").format(mnist=num(counts["mnist"]),
                                                                      fashion=num(counts["fashion-mnist"])))
-    st.dataframe(scores_table(items), hide_index=True, key="hardset_scores")
+    st.dataframe(scores_table(items), hide_index=True)
 
 
 def _notice() -> None:
@@ -183,10 +183,10 @@ def hard_set_panel(image: np.ndarray, dataset: str, source: str, guess: int,
 
 def compare_section() -> None:
     """The Compare page's view: every model's score on the hard set, or how to start one."""
-    st.subheader(_("Your hard set"))
     loaded = load_set()
     if not loaded.items:
-        st.info(_("No hard set yet: on the Draw page, save drawings with their true labels to score every run on "
-                  "them here."))
+        st.caption(_("No hard set yet: on the Draw page, save drawings with their true labels to score every run on "
+                     "them here."))
         return
+    st.subheader(_("Your hard set"))
     show_scores(loaded.items)

@@ -243,3 +243,48 @@ def test_a_fashion_mnist_model_is_said_to_read_clothing(runs_dir: Path, tmp_path
     at.session_state["canvas-0"] = canvas_state(seven)
     at.run()
     assert "Predicted **" in texts(at) and "Predicted **7**" not in texts(at)  # a clothing class, not a digit
+
+
+def hard_set_rows(at: AppTest) -> dict[str, list[object]]:
+    """The hard-set score table: model name -> its row."""
+    frame = at.dataframe[0].value  # the only table on the Draw page
+    return {str(row.iloc[0]): list(row) for _, row in frame.iterrows()}
+
+
+def test_save_to_the_hard_set_and_see_every_model_scored(runs_dir: Path, tmp_path: Path, seven: np.ndarray,
+                                                         mnist: Dataset) -> None:
+    """Save a 7 and a 3 labelled 5 from the canvas; the default model and a run's copy of it score 1 of 2 (50%)."""
+    run_id = add_run(runs_dir, DEFAULT_CHECKPOINT)  # the same weights as the default model, so the same answers
+    add_run(runs_dir, fashion_checkpoint(tmp_path / "fashion.pt"), dataset="fashion-mnist")
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "My hard set"
+    at.run()
+    assert not at.exception, at.exception
+    assert "Your hard set is empty" in texts(at)
+    assert at.selectbox(key="hardset_label_mnist").value == 7  # the model's answer, to correct when wrong
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    assert "Saved as 7." in [s.value for s in at.success]
+    assert len(list((runs_dir / ".hardset").glob("*.npz"))) == 1
+    rows = hard_set_rows(at)
+    assert rows["Default model (shipped)"][1:] == ["MNIST", 1, 1, "100.0%"]
+    assert rows[run_id][1:] == ["MNIST", 1, 1, "100.0%"]
+    fashion_row = next(row for name, row in rows.items() if row[1] == "Fashion-MNIST")
+    assert fashion_row[2:] == [0, 0, "no item of its dataset"]
+    at.button(key="hardset_save").click().run()  # the same drawing again
+    assert "This drawing is already in your hard set, labelled 7." in texts(at)
+    three = render_as_canvas(mnist.test_images[int((mnist.test_labels == 3).nonzero()[0][0])])
+    at.session_state["canvas-0"] = canvas_state(three)
+    at.run()
+    at.selectbox(key="hardset_label_mnist").set_value(5).run()
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    rows = hard_set_rows(at)
+    assert rows["Default model (shipped)"][1:] == ["MNIST", 2, 1, "50.0%"] and rows[run_id][3:] == [1, "50.0%"]
+    captions = sorted(image.captions[0] for image in images_of(at))
+    assert captions == ["5 ✗ 3", "7 ✓"]  # each item: its label, then the default model's answer
+    deletes = [button for button in at.button if str(button.key).startswith("hardset_delete_")]
+    deletes[0].click().run()  # the newest first: the 3 labelled 5
+    assert not at.exception, at.exception
+    assert hard_set_rows(at)["Default model (shipped)"][1:] == ["MNIST", 1, 1, "100.0%"]
