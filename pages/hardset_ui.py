@@ -15,7 +15,7 @@ from core import hardset
 from core.checkpoints import CheckpointError
 from core.data import DATASETS, get_spec
 from core.hardset import HardItem, HardSet, HardSetError, HardSetScore
-from pages.common import _, error_text, num, pct, say, upscale
+from pages.common import _, error_text, ngettext, num, pct, say, upscale
 
 ITEMS_SHOWN = 24  # newest items shown with their answers and a delete button
 IMPORT_KEY = "hardset_import"  # the import uploader
@@ -144,8 +144,9 @@ def _on_import() -> None:
     except (HardSetError, OSError) as error:
         st.session_state[NOTICE_KEY] = ("error", f"**{upload.name}**: {error_text(error)}")
         return
-    text = _("Imported {added} new items; {duplicates} were already in your set.").format(
-        added=num(result.added), duplicates=num(result.duplicates))
+    added = ngettext("Imported {count} new item.", "Imported {count} new items.", result.added)
+    known = ngettext("{count} was already in your set.", "{count} were already in your set.", result.duplicates)
+    text = added.format(count=num(result.added)) + " " + known.format(count=num(result.duplicates))
     text += "".join("\n\n- " + say(problem) for problem in result.problems)
     st.session_state[NOTICE_KEY] = ("error" if result.problems else "success", text)
 

@@ -288,3 +288,20 @@ def test_save_to_the_hard_set_and_see_every_model_scored(runs_dir: Path, tmp_pat
     deletes[0].click().run()  # the newest first: the 3 labelled 5
     assert not at.exception, at.exception
     assert hard_set_rows(at)["Default model (shipped)"][1:] == ["MNIST", 1, 1, "100.0%"]
+
+
+def test_the_hard_set_tab_in_chinese(runs_dir: Path, seven: np.ndarray) -> None:
+    """The hard-set tab, empty and then with a saved item and scores, has no English prose in zh-CN."""
+    from tests.test_i18n_pages import english_runs, shown_texts
+
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S)
+    at.query_params["lang"] = "zh-CN"
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "我的难例集"
+    at.run()
+    assert "你的难例集是空的" in texts(at)
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    assert "已保存，标签为 7。" in [s.value for s in at.success] and "**你的难例集**" in texts(at)
+    shown = shown_texts(at.main) + [str(column) for column in at.dataframe[0].value.columns]
+    assert not sorted({run for text in shown for run in english_runs(text)})
