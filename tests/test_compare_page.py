@@ -211,7 +211,7 @@ def test_every_run_is_scored_on_the_hard_set(runs_copy, tiny_runs, monkeypatch, 
         hardset.save_item(raw, "mnist", label, root=root)
     at = open_page(root, monkeypatch)
     assert "Your hard set" in [header.value for header in at.subheader]
-    scores = table(at, 1)
+    scores = at.table[0].value
     rows = {row.iloc[0]: list(row)[1:] for _, row in scores.iterrows()}
     assert set(rows) == {"Default model (shipped)", *run_ids}
     for run_id in run_ids:

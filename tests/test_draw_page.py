@@ -247,7 +247,7 @@ def test_a_fashion_mnist_model_is_said_to_read_clothing(runs_dir: Path, tmp_path
 
 def hard_set_rows(at: AppTest) -> dict[str, list[object]]:
     """The hard-set score table: model name -> its row."""
-    frame = at.dataframe[0].value  # the only table on the Draw page
+    frame = at.table[0].value  # the only table on the Draw page
     return {str(row.iloc[0]): list(row) for _, row in frame.iterrows()}
 
 
@@ -303,5 +303,29 @@ def test_the_hard_set_tab_in_chinese(runs_dir: Path, seven: np.ndarray) -> None:
     at.button(key="hardset_save").click().run()
     assert not at.exception, at.exception
     assert "已保存，标签为 7。" in [s.value for s in at.success] and "**你的难例集**" in texts(at)
-    shown = shown_texts(at.main) + [str(column) for column in at.dataframe[0].value.columns]
+    shown = shown_texts(at.main) + [str(column) for column in at.table[0].value.columns]
     assert not sorted({run for text in shown for run in english_runs(text)})
+
+
+def test_import_an_export_and_a_wrong_file(runs_dir: Path, tmp_path: Path, seven: np.ndarray, mnist: Dataset) -> None:
+    """An export made elsewhere adds its items (the one already here counted as such); a foreign file is refused."""
+    from core import hardset
+
+    elsewhere = tmp_path / "elsewhere"
+    for digit in (0, 1):
+        hardset.save_item(render_as_canvas(mnist.test_images[int((mnist.test_labels == digit).nonzero()[0][0])]),
+                          "mnist", digit, root=elsewhere)
+    hardset.save_item(seven, "mnist", 7, root=elsewhere)
+    hardset.save_item(seven, "mnist", 7, root=runs_dir)
+    exported = hardset.export_hardset(hardset.load_hardset(elsewhere).items)
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "My hard set"
+    at.run()
+    at.file_uploader(key="hardset_import").set_value(("hardset.zip", exported, "application/zip")).run()
+    assert not at.exception, at.exception
+    assert "Imported 2 new items. 1 was already in your set." in [s.value for s in at.success]
+    assert hard_set_rows(at)["Default model (shipped)"][2] == 3
+    at.file_uploader(key="hardset_import").set_value(("notes.zip", b"not a zip", "application/zip")).run()
+    assert "**notes.zip**: this file is not a hard-set export of MNIST Lab" in texts(at)
+    assert hard_set_rows(at)["Default model (shipped)"][2] == 3  # nothing lost

@@ -275,3 +275,25 @@ def test_upload_through_the_browser(server, page) -> None:
     page.get_by_text("not a PNG or JPEG image").wait_for(timeout=20_000)
     page.wait_for_function("document.querySelector('.big-answer') === null", timeout=20_000)
     screenshot(page, "draw-upload-not-an-image")
+
+
+def test_save_a_drawing_to_the_hard_set_and_see_the_score(server, runs_dir, page) -> None:
+    """Draw a 7, save it from the My hard set tab with its label, and see the default model scored on it."""
+    open_draw_page(server, page)
+    draw(page, DIGITS["7"])
+    wait_for_answer(page, timeout_ms=60_000)
+    wait_for_app_idle(page)
+    assert shown_answer(page) == "7"
+    page.get_by_role("tab", name="My hard set").click()
+    save = page.get_by_role("button", name="Save to my hard set")
+    save.wait_for(timeout=20_000)
+    wait_for_app_idle(page)
+    save.click()
+    page.get_by_text("Saved as 7.").wait_for(timeout=20_000)
+    wait_for_app_idle(page)
+    row = page.locator("[data-testid=stTable] tr", has_text="Default model (shipped)")
+    expect(row).to_contain_text("100.0%", timeout=20_000)
+    expect(page.locator("[data-testid=stTable]")).to_contain_text("MNIST")
+    assert len(list((runs_dir / ".hardset").glob("*.npz"))) == 1  # on disk with the runs
+    assert shown_answer(page) == "7" and page.get_by_text("Traceback").count() == 0
+    screenshot(page, "draw-hard-set")
