@@ -393,7 +393,8 @@ def answer_panel(models: list[tuple[str, str, LoadedCheckpoint]], source: str, n
             show_feature_maps(first, inputs[0])
     if hard_tab.open:
         with hard_tab:
-            guess = predictions[0].label if first.task != "binary" else 0
+            binary_yes = first.task == "binary" and predictions[0].label == 1
+            guess = first.target_digit if binary_yes else predictions[0].label if first.task != "binary" else 0
             hard_set_panel(image, first.dataset, "draw" if source == "Draw" else "upload", guess, first_value,
                            class_names(first))
 

@@ -106,7 +106,7 @@ def _save(image: np.ndarray, dataset: str, source: str, label_key: str) -> None:
 def save_form(image: np.ndarray, dataset: str, source: str, guess: int) -> None:
     """Pick the true label of the current drawing and save it into the set (as an item of `dataset`)."""
     classes = get_spec(dataset).classes
-    label_key = f"hardset_label_{dataset}"
+    label_key = f"hardset_label_{dataset}_{guess}"  # a new answer starts from itself, not from an older pick
     label_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
     label_col.selectbox(_("True label of this drawing ({dataset})").format(dataset=get_spec(dataset).title),
                         range(len(classes)), index=guess, format_func=lambda index: classes[index], key=label_key)

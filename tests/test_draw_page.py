@@ -262,7 +262,7 @@ def test_save_to_the_hard_set_and_see_every_model_scored(runs_dir: Path, tmp_pat
     at.run()
     assert not at.exception, at.exception
     assert "Your hard set is empty" in texts(at)
-    assert at.selectbox(key="hardset_label_mnist").value == 7  # the model's answer, to correct when wrong
+    assert at.selectbox(key="hardset_label_mnist_7").value == 7  # the model's answer, to correct when wrong
     at.button(key="hardset_save").click().run()
     assert not at.exception, at.exception
     assert "Saved as 7." in [s.value for s in at.success]
@@ -277,7 +277,7 @@ def test_save_to_the_hard_set_and_see_every_model_scored(runs_dir: Path, tmp_pat
     three = render_as_canvas(mnist.test_images[int((mnist.test_labels == 3).nonzero()[0][0])])
     at.session_state["canvas-0"] = canvas_state(three)
     at.run()
-    at.selectbox(key="hardset_label_mnist").set_value(5).run()
+    at.selectbox(key="hardset_label_mnist_3").set_value(5).run()  # the model says 3; the truth is 5
     at.button(key="hardset_save").click().run()
     assert not at.exception, at.exception
     rows = hard_set_rows(at)
