@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
 LATENCY_TARGET_S = 0.5
 IDLE_P95_TARGET_S = 0.3  # the goal; 0.2 s of it is the canvas's own debounce
-IDLE_P95_BOUND_S = 1.0  # asserted: the goal plus room for a 2-core machine at load 10 (measured p95 0.73 s there)
+IDLE_P95_BOUND_S = 1.5  # asserted: p95 was 0.43-0.92 s at load average 10-14 on 2 cores; catches gross regressions
 
 # Strokes in canvas pixels (the canvas is 280x280), each a list of points the mouse moves through.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
