@@ -46,6 +46,7 @@ VERSION = 1
 MAX_EXPORT_BYTES = 64 * 1024 * 1024  # larger uploads are refused before unzipping
 MAX_ITEMS = 5000  # items read from one export
 MAX_RAW_SIDE = 4096  # a raw image's longest side, px (as core.preprocess reads at most)
+MAX_ITEM_BYTES = MAX_RAW_SIDE * MAX_RAW_SIDE * 4 + 2**20  # one item's arrays, unpacked
 SOURCES = ("draw", "upload")
 
 
@@ -174,8 +175,32 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def as_rgba(image: np.ndarray) -> np.ndarray:
+    """A grey (H, W), grey+alpha (H, W, 2), RGB or RGBA uint8 image as RGBA (H, W, 4); opaque where it had no alpha."""
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    channels = pixels.shape[2]
+    colour = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=-1)
+    alpha = pixels[..., -1:] if channels in (2, 4) else np.full_like(pixels[..., :1], 255)
+    return np.concatenate([colour, alpha], axis=-1)
+
+
+def _check_sizes(data: bytes) -> None:
+    """Refuse an .npz whose arrays would unpack to more than MAX_ITEM_BYTES (a zip bomb), before unpacking."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"not a readable item ({error})") from error
+    if unpacked > MAX_ITEM_BYTES:
+        raise ValueError(f"it would unpack to {unpacked / 1e6:.0f} MB; an item is at most "
+                         f"{MAX_ITEM_BYTES / 1e6:.0f} MB")
+
+
 def item_from_bytes(data: bytes, name: str) -> HardItem:
     """An item from its .npz bytes, checked through; ValueError saying what is wrong."""
+    _check_sizes(data)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             pixels, raw, meta_text = archive["pixels"], archive["raw"], str(archive["meta"])
@@ -229,11 +254,7 @@ def save_item(raw: np.ndarray, dataset: str, label: int, source: str = "draw",
             return SaveResult(stored, duplicate_of=stored)
         except (OSError, ValueError):
             pass  # a damaged copy of the same drawing: the good one replaces it
-    rgba = np.asarray(raw, dtype=np.uint8)
-    rgba = np.stack([rgba] * 3 + [np.full_like(rgba, 255)], -1) if rgba.ndim == 2 else rgba
-    if rgba.shape[2] == 3:
-        rgba = np.concatenate([rgba, np.full_like(rgba[..., :1], 255)], -1)
-    item = HardItem(item_id, dataset, label, pixels, rgba, source if source in SOURCES else "draw",
+    item = HardItem(item_id, dataset, label, pixels, as_rgba(raw), source if source in SOURCES else "draw",
                     datetime.now().astimezone().isoformat(timespec="microseconds"))
     _write_atomic(path, _item_bytes(item))
     return SaveResult(item, duplicate_of=None)
@@ -308,6 +329,8 @@ def import_hardset(data: bytes, root: Path | str | None = None) -> ImportResult:
     for name in names:
         stem = Path(name).stem
         try:
+            if archive.getinfo(name).file_size > MAX_ITEM_BYTES:
+                raise ValueError(f"it is larger than an item can be ({MAX_ITEM_BYTES / 1e6:.0f} MB)")
             item = item_from_bytes(archive.read(name), stem)
         except (ValueError, OSError, zipfile.BadZipFile) as error:
             problems.append(Message(N_("%(entry)s was not imported: %(reason)s"),

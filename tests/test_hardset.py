@@ -120,3 +120,15 @@ def test_scores_match_the_draw_pages_prediction(mnist: Dataset, tmp_path: Path) 
     fashion = hardset.score_model(loaded.model, loaded.normalization, "fashion-mnist", "multiclass", 8, ())
     assert fashion.accuracy is None
     assert hardset.set_fingerprint(items) != hardset.set_fingerprint(items[1:])
+
+
+def test_grey_and_rgb_drawings_are_stored_as_rgba_and_a_zip_bomb_is_refused(mnist: Dataset, tmp_path: Path) -> None:
+    seven = drawn(mnist, 7)
+    grey = hardset.save_item(seven[..., 0], "mnist", 7, "upload", root=tmp_path).item
+    assert grey.raw.shape == (280, 280, 4) and np.array_equal(grey.raw, seven)  # the canvas is opaque grey
+    assert hardset.save_item(seven[..., :3], "mnist", 7, root=tmp_path).duplicate_of is not None  # same 28x28
+    buffer = io.BytesIO()  # 100 MB of zeros, a few hundred KB packed
+    np.savez_compressed(buffer, pixels=np.zeros((28, 28), np.uint8), raw=np.zeros((5000, 5000, 4), np.uint8),
+                        meta=np.array("{}"))
+    with pytest.raises(ValueError, match="would unpack to 100 MB"):
+        hardset.item_from_bytes(buffer.getvalue(), "0123456789abcdef")
