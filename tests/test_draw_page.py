@@ -329,3 +329,27 @@ def test_import_an_export_and_a_wrong_file(runs_dir: Path, tmp_path: Path, seven
     at.file_uploader(key="hardset_import").set_value(("notes.zip", b"not a zip", "application/zip")).run()
     assert "**notes.zip**: this file is not a hard-set export of MNIST Lab" in texts(at)
     assert hard_set_rows(at)["Default model (shipped)"][2] == 3  # nothing lost
+
+
+def test_a_fashion_mnist_models_drawings_are_saved_as_clothing(runs_dir: Path, tmp_path: Path,
+                                                                seven: np.ndarray) -> None:
+    """With a Fashion-MNIST model shown, the label is a piece of clothing and the item belongs to Fashion-MNIST."""
+    from core import hardset
+
+    run_id = add_run(runs_dir, fashion_checkpoint(tmp_path / "fashion.pt"), dataset="fashion-mnist")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
+    at.selectbox(key="model").set_value(run_id).run()
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "My hard set"
+    at.run()
+    box = next(box for box in at.selectbox if str(box.key).startswith("hardset_label_fashion-mnist_"))
+    assert box.label == "True label of this drawing (Fashion-MNIST)" and box.options[0] == "T-shirt/top"
+    box.set_value(8).run()  # Bag
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    assert "Saved as Bag." in [s.value for s in at.success]
+    (item,) = hardset.load_hardset(runs_dir).items
+    assert (item.dataset, item.label) == ("fashion-mnist", 8)
+    rows = hard_set_rows(at)
+    assert rows["Default model (shipped)"][1:] == ["MNIST", 0, 0, "no item of its dataset"]
+    assert rows[run_id][1:3] == ["Fashion-MNIST", 1]
