@@ -223,6 +223,21 @@ def item_from_bytes(data: bytes, name: str) -> HardItem:
     return HardItem(item_id, dataset, label, pixels, raw, str(source), str(saved_at))
 
 
+def hardset_stamp(root: Path | str | None = None) -> tuple[tuple[str, int, int], ...]:
+    """(name, mtime_ns, size) of every item file: changes whenever an item is added, replaced or deleted."""
+    folder = hardset_dir(root)
+    if not folder.is_dir():
+        return ()
+    stamps = []
+    for path in sorted(folder.glob("*.npz")):
+        try:
+            stat = path.stat()
+        except OSError:  # deleted meanwhile
+            continue
+        stamps.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
 def load_hardset(root: Path | str | None = None) -> HardSet:
     """Every item under the root, oldest first; damaged files reported (and left in place), never dropped silently."""
     folder = hardset_dir(root)

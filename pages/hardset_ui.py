@@ -7,6 +7,8 @@ rerun never scores anything again.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -23,9 +25,15 @@ NOTICE_KEY = "hardset_notice"  # (kind, text) left by a save, delete or import f
 ZOOM = 3  # screen pixels per MNIST pixel for the items' thumbnails
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def cached_set(folder: str, stamp: tuple[tuple[str, int, int], ...]) -> HardSet:
+    """The set read from disk once per version of its files (`stamp`); shared, never modified."""
+    return hardset.load_hardset(Path(folder).parent)
+
+
 def load_set() -> HardSet:
-    """The hard set as on disk now (cheap: one small file per item), its damaged files reported on the page."""
-    loaded = hardset.load_hardset()
+    """The hard set as on disk now, read again only when its files changed; damaged files reported on the page."""
+    loaded = cached_set(str(hardset.hardset_dir()), hardset.hardset_stamp())
     for problem in loaded.problems:
         st.warning(say(problem), icon=":material/broken_image:")
     return loaded

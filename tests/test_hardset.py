@@ -132,3 +132,14 @@ def test_grey_and_rgb_drawings_are_stored_as_rgba_and_a_zip_bomb_is_refused(mnis
                         meta=np.array("{}"))
     with pytest.raises(ValueError, match="would unpack to 100 MB"):
         hardset.item_from_bytes(buffer.getvalue(), "0123456789abcdef")
+
+
+def test_the_stamp_changes_with_every_save_and_delete(mnist: Dataset, tmp_path: Path) -> None:
+    assert hardset.hardset_stamp(tmp_path) == ()
+    item = hardset.save_item(drawn(mnist, 4), "mnist", 4, root=tmp_path).item
+    saved = hardset.hardset_stamp(tmp_path)
+    assert [name for name, _mtime, _size in saved] == [f"{item.item_id}.npz"]
+    hardset.save_item(drawn(mnist, 4), "mnist", 4, root=tmp_path)  # a duplicate writes nothing
+    assert hardset.hardset_stamp(tmp_path) == saved
+    hardset.delete_item(item.item_id, tmp_path)
+    assert hardset.hardset_stamp(tmp_path) == ()
