@@ -393,17 +393,16 @@ class ModelToScore:
     """A checkpoint the hard set is scored on: the shipped model or a run's best."""
 
     key: str  # "default" or the run id
-    path: Path
-    dataset: str | None  # the run's dataset (None for the default model: read from the checkpoint)
+    path: Path  # the checkpoint file
 
 
 def models_to_score(root: Path | str | None = None) -> list[ModelToScore]:
     """The default model, then every run (newest first) that has a best checkpoint."""
-    found = [ModelToScore("default", DEFAULT_CHECKPOINT, None)]
+    found = [ModelToScore("default", DEFAULT_CHECKPOINT)]
     for run in list_runs(root):
         best = run.run_dir / BEST_CHECKPOINT
         if best.is_file():
-            found.append(ModelToScore(run.run_id, best, run.dataset))
+            found.append(ModelToScore(run.run_id, best))
     return found
 
 

@@ -23,6 +23,7 @@ ITEMS_SHOWN = 24  # newest items shown with their answers and a delete button
 IMPORT_KEY = "hardset_import"  # the import uploader
 NOTICE_KEY = "hardset_notice"  # (kind, text) left by a save, delete or import for the next run
 ZOOM = 3  # screen pixels per MNIST pixel for the items' thumbnails
+Scores = list[tuple[hardset.ModelToScore, HardSetScore | None, str | None]]  # (model, score, why none)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -45,10 +46,10 @@ def cached_score(path: str, modified: float, fingerprint: str, _items: tuple[Har
     return hardset.score_checkpoint(path, _items)
 
 
-def scores(items: tuple[HardItem, ...]) -> list[tuple[hardset.ModelToScore, HardSetScore | None, str | None]]:
+def scores(items: tuple[HardItem, ...]) -> Scores:
     """(model, its score or None, why it could not be scored) for the default model and every run's best."""
     fingerprint = hardset.set_fingerprint(items)
-    results: list[tuple[hardset.ModelToScore, HardSetScore | None, str | None]] = []
+    results: Scores = []
     for model in hardset.models_to_score():
         try:
             score = cached_score(str(model.path), model.path.stat().st_mtime, fingerprint, items)
@@ -62,10 +63,10 @@ def model_name(model: hardset.ModelToScore) -> str:
     return _("Default model (shipped)") if model.key == "default" else model.key
 
 
-def scores_table(items: tuple[HardItem, ...]) -> pd.DataFrame:
+def scores_table(results: Scores) -> pd.DataFrame:
     """One row per model: its dataset, the items of that dataset, how many it gets right, accuracy."""
     rows = []
-    for model, score, problem in scores(items):
+    for model, score, problem in results:
         dataset = get_spec(score.dataset).title if score is not None else "—"
         rows.append({
             _("model"): model_name(model), _("dataset"): dataset,
@@ -77,13 +78,13 @@ def scores_table(items: tuple[HardItem, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show_scores(items: tuple[HardItem, ...]) -> None:
+def show_scores(items: tuple[HardItem, ...], results: Scores) -> None:
     """The scores of every model as a table, with a sentence on what they mean."""
     counts = {key: sum(item.dataset == key for item in items) for key in DATASETS}
     st.markdown(_("**Your hard set**: {mnist} MNIST and {fashion} Fashion-MNIST items. Each model is scored on the "
                   "items of the dataset it was trained on.").format(mnist=num(counts["mnist"]),
                                                                      fashion=num(counts["fashion-mnist"])))
-    st.table(scores_table(items), hide_index=True)  # a few rows: plain HTML, readable by tests and screen readers
+    st.table(scores_table(results), hide_index=True)  # a few rows: plain HTML, readable by tests and screen readers
 
 
 def _notice() -> None:
@@ -183,9 +184,9 @@ def hard_set_panel(image: np.ndarray, dataset: str, source: str, guess: int,
     if not loaded.items:
         st.info(_("Your hard set is empty: save a drawing above, or import an export below."))
     else:
-        show_scores(loaded.items)
-        first = next((score for model, score, _problem in scores(loaded.items)
-                      if model.key == first_score_key), None)
+        results = scores(loaded.items)
+        show_scores(loaded.items, results)
+        first = next((score for model, score, _problem in results if model.key == first_score_key), None)
         own = loaded.of_dataset(dataset)
         show_items(own, first, get_spec(dataset).classes, answer_names)
     export_import(loaded.items)
@@ -199,4 +200,4 @@ def compare_section() -> None:
                      "them here."))
         return
     st.subheader(_("Your hard set"))
-    show_scores(loaded.items)
+    show_scores(loaded.items, scores(loaded.items))
