@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.checkpoints import CheckpointError, load_checkpoint
+from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from core.data import Normalization
 from core.i18n import ENGLISH, Translator
 from core.models import output_kind, probabilities
@@ -337,7 +337,10 @@ def time_predictions(
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: `python -m core predict --image FILE [--checkpoint PATH] [--json]`
+# Command line: `python -m core predict --image FILE [--image FILE ...] [--folder DIR] [--checkpoint PATH] [--json]`
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what `predict --folder` reads (any case); other files are skipped
+EXIT_ALL_ANSWERED, EXIT_SOME_FAILED, EXIT_NOTHING_ANSWERED = 0, 1, 2  # `predict`'s exit codes
 
 
 def prediction_record(prediction: Prediction | None, task: str, target_digit: int) -> dict[str, object]:
@@ -367,36 +370,86 @@ def _describe(record: dict[str, object]) -> str:
     return f"prediction: {ranked[0][0]} ({ranked[0][1]:.1%}); next: {others}"
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    path = Path(args.image)
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly in `folder` (IMAGE_SUFFIXES, any case), sorted by name; OSError if unreadable."""
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    """An image file as an RGBA array; ImageError (never OSError) saying why it cannot be used."""
     try:
         data = path.read_bytes()
     except OSError as error:
-        return _fail(f"cannot read {path}: {error.strerror or error}")
+        raise ImageError(f"cannot read the file: {error.strerror or error}") from error
+    return decode_image(data)
+
+
+def predict_file(loaded: LoadedCheckpoint, path: Path) -> dict[str, object]:
+    """One CLI record for one file: `image` plus the prediction's fields, or `image` and `error`."""
     try:
-        image = decode_image(data)
-        loaded = load_checkpoint(args.checkpoint)
-    except (ImageError, CheckpointError) as error:
-        return _fail(f"{path if isinstance(error, ImageError) else args.checkpoint}: {error}")
+        image = read_image_file(path)
+    except ImageError as error:
+        return {"image": str(path), "error": str(error)}
     _, prediction = predict_image(loaded.model, loaded.normalization, image)
-    record = prediction_record(prediction, loaded.task, loaded.target_digit)
-    print(json.dumps(record) if args.json else _describe(record))
-    return 0
+    return {"image": str(path), **prediction_record(prediction, loaded.task, loaded.target_digit)}
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    """Answer every `--image` and every image in each `--folder`, one line each, with the model loaded once.
+
+    Exit code: 0 every image answered (an image with no ink counts: it is answered "empty"); 1 some could
+    not be read (their lines carry `error`; the others were answered); 2 none answered, or nothing to do
+    (a bad checkpoint, no image given, a folder that cannot be listed).
+    """
+    paths = [Path(image) for image in args.image or []]
+    for folder in map(Path, args.folder or []):
+        try:
+            found = images_in(folder)
+        except OSError as error:
+            return _fail(f"cannot list the folder {folder}: {error.strerror or error}")
+        if not found:
+            return _fail(f"no image in {folder} (read: {', '.join(IMAGE_SUFFIXES)}, any case)")
+        paths += found
+    if not paths:
+        return _fail("nothing to predict: give --image FILE (repeatable) and/or --folder DIR")
+    try:
+        loaded = load_checkpoint(args.checkpoint)
+    except CheckpointError as error:
+        return _fail(f"{args.checkpoint}: {error}")
+    failed = 0
+    for path in paths:
+        record = predict_file(loaded, path)
+        failed += "error" in record
+        if args.json:
+            print(json.dumps(record), flush=True)
+        elif "error" in record:
+            print(f"error: {path}: {record['error']}", file=sys.stderr)
+        else:
+            print(_describe(record) if len(paths) == 1 else f"{path}: {_describe(record)}", flush=True)
+    if failed == 0:
+        return EXIT_ALL_ANSWERED
+    return EXIT_NOTHING_ANSWERED if failed == len(paths) else EXIT_SOME_FAILED
 
 
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_NOTHING_ANSWERED
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """`python -m core predict --image FILE [--checkpoint PATH] [--json]`."""
+    """`python -m core predict --image FILE [--image FILE ...] [--folder DIR ...] [--checkpoint PATH] [--json]`."""
     parser = subparsers.add_parser(
-        "predict", help="run the Draw page's pipeline on an image file and print the prediction"
+        "predict", help="run the Draw page's pipeline on image files and print one prediction per image",
+        description="Prints one line per image (with --json: one JSON object per line, with `image`, `prediction`, "
+        "`probabilities`, `empty`, `task`, or `image` and `error`). The model is loaded once. Exit code: 0 every "
+        "image answered, 1 some could not be read (the rest were answered), 2 none answered or nothing to do.",
     )
-    parser.add_argument("--image", required=True, help="a PNG or JPEG of one digit, any size and polarity")
+    parser.add_argument("--image", action="append", metavar="FILE",
+                        help="a PNG or JPEG of one digit, any size and polarity; repeat for several")
+    parser.add_argument("--folder", action="append", metavar="DIR",
+                        help=f"every image file directly in DIR ({', '.join(IMAGE_SUFFIXES)}, any case), by name")
     parser.add_argument(
         "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="a model checkpoint (default: the shipped model)"
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     parser.set_defaults(func=_cmd_predict)

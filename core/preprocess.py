@@ -67,6 +67,25 @@ class Preprocessed:
         return self.box is None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Every stage of an image that has ink, up to the 28x28 frame; each model then normalizes it its own way.
+
+    What `prepare` returns: done once per drawing, however many models look at it.
+    """
+
+    ink: Pixels  # (H, W) bright ink on dark, at the input's resolution
+    box: tuple[int, int, int, int]  # (top, left, bottom, right) of the ink, exclusive
+    cropped: Pixels  # (h, w) the ink's bounding box (or the whole ink map when cropping is off)
+    fitted: Pixels  # (h', w') longer side 20 px, or (28, 28) stretched when fitting is off
+    centered: Pixels  # (28, 28) in [0, 1]: what every model sees, before its normalization
+    normalized: bool  # whether `model_input` applies the model's mean/std (the "normalize" step)
+
+    def model_input(self, norm: Normalization) -> torch.Tensor:
+        """(1, 1, 28, 28) for a model trained with `norm` (or pixels in 0-1 when normalizing is off)."""
+        return normalize(self.centered, norm if self.normalized else None)
+
+
 # ---------------------------------------------------------------------------------------------
 # The steps (numpy and Pillow: single-threaded C, so a busy machine's thread pool never stalls them)
 
@@ -183,27 +202,35 @@ def normalize(centered: Pixels, norm: Normalization | None) -> torch.Tensor:
 # The pipeline
 
 
-def preprocess(
-    image: np.ndarray, norm: Normalization, options: PreprocessOptions | None = None
-) -> Preprocessed:
-    """Run every step on an RGBA/RGB/grey uint8 array (H, W[, C]); the result keeps each stage.
+def prepare(image: np.ndarray, options: PreprocessOptions | None = None) -> Prepared | None:
+    """Run every step but the normalization on an RGBA/RGB/grey uint8 array (H, W[, C]); None when it has no ink.
 
-    An image with no ink above `options.ink_threshold` comes back with `empty` True and no
-    model input: there is nothing to predict.
+    No ink means nothing above `options.ink_threshold`: there is nothing to predict.
     """
     opts = options or PreprocessOptions()
     ink = ink_map(image, opts.polarity)
     box = ink_box(ink, opts.ink_threshold)
     if box is None:
-        return Preprocessed(ink, None, None, None, None, None)
+        return None
     cropped = crop_to_box(ink, box) if opts.crop else ink
     if opts.fit:
         fitted = fit_to_mnist_box(cropped, opts.antialias)
     else:
         fitted = resize(cropped, (MNIST_SIZE, MNIST_SIZE), opts.antialias)
     centered = place_in_frame(fitted, by_mass=opts.center_of_mass)
-    model_input = normalize(centered, norm if opts.normalize else None)
-    return Preprocessed(ink, box, cropped, fitted, centered, model_input)
+    return Prepared(ink, box, cropped, fitted, centered, opts.normalize)
+
+
+def preprocess(
+    image: np.ndarray, norm: Normalization, options: PreprocessOptions | None = None
+) -> Preprocessed:
+    """`prepare`, then `norm`: every stage, for one model; `empty` (and no model input) when there is no ink."""
+    opts = options or PreprocessOptions()
+    prepared = prepare(image, opts)
+    if prepared is None:
+        return Preprocessed(ink_map(image, opts.polarity), None, None, None, None, None)
+    return Preprocessed(prepared.ink, prepared.box, prepared.cropped, prepared.fitted, prepared.centered,
+                        prepared.model_input(norm))
 
 
 def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:

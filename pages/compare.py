@@ -15,6 +15,7 @@ from core.runs import RunRecord
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
 from pages.common import _, get_dataset, num, pct, run_message, settings_text, upscale
 from pages.export_ui import export_buttons
+from pages.hardset_ui import compare_section
 
 # metrics.jsonl column -> (what to call it, shown in percent, higher is better; None: neither, e.g. lr)
 METRICS: dict[str, tuple[str, bool, bool | None]] = {
@@ -421,7 +422,8 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
 
 st.title(_("Compare runs"))
 st.markdown(_("Every training run — from the Train page or the command line — with its curves side by side. "
-              "Everything here comes from the runs' small JSON files; no weights are loaded."))
+              "Everything here comes from the runs' small JSON files; only the scores on your hard set load "
+              "weights, once per checkpoint version."))
 root = runs.runs_root()
 fingerprint = compare.runs_fingerprint(root)
 records = load_records(str(root), fingerprint)
@@ -437,6 +439,7 @@ if any(record.live for record in records):
     st.button(_("Refresh"), key="cmp_refresh", icon=":material/refresh:",
               help=_("Runs are still training: refresh to see their latest epochs."))
 manage_runs(records)
+compare_section()
 healthy = [record for record in records if not record.damaged]
 selected = pick_runs(healthy)
 if not selected:

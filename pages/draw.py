@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import torch
 
 from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from core.data import DATASETS, get_spec
@@ -25,11 +26,12 @@ from core.inference import (
     total_variation,
     unsure_reason,
 )
-from core.preprocess import MAX_IMAGE_BYTES, ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
+from core.preprocess import MAX_IMAGE_BYTES, ImageError, Prepared, PreprocessOptions, decode_image, prepare
 from core.runs import BEST_CHECKPOINT, list_runs
 from pages.charts import feature_maps_figure, probability_figure, saliency_figure
 from pages.common import _, current_dataset_name, num, pct, translator, upscale
 from pages.draw_why import why_sections
+from pages.hardset_ui import hard_set_panel
 from pages.lang import pgettext
 
 CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
@@ -93,8 +95,8 @@ def load_choice(label: str, path: Path) -> LoadedCheckpoint | None:
         return None
 
 
-def choose_models() -> list[tuple[str, LoadedCheckpoint]]:
-    """One or two (label, checkpoint) pairs picked on the page."""
+def choose_models() -> list[tuple[str, str, LoadedCheckpoint]]:
+    """One or two (value, label, checkpoint) triples picked on the page; the value is "default" or a run id."""
     choices = model_choices()
     values = list(choices)
     first, second = st.columns(2, vertical_alignment="bottom")
@@ -102,8 +104,8 @@ def choose_models() -> list[tuple[str, LoadedCheckpoint]]:
     picked = [first.selectbox(_("Model"), values, key="model", format_func=label_of)]
     if len(values) > 1 and second.toggle(_("Compare with a second model"), key="compare"):
         picked.append(second.selectbox(_("Second model"), values, index=1, key="model2", format_func=label_of))
-    loaded = [(choices[value][0], load_choice(*choices[value])) for value in picked if value in choices]
-    return [(label, checkpoint) for label, checkpoint in loaded if checkpoint is not None]
+    loaded = [(value, choices[value][0], load_choice(*choices[value])) for value in picked if value in choices]
+    return [(value, label, checkpoint) for value, label, checkpoint in loaded if checkpoint is not None]
 
 
 def subject(checkpoint: LoadedCheckpoint) -> str:
@@ -242,11 +244,10 @@ def as_display(image: np.ndarray) -> np.ndarray:
     return upscale(square, max(1, STRIP_PX // side))
 
 
-def show_strip(stages: Preprocessed, options: PreprocessOptions, checkpoint: LoadedCheckpoint) -> None:
+def show_strip(stages: Prepared, model_input: torch.Tensor, options: PreprocessOptions,
+               checkpoint: LoadedCheckpoint) -> None:
     """The image after each step, then what happened to it, in words and numbers."""
-    assert stages.box is not None and stages.cropped is not None and stages.fitted is not None
-    assert stages.centered is not None and stages.model_input is not None
-    model_view = stages.model_input[0, 0].numpy()
+    model_view = model_input[0, 0].numpy()
     low, high = float(model_view.min()), float(model_view.max())
     fitted_h, fitted_w = stages.fitted.shape
     images: list[tuple[np.ndarray, str]] = [
@@ -262,14 +263,13 @@ def show_strip(stages: Preprocessed, options: PreprocessOptions, checkpoint: Loa
     ]
     for column, (image, caption) in zip(st.columns(len(images)), images, strict=True):
         column.image(as_display(image), caption=caption, width="stretch")
-    st.markdown(strip_explanation(stages, options, checkpoint))
+    st.markdown(strip_explanation(stages, model_input, options, checkpoint))
 
 
-def strip_explanation(stages: Preprocessed, options: PreprocessOptions, checkpoint: LoadedCheckpoint) -> str:
+def strip_explanation(stages: Prepared, model_input: torch.Tensor, options: PreprocessOptions,
+                      checkpoint: LoadedCheckpoint) -> str:
     """What each step did to this image, one clause per step, as the toggles have it."""
-    assert stages.box is not None and stages.cropped is not None and stages.fitted is not None
-    assert stages.model_input is not None
-    low, high = float(stages.model_input.min()), float(stages.model_input.max())
+    low, high = float(model_input.min()), float(model_input.max())
     top, left, bottom, right = stages.box
     fitted_h, fitted_w = stages.fitted.shape
     ink_h, ink_w = stages.ink.shape
@@ -302,12 +302,11 @@ def strip_explanation(stages: Preprocessed, options: PreprocessOptions, checkpoi
     return " ".join(sentence.format(**values) for sentence in sentences)
 
 
-def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction: Prediction) -> None:
+def show_saliency(checkpoint: LoadedCheckpoint, model_input: torch.Tensor, prediction: Prediction) -> None:
     """The 28x28 input beside the plain gradient and SmoothGrad, each with a sentence on what it shows."""
-    assert stages.model_input is not None
     # Both of the predicted class (the logit if binary).
-    plain = saliency(checkpoint.model, stages.model_input)
-    smooth = smoothgrad(checkpoint.model, stages.model_input)
+    plain = saliency(checkpoint.model, model_input)
+    smooth = smoothgrad(checkpoint.model, model_input)
     name = class_names(checkpoint)[1 if prediction.binary else prediction.label]
     row, col, share = saliency_summary(smooth, count=28)
     st.markdown(
@@ -322,14 +321,13 @@ def show_saliency(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction
             smooth_tv=num(total_variation(smooth), 2), plain_tv=num(total_variation(plain), 2), share=pct(share, 0),
             row=f"{row:.0f}", col=f"{col:.0f}")
     )
-    figure = saliency_figure(stages.model_input[0, 0].numpy(), plain.numpy(), smooth.numpy(), name)
+    figure = saliency_figure(model_input[0, 0].numpy(), plain.numpy(), smooth.numpy(), name)
     st.plotly_chart(figure, key="saliency")
 
 
-def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> None:
+def show_feature_maps(checkpoint: LoadedCheckpoint, model_input: torch.Tensor) -> None:
     """Every conv block's output channels, with their sizes in words."""
-    assert stages.model_input is not None
-    blocks = feature_maps(checkpoint.model, stages.model_input)
+    blocks = feature_maps(checkpoint.model, model_input)
     if not blocks:
         st.info(_("This model has no convolutional layers, so it has no feature maps to show."))
         return
@@ -348,57 +346,78 @@ def show_feature_maps(checkpoint: LoadedCheckpoint, stages: Preprocessed) -> Non
 # ---------------------------------------------------------------------------------------------
 # The page: inputs -> guard -> one core call per model -> render
 
+
+@st.fragment
+def answer_panel(models: list[tuple[str, str, LoadedCheckpoint]], source: str, noun: str) -> None:
+    """The input, the answers and the views below them: a stroke or a toggle reruns only this part.
+
+    The rest of the page (the model choice, which lists every run folder, and the app's frame) stays as it
+    is; the drawing is preprocessed once and each model gets its own normalization of the same 28x28 image.
+    """
+    input_col, answer_col = st.columns(2, gap="large")
+    with input_col:
+        image = draw_input() if source == "Draw" else upload_input(noun)
+    st.subheader(_("Preprocessing steps"))
+    options = step_toggles()
+    if image is None:
+        answer_col.info(_("Draw a {noun} on the black canvas: an empty canvas gets no prediction.").format(noun=noun)
+                        if source == "Draw" else _("Upload an image of a {noun}.").format(noun=noun))
+        return
+    stages = prepare(image, options)
+    if stages is None:
+        answer_col.info(_("No ink found: draw a {noun} (or upload one with more contrast) to get a prediction.")
+                        .format(noun=noun))
+        return
+    inputs = [stages.model_input(checkpoint.normalization) for _value, _label, checkpoint in models]
+    predictions = [predict(checkpoint.model, model_input)
+                   for (_value, _label, checkpoint), model_input in zip(models, inputs, strict=True)]
+    for position, (column, (_value, label, checkpoint)) in enumerate(
+            zip(answer_col.columns(len(models)), models, strict=True)):
+        with column:
+            show_prediction(label, checkpoint, predictions[position], position)
+    first_value, first_label, first = models[0]
+    if len(models) > 1:
+        st.caption(_("Below, for the first model: {label}.").format(label=first_label))
+    # Only the open tab is computed and drawn, so the answer to a stroke appears quickly.
+    strip_tab, saliency_tab, maps_tab, hard_tab = st.tabs(
+        [_("From drawing to 28×28 input"), _("Saliency"), _("Feature maps"), _("My hard set")], key="view",
+        on_change="rerun",
+    )
+    if strip_tab.open:
+        with strip_tab:
+            show_strip(stages, inputs[0], options, first)
+    if saliency_tab.open:
+        with saliency_tab:
+            show_saliency(first, inputs[0], predictions[0])
+    if maps_tab.open:
+        with maps_tab:
+            show_feature_maps(first, inputs[0])
+    if hard_tab.open:
+        with hard_tab:
+            binary_yes = first.task == "binary" and predictions[0].label == 1
+            guess = first.target_digit if binary_yes else predictions[0].label if first.task != "binary" else 0
+            hard_set_panel(image, first.dataset, "draw" if source == "Draw" else "upload", guess, first_value,
+                           class_names(first))
+    why_sections(first, inputs[0], predictions[0], options)
+
+
 title, intro = st.empty(), st.empty()  # filled once the model, and so what it reads, is known
 models = choose_models()
-noun = subject(models[0][1]) if models else _("digit")
+noun = subject(models[0][2]) if models else _("digit")
 title.title(_("Draw a {noun}").format(noun=noun))
 intro.markdown(
     _("Draw a {noun} with the mouse and the network answers after every stroke. Below, in tabs: the steps that "
-      "turn the drawing into a 28×28 MNIST-style image, which pixels the answer depends on (saliency), and what "
-      "each convolution layer detects (feature maps).").format(noun=noun)
+      "turn the drawing into a 28×28 MNIST-style image, which pixels the answer depends on (saliency), what "
+      "each convolution layer detects (feature maps), and your own hard set of drawings with their true labels, "
+      "scored by every model. Under \"Why this answer?\": how the answer holds up when the drawing is moved, "
+      "turned, scaled or its strokes thinned, the training images the network finds most alike, what the "
+      "answer rests on, and where the drawing lands among the test images.").format(noun=noun)
 )
 if not models:
     st.stop()
-for note in dataset_notes(models, current_dataset_name()):
+for note in dataset_notes([(label, checkpoint) for _value, label, checkpoint in models], current_dataset_name()):
     st.info(note, icon=":material/info:")
 source = st.segmented_control(_("Input"), ["Draw", "Upload"], default="Draw", required=True, key="source",
                               format_func=lambda kind: pgettext("input", "Draw") if kind == "Draw"
                               else pgettext("input", "Upload"))
-input_col, answer_col = st.columns(2, gap="large")
-with input_col:
-    image = draw_input() if source == "Draw" else upload_input(noun)
-st.subheader(_("Preprocessing steps"))
-options = step_toggles()
-if image is None:
-    answer_col.info(_("Draw a {noun} on the black canvas: an empty canvas gets no prediction.").format(noun=noun)
-                    if source == "Draw" else _("Upload an image of a {noun}.").format(noun=noun))
-    st.stop()
-first_label, first = models[0]
-stages = preprocess(image, first.normalization, options)
-if stages.empty:
-    answer_col.info(_("No ink found: draw a {noun} (or upload one with more contrast) to get a prediction.").format(
-        noun=noun))
-    st.stop()
-predictions = []
-for position, (column, (label, checkpoint)) in enumerate(zip(answer_col.columns(len(models)), models, strict=True)):
-    own = stages if checkpoint is first else preprocess(image, checkpoint.normalization, options)
-    assert own.model_input is not None  # same ink, same box: only the normalization differs
-    predictions.append(predict(checkpoint.model, own.model_input))
-    with column:
-        show_prediction(label, checkpoint, predictions[-1], position)
-if len(models) > 1:
-    st.caption(_("Below, for the first model: {label}.").format(label=first_label))
-# Only the open tab is computed and drawn, so the answer to a stroke appears quickly.
-strip_tab, saliency_tab, maps_tab = st.tabs(
-    [_("From drawing to 28×28 input"), _("Saliency"), _("Feature maps")], key="view", on_change="rerun"
-)
-if strip_tab.open:
-    with strip_tab:
-        show_strip(stages, options, first)
-if saliency_tab.open:
-    with saliency_tab:
-        show_saliency(first, stages, predictions[0])
-if maps_tab.open:
-    with maps_tab:
-        show_feature_maps(first, stages)
-why_sections(first, stages, predictions[0], options)
+answer_panel(models, source or "Draw", noun)

@@ -45,7 +45,7 @@ from core.explain import (
 )
 from core.i18n import N_
 from core.inference import SMOOTHGRAD_SAMPLES, Prediction, saliency, smoothgrad
-from core.preprocess import Preprocessed, PreprocessOptions
+from core.preprocess import PreprocessOptions
 from core.runs import runs_root
 from pages.common import _, get_dataset, num, pct, upscale
 
@@ -96,17 +96,16 @@ class Explained:
         return self.names[self.prediction.label]
 
 
-def why_sections(checkpoint: LoadedCheckpoint, stages: Preprocessed, prediction: Prediction,
+def why_sections(checkpoint: LoadedCheckpoint, model_input: torch.Tensor, prediction: Prediction,
                  options: PreprocessOptions) -> None:
     """The "Why this answer?" heading, a picker of views and the picked view, for the first model's input."""
-    assert stages.model_input is not None
     st.subheader(_("Why this answer?"))
     view = st.segmented_control(_("Show"), list(VIEWS), default=None, key="why_view",
                                 format_func=lambda value: _(VIEWS[value]))
     if view is None:
         st.caption(_("Pick a view: each is computed only when shown, so the answer above stays fast."))
         return
-    explained = Explained(checkpoint, stages.model_input, prediction, options)
+    explained = Explained(checkpoint, model_input, prediction, options)
     {"robustness": show_robustness, "neighbours": show_neighbours, "attribution": show_attribution,
      "embedding": show_embedding}[view](explained)
 

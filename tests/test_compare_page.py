@@ -194,3 +194,28 @@ def test_a_sweep_trial_shows_its_study_and_state(runs_copy, monkeypatch):
     runs.update_record(root / lenet_id, sweep={"study": "lr-search", "trial": 3, "state": "pruned"})
     listed = table(open_page(root, monkeypatch)).set_index("run id")
     assert listed.at[lenet_id, "sweep trial"] == "lr-search #3 (pruned)" and listed.at[fast_id, "sweep trial"] == ""
+
+
+def test_every_run_is_scored_on_the_hard_set(runs_copy, tiny_runs, monkeypatch, mnist):
+    """Two drawings saved with their labels: each run's row counts the answers predict_image gives on them."""
+    from core import hardset
+    from core.checkpoints import load_checkpoint
+    from core.inference import predict_image
+    from core.preprocess import render_as_canvas
+
+    root, run_ids = runs_copy
+    for run_id in run_ids:  # the copy leaves the weights out; scoring needs them
+        shutil.copy(tiny_runs[0] / run_id / runs.BEST_CHECKPOINT, root / run_id / runs.BEST_CHECKPOINT)
+    drawings = [(render_as_canvas(mnist.test_images[index]), int(mnist.test_labels[index])) for index in (0, 1)]
+    for raw, label in drawings:
+        hardset.save_item(raw, "mnist", label, root=root)
+    at = open_page(root, monkeypatch)
+    assert "Your hard set" in [header.value for header in at.subheader]
+    scores = at.table[0].value
+    rows = {row.iloc[0]: list(row)[1:] for _, row in scores.iterrows()}
+    assert set(rows) == {"Default model (shipped)", *run_ids}
+    for run_id in run_ids:
+        loaded = load_checkpoint(root / run_id / runs.BEST_CHECKPOINT)
+        right = sum(predict_image(loaded.model, loaded.normalization, raw)[1].label == label  # type: ignore[union-attr]
+                    for raw, label in drawings)
+        assert rows[run_id] == ["MNIST", 2, right, f"{right / 2:.1%}"]

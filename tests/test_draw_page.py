@@ -243,3 +243,113 @@ def test_a_fashion_mnist_model_is_said_to_read_clothing(runs_dir: Path, tmp_path
     at.session_state["canvas-0"] = canvas_state(seven)
     at.run()
     assert "Predicted **" in texts(at) and "Predicted **7**" not in texts(at)  # a clothing class, not a digit
+
+
+def hard_set_rows(at: AppTest) -> dict[str, list[object]]:
+    """The hard-set score table: model name -> its row."""
+    frame = at.table[0].value  # the only table on the Draw page
+    return {str(row.iloc[0]): list(row) for _, row in frame.iterrows()}
+
+
+def test_save_to_the_hard_set_and_see_every_model_scored(runs_dir: Path, tmp_path: Path, seven: np.ndarray,
+                                                         mnist: Dataset) -> None:
+    """Save a 7 and a 3 labelled 5 from the canvas; the default model and a run's copy of it score 1 of 2 (50%)."""
+    run_id = add_run(runs_dir, DEFAULT_CHECKPOINT)  # the same weights as the default model, so the same answers
+    add_run(runs_dir, fashion_checkpoint(tmp_path / "fashion.pt"), dataset="fashion-mnist")
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "My hard set"
+    at.run()
+    assert not at.exception, at.exception
+    assert "Your hard set is empty" in texts(at)
+    assert at.selectbox(key="hardset_label_mnist_7").value == 7  # the model's answer, to correct when wrong
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    assert "Saved as 7." in [s.value for s in at.success]
+    assert len(list((runs_dir / ".hardset").glob("*.npz"))) == 1
+    rows = hard_set_rows(at)
+    assert rows["Default model (shipped)"][1:] == ["MNIST", 1, 1, "100.0%"]
+    assert rows[run_id][1:] == ["MNIST", 1, 1, "100.0%"]
+    fashion_row = next(row for name, row in rows.items() if row[1] == "Fashion-MNIST")
+    assert fashion_row[2:] == [0, 0, "no item of its dataset"]
+    at.button(key="hardset_save").click().run()  # the same drawing again
+    assert "This drawing is already in your hard set, labelled 7." in texts(at)
+    three = render_as_canvas(mnist.test_images[int((mnist.test_labels == 3).nonzero()[0][0])])
+    at.session_state["canvas-0"] = canvas_state(three)
+    at.run()
+    at.selectbox(key="hardset_label_mnist_3").set_value(5).run()  # the model says 3; the truth is 5
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    rows = hard_set_rows(at)
+    assert rows["Default model (shipped)"][1:] == ["MNIST", 2, 1, "50.0%"] and rows[run_id][3:] == [1, "50.0%"]
+    captions = sorted(image.captions[0] for image in images_of(at))
+    assert captions == ["5 ✗ 3", "7 ✓"]  # each item: its label, then the default model's answer
+    deletes = [button for button in at.button if str(button.key).startswith("hardset_delete_")]
+    deletes[0].click().run()  # the newest first: the 3 labelled 5
+    assert not at.exception, at.exception
+    assert hard_set_rows(at)["Default model (shipped)"][1:] == ["MNIST", 1, 1, "100.0%"]
+
+
+def test_the_hard_set_tab_in_chinese(runs_dir: Path, seven: np.ndarray) -> None:
+    """The hard-set tab, empty and then with a saved item and scores, has no English prose in zh-CN."""
+    from tests.test_i18n_pages import english_runs, shown_texts
+
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S)
+    at.query_params["lang"] = "zh-CN"
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "我的难例集"
+    at.run()
+    assert "你的难例集是空的" in texts(at)
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    assert "已保存，标签为 7。" in [s.value for s in at.success] and "**你的难例集**" in texts(at)
+    shown = shown_texts(at.main) + [str(column) for column in at.table[0].value.columns]
+    assert not sorted({run for text in shown for run in english_runs(text)})
+
+
+def test_import_an_export_and_a_wrong_file(runs_dir: Path, tmp_path: Path, seven: np.ndarray, mnist: Dataset) -> None:
+    """An export made elsewhere adds its items (the one already here counted as such); a foreign file is refused."""
+    from core import hardset
+
+    elsewhere = tmp_path / "elsewhere"
+    for digit in (0, 1):
+        hardset.save_item(render_as_canvas(mnist.test_images[int((mnist.test_labels == digit).nonzero()[0][0])]),
+                          "mnist", digit, root=elsewhere)
+    hardset.save_item(seven, "mnist", 7, root=elsewhere)
+    hardset.save_item(seven, "mnist", 7, root=runs_dir)
+    exported = hardset.export_hardset(hardset.load_hardset(elsewhere).items)
+    at = start(runs_dir)
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "My hard set"
+    at.run()
+    at.file_uploader(key="hardset_import").set_value(("hardset.zip", exported, "application/zip")).run()
+    assert not at.exception, at.exception
+    assert "Imported 2 new items. 1 was already in your set." in [s.value for s in at.success]
+    assert hard_set_rows(at)["Default model (shipped)"][2] == 3
+    at.file_uploader(key="hardset_import").set_value(("notes.zip", b"not a zip", "application/zip")).run()
+    assert "**notes.zip**: this file is not a hard-set export of MNIST Lab" in texts(at)
+    assert hard_set_rows(at)["Default model (shipped)"][2] == 3  # nothing lost
+
+
+def test_a_fashion_mnist_models_drawings_are_saved_as_clothing(runs_dir: Path, tmp_path: Path,
+                                                                seven: np.ndarray) -> None:
+    """With a Fashion-MNIST model shown, the label is a piece of clothing and the item belongs to Fashion-MNIST."""
+    from core import hardset
+
+    run_id = add_run(runs_dir, fashion_checkpoint(tmp_path / "fashion.pt"), dataset="fashion-mnist")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
+    at.selectbox(key="model").set_value(run_id).run()
+    at.session_state["canvas-0"] = canvas_state(seven)
+    at.session_state["view"] = "My hard set"
+    at.run()
+    box = next(box for box in at.selectbox if str(box.key).startswith("hardset_label_fashion-mnist_"))
+    assert box.label == "True label of this drawing (Fashion-MNIST)" and box.options[0] == "T-shirt/top"
+    box.set_value(8).run()  # Bag
+    at.button(key="hardset_save").click().run()
+    assert not at.exception, at.exception
+    assert "Saved as Bag." in [s.value for s in at.success]
+    (item,) = hardset.load_hardset(runs_dir).items
+    assert (item.dataset, item.label) == ("fashion-mnist", 8)
+    rows = hard_set_rows(at)
+    assert rows["Default model (shipped)"][1:] == ["MNIST", 0, 0, "no item of its dataset"]
+    assert rows[run_id][1:3] == ["Fashion-MNIST", 1]

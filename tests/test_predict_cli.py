@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+import core.inference
 from core.__main__ import main
-from core.checkpoints import save_checkpoint
+from core.checkpoints import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from core.data import Dataset
 from core.models import arch_config, build_model
 from core.preprocess import render_as_canvas
@@ -43,7 +44,8 @@ def test_predicts_a_digit_file(mnist: Dataset, tmp_path: Path, capsys: pytest.Ca
     paper = 255 - render_as_canvas(mnist.test_images[seven])[..., 0]  # black ink on white paper, grey PNG
     code, out, _ = run_cli(capsys, "--image", str(write_png(tmp_path / "seven.png", paper)), "--json")
     record = json.loads(out)
-    assert code == 0 and record["empty"] is False and record["prediction"] == 7
+    assert code == 0 and record["image"] == str(tmp_path / "seven.png")
+    assert record["empty"] is False and record["prediction"] == 7
     assert len(record["probabilities"]) == 10 and sum(record["probabilities"]) == pytest.approx(1, abs=1e-4)
     code, out, _ = run_cli(capsys, "--image", str(tmp_path / "seven.png"))
     assert code == 0 and out.startswith("prediction: 7 (")
@@ -52,8 +54,8 @@ def test_predicts_a_digit_file(mnist: Dataset, tmp_path: Path, capsys: pytest.Ca
 def test_empty_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blank = write_png(tmp_path / "blank.png", np.full((200, 200, 3), 255, np.uint8))
     code, out, _ = run_cli(capsys, "--image", str(blank), "--json")
-    assert code == 0 and json.loads(out) == {"prediction": None, "probabilities": None, "empty": True,
-                                             "task": "multiclass"}
+    assert code == 0 and json.loads(out) == {"image": str(blank), "prediction": None, "probabilities": None,
+                                             "empty": True, "task": "multiclass"}
     code, out, _ = run_cli(capsys, "--image", str(blank))
     assert code == 0 and "no ink" in out
 
@@ -99,3 +101,89 @@ def test_bad_checkpoint_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     path.write_bytes(image.getvalue())
     code, _, err = run_cli(capsys, "--image", str(path), "--checkpoint", str(tmp_path / "missing.pt"))
     assert code == 2 and "no checkpoint file" in err
+
+
+@pytest.fixture()
+def digit_folder(mnist: Dataset, tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """Real test digits rendered to PNG (the first 3, 0 and 9 of the test set) plus a broken PNG and a note."""
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    labels = {}
+    for name, digit in (("a-three.png", 3), ("b-zero.PNG", 0), ("d-nine.png", 9)):
+        index = int((mnist.test_labels == digit).nonzero()[0][0])
+        paper = 255 - render_as_canvas(mnist.test_images[index])[..., 0]  # dark ink on white paper
+        write_png(folder / name, paper)
+        labels[name] = digit
+    (folder / "c-broken.png").write_bytes(PNG_HEADER_AND_A_BIT)
+    (folder / "notes.txt").write_text("not an image: skipped")
+    return folder, labels
+
+
+def counting_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every checkpoint path the CLI loads, recorded as it loads it."""
+    loads: list[str] = []
+
+    def load(path: Path | str, device: str = "cpu") -> LoadedCheckpoint:
+        loads.append(str(path))
+        return load_checkpoint(path, device)
+
+    monkeypatch.setattr(core.inference, "load_checkpoint", load)
+    return loads
+
+
+def test_a_folder_and_extra_images_with_one_broken_file(
+    digit_folder: tuple[Path, dict[str, int]], mnist: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder, labels = digit_folder
+    seven = int((mnist.test_labels == 7).nonzero()[0][0])
+    extra = write_png(tmp_path / "seven.png", render_as_canvas(mnist.test_images[seven])[..., 0])  # white on black
+    loads = counting_loads(monkeypatch)
+    code, out, _ = run_cli(capsys, "--image", str(extra), "--folder", str(folder), "--json")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert loads == [str(core.inference.DEFAULT_CHECKPOINT)]  # the model was loaded once for all five images
+    assert [Path(record["image"]).name for record in records] == [
+        "seven.png", "a-three.png", "b-zero.PNG", "c-broken.png", "d-nine.png"]  # the folder sorted, no .txt
+    broken = records[3]
+    assert set(broken) == {"image", "error"} and "damaged or truncated" in broken["error"]
+    answered = {Path(r["image"]).name: r["prediction"] for r in records if "error" not in r}
+    assert answered == {"seven.png": 7, **labels}
+    # The same probabilities as the Draw page's pipeline gives each image.
+    loaded = load_checkpoint(core.inference.DEFAULT_CHECKPOINT)
+    _, reference = core.inference.predict_image(loaded.model, loaded.normalization,
+                                                core.inference.read_image_file(folder / "d-nine.png"))
+    assert reference is not None
+    assert records[4]["probabilities"] == pytest.approx(reference.probabilities, abs=1e-6)
+    assert code == core.inference.EXIT_SOME_FAILED == 1
+
+
+def test_human_output_names_each_image_and_errors_go_to_stderr(
+    digit_folder: tuple[Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = digit_folder
+    code, out, err = run_cli(capsys, "--folder", str(folder))
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 3
+    assert lines[0].startswith(f"{folder / 'a-three.png'}: prediction: 3 (")
+    assert lines[2].startswith(f"{folder / 'd-nine.png'}: prediction: 9 (")
+    assert err.startswith(f"error: {folder / 'c-broken.png'}: the image is damaged or truncated")
+    assert "Traceback" not in err
+
+
+def test_every_image_answered_exits_0_and_nothing_to_do_exits_2(
+    digit_folder: tuple[Path, dict[str, int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = digit_folder
+    code, out, _ = run_cli(capsys, "--image", str(folder / "a-three.png"), "--image", str(folder / "d-nine.png"),
+                           "--json")
+    assert code == 0 and [json.loads(line)["prediction"] for line in out.splitlines()] == [3, 9]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run_cli(capsys, "--folder", str(empty))
+    assert code == 2 and out == "" and "no image in" in err and ".png, .jpg, .jpeg" in err
+    code, _, err = run_cli(capsys, "--folder", str(tmp_path / "missing"))
+    assert code == 2 and "cannot list the folder" in err
+    code, _, err = run_cli(capsys)
+    assert code == 2 and "nothing to predict" in err
+    code, out, _ = run_cli(capsys, "--image", str(folder / "c-broken.png"), "--json")
+    assert code == 2 and "error" in json.loads(out)  # the only image failed: none answered

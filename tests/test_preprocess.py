@@ -22,6 +22,7 @@ from core.preprocess import (
     decode_image,
     ink_box,
     ink_map,
+    prepare,
     preprocess,
     render_as_canvas,
 )
@@ -225,3 +226,18 @@ def test_decode_image_refuses_non_images_and_large_files() -> None:
         decode_image(png_bytes(stroke_digit())[:100])
     with pytest.raises(ImageError, match="limit"):
         decode_image(png_bytes(stroke_digit()), max_bytes=100)
+
+
+def test_prepared_once_serves_every_models_normalization() -> None:
+    """`prepare` then `model_input(norm)` gives exactly what `preprocess(image, norm)` gives, for any norm."""
+    half = Normalization("half", 0.5, 0.5)
+    for options in (PreprocessOptions(), PreprocessOptions(normalize=False), PreprocessOptions(crop=False)):
+        prepared = prepare(DIGIT, options)
+        assert prepared is not None
+        for norm in (NORM, half, RAW):
+            reference = preprocess(DIGIT, norm, options)
+            assert reference.model_input is not None and reference.box == prepared.box
+            assert torch.equal(prepared.model_input(norm), reference.model_input)
+    assert torch.allclose(prepare(DIGIT).model_input(half),  # type: ignore[union-attr]
+                          (preprocess(DIGIT, RAW).model_input - 0.5) / 0.5, atol=1e-6)  # type: ignore[operator]
+    assert prepare(white_on_black(np.zeros((100, 100), np.uint8))) is None  # no ink: nothing to prepare

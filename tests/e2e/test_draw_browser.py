@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import statistics
 import time
 
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.e2e
 
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
 LATENCY_TARGET_S = 0.5
+IDLE_P95_TARGET_S = 0.3  # the goal; 0.2 s of it is the canvas's own debounce
+IDLE_P95_BOUND_S = 1.5  # asserted: p95 was 0.43-0.92 s at load average 10-14 on 2 cores; catches gross regressions
 
 # Strokes in canvas pixels (the canvas is 280x280), each a list of points the mouse moves through.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
@@ -204,6 +207,28 @@ def latencies_of_rounds(page, rounds: int) -> list[float]:
     return latencies
 
 
+def test_stroke_to_answer_idle(server, page) -> None:
+    """21 strokes on an idle server: median and p95 from mouse-up to the answer on screen, saved and asserted.
+
+    The canvas waits 200 ms after a mouse-up before it sends (a fixed debounce in streamlit-drawable-canvas
+    0.13.0, not an option), so the page has about 100 ms for the target p95 of 300 ms. The assertion is a bound
+    this shared 2-core machine holds; the figures are printed and saved in test-artifacts/.
+    """
+    open_draw_page(server, page)
+    warm_up(page)
+    latencies = latencies_of_rounds(page, rounds=7)
+    ordered = sorted(latencies)
+    median, p95 = statistics.median(ordered), ordered[math.ceil(0.95 * len(ordered)) - 1]
+    record = {"strokes": len(latencies), "median_ms": round(median * 1000, 1), "p95_ms": round(p95 * 1000, 1),
+              "target_p95_ms": IDLE_P95_TARGET_S * 1000, "load_average": os.getloadavg(),
+              "ms": [round(s * 1000, 1) for s in latencies]}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "draw-latency-idle.json").write_text(json.dumps(record, indent=1))
+    print(f"\nDraw page, mouse-up to answer over {len(latencies)} strokes: median {median * 1000:.0f} ms, "
+          f"p95 {p95 * 1000:.0f} ms (target p95 {IDLE_P95_TARGET_S * 1000:.0f} ms), load {os.getloadavg()}")
+    assert p95 < IDLE_P95_BOUND_S, f"p95 {p95 * 1000:.0f} ms: slower than even a loaded machine explains"
+
+
 def test_stroke_to_answer_beside_a_training_process(server, page) -> None:
     """The same strokes, idle and then while `python -m core train` runs beside the server; both medians saved."""
     open_draw_page(server, page)
@@ -271,3 +296,25 @@ def test_why_views_render_for_a_drawing(server, page) -> None:
         assert page.get_by_text("Traceback").count() == 0
         assert shown_answer(page) == "7"
         screenshot(page, f"draw-7-why-{view.split()[0].lower()}")
+
+
+def test_save_a_drawing_to_the_hard_set_and_see_the_score(server, runs_dir, page) -> None:
+    """Draw a 7, save it from the My hard set tab with its label, and see the default model scored on it."""
+    open_draw_page(server, page)
+    draw(page, DIGITS["7"])
+    wait_for_answer(page, timeout_ms=60_000)
+    wait_for_app_idle(page)
+    assert shown_answer(page) == "7"
+    page.get_by_role("tab", name="My hard set").click()
+    save = page.get_by_role("button", name="Save to my hard set")
+    save.wait_for(timeout=20_000)
+    wait_for_app_idle(page)
+    save.click()
+    page.get_by_text("Saved as 7.").wait_for(timeout=20_000)
+    wait_for_app_idle(page)
+    row = page.locator("[data-testid=stTable] tr", has_text="Default model (shipped)")
+    expect(row).to_contain_text("100.0%", timeout=20_000)
+    expect(page.locator("[data-testid=stTable]")).to_contain_text("MNIST")
+    assert len(list((runs_dir / ".hardset").glob("*.npz"))) == 1  # on disk with the runs
+    assert shown_answer(page) == "7" and page.get_by_text("Traceback").count() == 0
+    screenshot(page, "draw-hard-set")
