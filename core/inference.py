@@ -401,8 +401,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     not be read (their lines carry `error`; the others were answered); 2 none answered, or nothing to do
     (a bad checkpoint, no image given, a folder that cannot be listed).
     """
-    paths = [Path(image) for image in args.image or []]
-    for folder in map(Path, args.folder or []):
+    given = [Path(image) for image in args.image or []]
+    paths = [path for path in given if not path.is_dir()]  # an --image that is a folder reads as --folder
+    for folder in [path for path in given if path.is_dir()] + [Path(folder) for folder in args.folder or []]:
         try:
             found = images_in(folder)
         except OSError as error:
@@ -445,7 +446,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "image answered, 1 some could not be read (the rest were answered), 2 none answered or nothing to do.",
     )
     parser.add_argument("--image", action="append", metavar="FILE",
-                        help="a PNG or JPEG of one digit, any size and polarity; repeat for several")
+                        help="a PNG or JPEG of one digit, any size and polarity, or a folder of them (as --folder); "
+                        "repeat for several")
     parser.add_argument("--folder", action="append", metavar="DIR",
                         help=f"every image file directly in DIR ({', '.join(IMAGE_SUFFIXES)}, any case), by name")
     parser.add_argument(

@@ -187,3 +187,12 @@ def test_every_image_answered_exits_0_and_nothing_to_do_exits_2(
     assert code == 2 and "nothing to predict" in err
     code, out, _ = run_cli(capsys, "--image", str(folder / "c-broken.png"), "--json")
     assert code == 2 and "error" in json.loads(out)  # the only image failed: none answered
+
+
+def test_an_image_path_that_is_a_folder_reads_like_folder(
+    digit_folder: tuple[Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = digit_folder
+    as_image = run_cli(capsys, "--image", str(folder), "--json")
+    as_folder = run_cli(capsys, "--folder", str(folder), "--json")
+    assert as_image == as_folder and as_image[0] == 1 and len(as_image[1].splitlines()) == 4
