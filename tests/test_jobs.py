@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from core import jobs, runs
+from core.checkpoints import load_checkpoint
 from core.training import ConfigError, preset_config
 from tests.conftest import stop_live_runs
 
@@ -40,6 +41,14 @@ def wait_for(root: Path, run_id: str, check: Callable[[runs.RunRecord], bool],
 
 def ended(record: runs.RunRecord) -> bool:
     return not record.live
+
+
+def worker_of(record: runs.RunRecord) -> int:
+    """The pid of the run's worker process, checked against /proc before a test signals it."""
+    assert record.pid is not None and record.pid != os.getpid()
+    command = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"worker" in command and record.run_id.encode() in command, command  # `python -m core worker RUN_ID`
+    return record.pid
 
 
 @pytest.fixture
@@ -89,8 +98,7 @@ def test_a_killed_worker_reads_crashed_everywhere_and_resumes(root, capsys):
 
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     running = wait_for(root, run_id, lambda r: r.epochs_done >= 1 and r.status == "running")
-    assert running.pid is not None
-    os.kill(running.pid, signal.SIGKILL)
+    os.kill(worker_of(running), signal.SIGKILL)
     crashed = wait_for(root, run_id, lambda r: r.status == "crashed", timeout=30)
     assert "is gone" in crashed.message and crashed.resumable and not crashed.live
     assert main(["runs", "list", "--runs-dir", str(root), "--json"]) == 0
@@ -143,11 +151,13 @@ def test_runs_keep_training_when_the_process_that_launched_them_exits(root):
 def test_sigterm_stops_a_worker_cleanly_at_a_saved_epoch(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     running = wait_for(root, run_id, lambda r: r.epochs_done >= 1 and r.status == "running")
-    assert running.pid is not None
-    os.kill(running.pid, signal.SIGTERM)
+    os.kill(worker_of(running), signal.SIGTERM)
     stopped = wait_for(root, run_id, ended)
-    assert stopped.status == "stopped" and stopped.epochs_done >= 1
+    assert stopped.status == "stopped" and stopped.epochs_done >= 1 and stopped.resumable
     assert len(runs.read_metrics(stopped.run_dir).rows) == stopped.epochs_done  # never a half-written folder
+    # The saved epoch: the checkpoint it resumes from holds exactly the epochs the metrics report.
+    saved = load_checkpoint(stopped.run_dir / runs.LAST_CHECKPOINT)
+    assert saved.epoch == stopped.epochs_done
 
 
 def test_deleting_a_live_run_is_refused_and_a_vanished_folder_ends_its_worker(root):
@@ -157,12 +167,12 @@ def test_deleting_a_live_run_is_refused_and_a_vanished_folder_ends_its_worker(ro
         runs.delete_run(run_id, root)
     import shutil
 
+    pid = worker_of(running)
     shutil.rmtree(running.run_dir)  # deleted behind the registry's back
-    assert running.pid is not None
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and runs._pid_runs(running.pid, None):
+    while time.monotonic() < deadline and runs._pid_runs(pid, None):
         time.sleep(0.1)
-    assert not runs._pid_runs(running.pid, None), "the worker kept running without its folder"
+    assert not runs._pid_runs(pid, None), "the worker kept running without its folder"
     assert not running.run_dir.exists()
 
 
