@@ -95,7 +95,8 @@ def test_tiny_run_from_start_to_final_charts(page, root):
     rows, series = runs.read_metrics(record.run_dir).rows, runs.read_batches(record.run_dir)
     evaluation = runs.read_evaluation(record.run_dir)
     assert evaluation is not None and len(evaluation.labels) == 1000
-    assert [trace["y"] for trace in charts["Loss per epoch"]] == [[row.train_loss for row in rows], [row.test_loss for row in rows]]
+    train_loss, test_loss = [row.train_loss for row in rows], [row.test_loss for row in rows]
+    assert [trace["y"] for trace in charts["Loss per epoch"]] == [train_loss, test_loss]
     assert charts["Training loss per batch"][0]["y"] == pytest.approx(list(series.losses))
     assert charts["Learning rate"][0]["y"] == pytest.approx(list(series.lrs))
     assert charts["Confusion matrix"][0]["z"] == evaluation.confusion
