@@ -58,6 +58,7 @@ def root(tmp_path):
     stop_live_runs(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_launched_run_trains_in_its_own_process_to_the_end(root):
     run_id = jobs.launch(preset_config("fast", epochs=2, **SMALL), name="job", root=root)
     assert runs.find_run(run_id, root).status == "queued"  # the folder is the record from the first moment
@@ -74,6 +75,7 @@ def test_a_launched_run_trains_in_its_own_process_to_the_end(root):
     assert record["param_count"] > 0 and record["arch_config"]["arch"] == "fastcnn"  # filled in by the worker
 
 
+@pytest.mark.slow
 def test_stop_a_running_run_then_resume_the_same_run_to_the_end(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     wait_for(root, run_id, lambda r: r.epochs_done >= 1)
@@ -93,6 +95,7 @@ def test_stop_a_running_run_then_resume_the_same_run_to_the_end(root):
     assert steps == tuple(range(1, 10 * (saved + 2) + 1))  # continued from the checkpoint, not restarted
 
 
+@pytest.mark.slow
 def test_a_killed_worker_reads_crashed_everywhere_and_resumes(root, capsys):
     from core.__main__ import main
 
@@ -113,6 +116,7 @@ def test_a_killed_worker_reads_crashed_everywhere_and_resumes(root, capsys):
     assert not (crashed.run_dir / ".last.pt.torn.tmp").exists()
 
 
+@pytest.mark.slow
 def test_the_queue_runs_one_at_a_time_and_a_queued_run_can_leave_it(root):
     jobs.set_max_parallel(1, root)
     first = jobs.launch(preset_config("fast", epochs=200, **SMALL), name="first", root=root)
@@ -135,6 +139,7 @@ def test_the_queue_runs_one_at_a_time_and_a_queued_run_can_leave_it(root):
     assert first_end <= time.mktime(time.strptime(second_started, "%Y-%m-%dT%H:%M:%S%z")) + 1
 
 
+@pytest.mark.slow
 def test_runs_keep_training_when_the_process_that_launched_them_exits(root):
     # A Streamlit server stopped with Ctrl-C: its workers are in their own sessions and go on.
     script = (
@@ -148,6 +153,7 @@ def test_runs_keep_training_when_the_process_that_launched_them_exits(root):
     assert done.status == "finished" and done.epochs_done == 2
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_worker_cleanly_at_a_saved_epoch(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     running = wait_for(root, run_id, lambda r: r.epochs_done >= 1 and r.status == "running")
@@ -160,6 +166,7 @@ def test_sigterm_stops_a_worker_cleanly_at_a_saved_epoch(root):
     assert saved.epoch == stopped.epochs_done
 
 
+@pytest.mark.slow
 def test_deleting_a_live_run_is_refused_and_a_vanished_folder_ends_its_worker(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     running = wait_for(root, run_id, lambda r: r.status == "running")

@@ -43,6 +43,7 @@ def run_all(config, **kwargs):
     return list(train(config, **kwargs))
 
 
+@pytest.mark.slow
 def test_short_run_on_5000_real_images_converges(mnist, tmp_path):
     config = preset_config("fast", epochs=1, train_subset=5000, test_subset=2000, threads=2)
     events = run_all(config, runs_root=tmp_path, dataset=mnist, run_name="smoke test")
@@ -161,6 +162,7 @@ def test_accuracy_at_chance_with_a_risen_loss_diverges(mnist, tmp_path, monkeypa
     assert isinstance(diverged, Diverged) and diverged.cause in ("accuracy at chance", "non-finite loss")
 
 
+@pytest.mark.slow
 def test_cli_says_diverged(tmp_path, capsys):
     code = main(["train", "--preset", "fast", "--lr", "10", "--train-subset", "6000", "--test-subset", "2000",
                  "--runs-dir", str(tmp_path), "--json"])
@@ -193,6 +195,7 @@ def test_deleting_the_folder_of_a_running_run_ends_it_without_recreating_it(mnis
     assert not started.run_dir.exists()
 
 
+@pytest.mark.slow
 def test_binary_task_reports_metrics_next_to_always_no(mnist, tmp_path):
     config = preset_config("seed000", epochs=1, train_subset=1000, test_subset=500, threads=2)
     finished = run_all(config, runs_root=tmp_path, dataset=mnist)[-1]
@@ -324,6 +327,7 @@ def test_cli_user_errors_exit_2_without_traceback(argv, message, tmp_path, capsy
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_bench_train_compares_both_pipelines(capsys):
     code = main(["bench", "train", "--preset", "seed003", "--train-subset", "640", "--test-subset", "300", "--json"])
     assert code == 0

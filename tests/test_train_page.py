@@ -78,6 +78,7 @@ def test_invalid_setting_shows_the_message_and_disables_start(page):
     assert page.button(key="tr_start").disabled
 
 
+@pytest.mark.slow
 def test_tiny_run_from_start_to_final_charts(page, root):
     assert any(block.value.startswith("Trains on **MNIST** (10 classes)") for block in page.markdown)
     page.number_input(key="tr_train_subset").set_value(2000)
@@ -110,6 +111,7 @@ def test_tiny_run_from_start_to_final_charts(page, root):
     assert set(export.FORMAT_TITLES.values()) <= labels  # ONNX, TorchScript and train.py of its best epoch
 
 
+@pytest.mark.slow
 def test_a_run_started_elsewhere_shows_with_a_working_stop(page, root):
     run_id = jobs.launch(preset_config("fast", epochs=200, train_subset=640, test_subset=300, scheduler="none"),
                          name="from the cli", root=root)

@@ -191,7 +191,8 @@ def test_draw_digits_and_clear(server, page) -> None:
     report = ", ".join(f"{digit}: {seconds * 1000:.0f} ms" for digit, seconds in latencies.items())
     # The canvas component itself waits 200 ms after mouse-up before sending (its debounce).
     print(f"\nDraw page, mouse-up to prediction on screen: {report} (target {LATENCY_TARGET_S * 1000:.0f} ms)")
-    assert max(latencies.values()) < 5 * LATENCY_TARGET_S, "far too slow even for a busy test machine"
+    assert statistics.median(latencies.values()) < LATENCY_TARGET_S, f"median over the target: {report}"
+    assert max(latencies.values()) < 2 * LATENCY_TARGET_S, f"one stroke took over twice the target: {report}"
 
 
 def latencies_of_rounds(page, rounds: int) -> list[float]:
