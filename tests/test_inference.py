@@ -309,6 +309,7 @@ def plain_accuracy(loaded: LoadedCheckpoint, images: torch.Tensor, labels: torch
     return float((outputs.argmax(1) == labels).float().mean())
 
 
+@pytest.mark.slow
 def test_default_model_files_and_claimed_accuracy(mnist: Dataset, default_model: LoadedCheckpoint) -> None:
     folder = DEFAULT_CHECKPOINT.parent
     assert DEFAULT_CHECKPOINT.stat().st_size <= 2 * 1024 * 1024
@@ -320,6 +321,7 @@ def test_default_model_files_and_claimed_accuracy(mnist: Dataset, default_model:
     assert accuracy >= 0.993
 
 
+@pytest.mark.slow
 def test_drawn_test_digits_keep_their_accuracy(mnist: Dataset, default_model: LoadedCheckpoint) -> None:
     """Test digits drawn large on an RGBA canvas and sent through the pipeline lose at most a point."""
     count = 2000
@@ -391,6 +393,7 @@ def test_default_model_was_made_by_the_script_recipe() -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("keep_thread_count")
 def test_bench_predict_beside_a_training_process(capsys: pytest.CaptureFixture[str]) -> None:
     """--with-training times the images again while a real `python -m core train` runs, and gives the ratios."""
