@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 MENU = ["Dataset", "Architecture", "Tutorials", "Train", "Draw", "Compare", "Sweep"]  # pages/__init__.py app_pages()
 HELPER_LABELS = ("app", "arch charts", "charts", "common", "export ui", "layer builder")  # what legacy mode would list
 USABLE_TARGET_S = 5.0  # fresh server to a usable Dataset page (README, "Measured")
-USABLE_BOUND_S = 30.0  # the assertion, loose for a shared, loaded machine; the figure is printed and saved
+USABLE_BOUND_S = 40.0  # the assertion, loose for a shared, loaded machine; the figure is printed and saved
 
 # Records, from the very first DOM change, the text of every navigation link the page ever shows and
 # when the first one appeared, so a menu that flashes for a moment is still caught.
