@@ -63,7 +63,7 @@ def test_a_launched_run_trains_in_its_own_process_to_the_end(root):
     run_id = jobs.launch(preset_config("fast", epochs=2, **SMALL), name="job", root=root)
     assert runs.find_run(run_id, root).status == "queued"  # the folder is the record from the first moment
     running = wait_for(root, run_id, lambda r: r.status == "running")
-    assert running.pid not in (None, os.getpid()) and running.host == runs.HOST
+    assert worker_of(running) and running.host == runs.HOST  # `python -m core worker RUN_ID`, not this process
     done = wait_for(root, run_id, ended)
     assert done.status == "finished" and done.epochs_done == 2 and done.fraction_done == 1.0
     assert done.final_test_accuracy == runs.read_metrics(done.run_dir).rows[-1].test_accuracy
@@ -149,6 +149,7 @@ def test_runs_keep_training_when_the_process_that_launched_them_exits(root):
     launcher = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                               cwd=jobs.PROJECT_ROOT, timeout=120)
     run_id = launcher.stdout.strip()
+    assert runs.find_run(run_id, root).live  # the launcher has exited; its worker has not
     done = wait_for(root, run_id, ended)
     assert done.status == "finished" and done.epochs_done == 2
 
