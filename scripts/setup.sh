@@ -23,22 +23,19 @@ fi
 #    already installed at the pinned version is left as it is, unchecked: that is how PyTorch's CPU-only torch
 #    (2.14.1+cpu satisfies ==2.14.1; README, "Set-up") stays. Its CUDA libraries (nvidia-*, cuda-*, triton),
 #    which only PyPI's torch needs, are then left out of the install.
-lock_for_this_torch() {  # lock_for_this_torch <lock file> -> the file to install
-  local torch; torch=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('torch'))" 2>/dev/null || true)
-  if [[ "$torch" == *+cpu ]]; then
-    local cpu="$VENV/.cpu-$(basename "$1")"
-    awk '/^[A-Za-z0-9]/ { skip = ($0 ~ /^(nvidia-|cuda-|triton==)/) } !skip' "$1" > "$cpu"
-    echo "$cpu"
-  else
-    echo "$1"
-  fi
+installed_torch() {  # the installed torch's version ("2.14.1", "2.14.1+cpu"), or nothing
+  "$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('torch'))" 2>/dev/null || true
 }
 install() {  # install <lock file>
-  local file; file=$(lock_for_this_torch "$1")
+  local file=$1 torch; torch=$(installed_torch)
+  if [[ "$torch" == *+cpu ]]; then
+    file="$VENV/.cpu-$(basename "$1")"
+    awk '/^[A-Za-z0-9]/ { skip = ($0 ~ /^(nvidia-|cuda-|triton==)/) } !skip' "$1" > "$file"
+  fi
   local stamp="$VENV/.stamp-$(basename "$1")" sum; sum=$(sha256sum "$file" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
     say "installing $1 (torch is large: the first time takes a few minutes)"
-    [ "$file" = "$1" ] || say "torch $("$VENV/bin/python" -m pip show torch | sed -n 's/^Version: //p') is installed: leaving out PyPI torch's CUDA libraries"
+    [ "$file" = "$1" ] || say "torch $torch is installed: leaving out the CUDA libraries only PyPI's torch needs"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$file"
     echo "$sum" > "$stamp"
   fi
