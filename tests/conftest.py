@@ -49,3 +49,10 @@ def runs_env(tmp_path, monkeypatch):
     monkeypatch.setenv("DIGITS_RUNS_DIR", str(tmp_path))
     yield tmp_path
     stop_live_runs(tmp_path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every browser test starts or drives a real server: each is also `slow`, so -m "not slow" skips them."""
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.slow)

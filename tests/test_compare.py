@@ -18,6 +18,7 @@ from core import compare, runs
 from core.compare import CompareError
 from core.runs import DAMAGED
 from core.training import preset_config
+from tests.compare_fixtures import TINY_DATA
 
 pytest_plugins = ["tests.compare_fixtures"]
 
@@ -56,7 +57,9 @@ def test_lists_real_runs_from_their_json_files(runs_copy, monkeypatch):
     assert fast.best_test_accuracy == max(row["test_accuracy"] for row in rows)
     assert fast.final_test_accuracy == rows[-1]["test_accuracy"]
     assert fast.wall_seconds == rows[-1]["elapsed_seconds"]
-    assert fast.samples_per_second is not None and fast.samples_per_second > 0
+    # The whole run's pace: every training image of both epochs over the time spent training them.
+    train_seconds = sum(row["train_seconds"] for row in rows)
+    assert fast.samples_per_second == pytest.approx(2 * TINY_DATA["train_subset"] / train_seconds, rel=1e-3)
     assert fast.param_count == runs.read_config(root / fast_id)["param_count"] > 0
     assert fast.created.startswith("20") and not fast.live and not fast.damaged
     preset = preset_config("fast")

@@ -108,6 +108,19 @@ def test_truncated_file_names_the_file_and_the_fix(shared_raw, tmp_path, no_netw
     assert "python -m core data fetch" in message and "Delete it" in message
 
 
+def test_one_changed_pixel_is_caught_by_the_read_that_loads_it(shared_raw, tmp_path, no_network):
+    # load_dataset checks the MD5 of the very bytes it turns into tensors: same size, one byte off.
+    folder = tmp_path / "MNIST" / "raw"
+    copy_files(shared_raw, folder)
+    with open(folder / "t10k-images-idx3-ubyte", "r+b") as stream:
+        stream.seek(5000)
+        pixel = stream.read(1)
+        stream.seek(5000)
+        stream.write(bytes([255 - pixel[0]]))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is corrupt or truncated \(MD5 [0-9a-f]{32}, expected"):
+        load_dataset("mnist", tmp_path)
+
+
 def test_corrupt_gzip_is_reported(shared_raw, tmp_path, no_network):
     folder = tmp_path / "MNIST" / "raw"
     copy_files(shared_raw, folder)

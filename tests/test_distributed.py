@@ -37,6 +37,7 @@ def first_epoch(run_dir: str) -> runs.EpochMetrics:
     return runs.read_metrics(Path(run_dir)).rows[0]
 
 
+@pytest.mark.slow
 def test_two_processes_make_one_run_with_the_loss_of_one_process(tmp_path):
     two = train(tmp_path / "two", "--epochs", "1", processes=2)
     one = train(tmp_path / "one", "--epochs", "1")
@@ -50,6 +51,7 @@ def test_two_processes_make_one_run_with_the_loss_of_one_process(tmp_path):
     assert runs.read_batches(Path(two["run_dir"])).steps == tuple(range(1, 21))  # global steps, once
 
 
+@pytest.mark.slow
 def test_a_ddp_checkpoint_resumes_in_one_process_and_the_reverse(tmp_path):
     two = train(tmp_path, "--epochs", "1", processes=2)
     resumed = train(tmp_path, "--resume", two["run_id"], "--epochs", "2")
@@ -59,6 +61,7 @@ def test_a_ddp_checkpoint_resumes_in_one_process_and_the_reverse(tmp_path):
     assert [row.epoch for row in runs.read_metrics(Path(two["run_dir"])).rows] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_the_launcher_starts_a_data_parallel_run(tmp_path):
     config = preset_config("seed003", epochs=1, train_subset=1280, test_subset=300)
     run_id = jobs.launch(config, name="two processes", root=tmp_path, processes=2)

@@ -23,6 +23,19 @@ def test_class_means_match_a_direct_average(mnist):
     assert torch.allclose(means[4].double(), direct, atol=1e-4)
 
 
+def test_class_means_of_the_whole_training_set_equal_float64_averages(mnist):
+    direct = torch.stack([mnist.train_images[mnist.train_labels == c].double().mean(0) for c in range(10)]).float()
+    assert torch.equal(class_mean_images(mnist.train_images, mnist.train_labels, 10), direct)  # exact, not close
+
+
+def test_class_means_past_float32_s_exact_range_are_still_exact():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (70_000, 1, 2), dtype=torch.uint8, generator=generator)  # 70,000 * 255 > 2**24
+    labels = torch.randint(0, 3, (70_000,), generator=generator)
+    direct = torch.stack([images[labels == c].double().mean(0) for c in range(3)]).float()
+    assert torch.equal(class_mean_images(images, labels, 3), direct)
+
+
 def test_normalization_table_numbers(mnist):
     rows = {row.preset: row for row in normalization_table(mnist)}
     assert rows["none"].examples[255] == pytest.approx(1.0)

@@ -40,6 +40,7 @@ def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float((scores.argmax(dim=1) == labels).float().mean())
 
 
+@pytest.mark.slow
 def test_default_model_onnx_scores_the_test_set_as_pytorch_does(default_source, mnist, tmp_path):
     result = export.export(default_source, "onnx", tmp_path / "model.onnx")
     assert result.verified_images == 1000 and result.max_difference <= export.TOLERANCE
@@ -56,6 +57,7 @@ def test_default_model_onnx_scores_the_test_set_as_pytorch_does(default_source, 
     assert props["source_run"] == "20261122-060315-default-model" and "logits" in props["output"]
 
 
+@pytest.mark.slow
 def test_default_model_torchscript_scores_the_test_set_as_pytorch_does(default_source, mnist, tmp_path):
     result = export.export(default_source, "torchscript", tmp_path / "model.pt")
     pixels, labels = whole_test_set(mnist)
@@ -150,6 +152,7 @@ def run_script(script: Path, folder: Path, *extra: str) -> str:
     ],
     ids=["fastcnn", "seed001-softmax", "seed000-binary"],
 )
+@pytest.mark.slow
 def test_generated_script_trains_one_short_epoch(preset, overrides, expected, mnist, tmp_path):
     source = export.load_source(checkpoint_for(tmp_path, preset, mnist, **overrides))
     script = export.export(source, "script", tmp_path / "train.py").path
@@ -162,6 +165,7 @@ def test_generated_script_trains_one_short_epoch(preset, overrides, expected, mn
     assert weights.keys() == source.checkpoint.model.state_dict().keys()
 
 
+@pytest.mark.slow
 def test_a_binary_checkpoint_exports_one_logit_and_fashion_verifies_on_fashion(mnist, tmp_path):
     binary = export.load_source(checkpoint_for(tmp_path, "seed000", mnist))
     result = export.export(binary, "onnx", tmp_path / "binary.onnx")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from core import jobs, runs
+from core.checkpoints import load_checkpoint
 from core.training import ConfigError, preset_config
 from tests.conftest import stop_live_runs
 
@@ -42,6 +43,14 @@ def ended(record: runs.RunRecord) -> bool:
     return not record.live
 
 
+def worker_of(record: runs.RunRecord) -> int:
+    """The pid of the run's worker process, checked against /proc before a test signals it."""
+    assert record.pid is not None and record.pid != os.getpid()
+    command = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"worker" in command and record.run_id.encode() in command, command  # `python -m core worker RUN_ID`
+    return record.pid
+
+
 @pytest.fixture
 def root(tmp_path):
     """A private runs root; every worker still running at the end is stopped and waited for."""
@@ -49,11 +58,12 @@ def root(tmp_path):
     stop_live_runs(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_launched_run_trains_in_its_own_process_to_the_end(root):
     run_id = jobs.launch(preset_config("fast", epochs=2, **SMALL), name="job", root=root)
     assert runs.find_run(run_id, root).status == "queued"  # the folder is the record from the first moment
     running = wait_for(root, run_id, lambda r: r.status == "running")
-    assert running.pid not in (None, os.getpid()) and running.host == runs.HOST
+    assert worker_of(running) and running.host == runs.HOST  # `python -m core worker RUN_ID`, not this process
     done = wait_for(root, run_id, ended)
     assert done.status == "finished" and done.epochs_done == 2 and done.fraction_done == 1.0
     assert done.final_test_accuracy == runs.read_metrics(done.run_dir).rows[-1].test_accuracy
@@ -65,6 +75,7 @@ def test_a_launched_run_trains_in_its_own_process_to_the_end(root):
     assert record["param_count"] > 0 and record["arch_config"]["arch"] == "fastcnn"  # filled in by the worker
 
 
+@pytest.mark.slow
 def test_stop_a_running_run_then_resume_the_same_run_to_the_end(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     wait_for(root, run_id, lambda r: r.epochs_done >= 1)
@@ -84,13 +95,13 @@ def test_stop_a_running_run_then_resume_the_same_run_to_the_end(root):
     assert steps == tuple(range(1, 10 * (saved + 2) + 1))  # continued from the checkpoint, not restarted
 
 
+@pytest.mark.slow
 def test_a_killed_worker_reads_crashed_everywhere_and_resumes(root, capsys):
     from core.__main__ import main
 
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     running = wait_for(root, run_id, lambda r: r.epochs_done >= 1 and r.status == "running")
-    assert running.pid is not None
-    os.kill(running.pid, signal.SIGKILL)
+    os.kill(worker_of(running), signal.SIGKILL)
     crashed = wait_for(root, run_id, lambda r: r.status == "crashed", timeout=30)
     assert "is gone" in crashed.message and crashed.resumable and not crashed.live
     assert main(["runs", "list", "--runs-dir", str(root), "--json"]) == 0
@@ -105,6 +116,7 @@ def test_a_killed_worker_reads_crashed_everywhere_and_resumes(root, capsys):
     assert not (crashed.run_dir / ".last.pt.torn.tmp").exists()
 
 
+@pytest.mark.slow
 def test_the_queue_runs_one_at_a_time_and_a_queued_run_can_leave_it(root):
     jobs.set_max_parallel(1, root)
     first = jobs.launch(preset_config("fast", epochs=200, **SMALL), name="first", root=root)
@@ -127,6 +139,7 @@ def test_the_queue_runs_one_at_a_time_and_a_queued_run_can_leave_it(root):
     assert first_end <= time.mktime(time.strptime(second_started, "%Y-%m-%dT%H:%M:%S%z")) + 1
 
 
+@pytest.mark.slow
 def test_runs_keep_training_when_the_process_that_launched_them_exits(root):
     # A Streamlit server stopped with Ctrl-C: its workers are in their own sessions and go on.
     script = (
@@ -136,20 +149,25 @@ def test_runs_keep_training_when_the_process_that_launched_them_exits(root):
     launcher = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                               cwd=jobs.PROJECT_ROOT, timeout=120)
     run_id = launcher.stdout.strip()
+    assert runs.find_run(run_id, root).live  # the launcher has exited; its worker has not
     done = wait_for(root, run_id, ended)
     assert done.status == "finished" and done.epochs_done == 2
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_worker_cleanly_at_a_saved_epoch(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     running = wait_for(root, run_id, lambda r: r.epochs_done >= 1 and r.status == "running")
-    assert running.pid is not None
-    os.kill(running.pid, signal.SIGTERM)
+    os.kill(worker_of(running), signal.SIGTERM)
     stopped = wait_for(root, run_id, ended)
-    assert stopped.status == "stopped" and stopped.epochs_done >= 1
+    assert stopped.status == "stopped" and stopped.epochs_done >= 1 and stopped.resumable
     assert len(runs.read_metrics(stopped.run_dir).rows) == stopped.epochs_done  # never a half-written folder
+    # The saved epoch: the checkpoint it resumes from holds exactly the epochs the metrics report.
+    saved = load_checkpoint(stopped.run_dir / runs.LAST_CHECKPOINT)
+    assert saved.epoch == stopped.epochs_done
 
 
+@pytest.mark.slow
 def test_deleting_a_live_run_is_refused_and_a_vanished_folder_ends_its_worker(root):
     run_id = jobs.launch(preset_config("fast", epochs=200, **SMALL), root=root)
     running = wait_for(root, run_id, lambda r: r.status == "running")
@@ -157,12 +175,12 @@ def test_deleting_a_live_run_is_refused_and_a_vanished_folder_ends_its_worker(ro
         runs.delete_run(run_id, root)
     import shutil
 
+    pid = worker_of(running)
     shutil.rmtree(running.run_dir)  # deleted behind the registry's back
-    assert running.pid is not None
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and runs._pid_runs(running.pid, None):
+    while time.monotonic() < deadline and runs._pid_runs(pid, None):
         time.sleep(0.1)
-    assert not runs._pid_runs(running.pid, None), "the worker kept running without its folder"
+    assert not runs._pid_runs(pid, None), "the worker kept running without its folder"
     assert not running.run_dir.exists()
 
 

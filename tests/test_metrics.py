@@ -64,3 +64,17 @@ def test_multiclass_confusion_and_per_class_accuracy():
 def test_evaluation_round_trips_through_a_dict():
     evaluation = binary_evaluation(DIGITS, P_EIGHT, 8, 0.5)
     assert evaluation_from_dict(evaluation_to_dict(evaluation)) == evaluation
+
+
+def test_the_first_page_s_modules_leave_scikit_learn_unimported_until_binary_metrics_need_it():
+    # scikit-learn and SciPy take 1-2 s to import; the Dataset page on a fresh server reaches this module
+    # (pages.common -> core.runs -> core.metrics) but never computes one-vs-rest metrics.
+    import subprocess
+    import sys
+
+    probe = ("import sys, torch, core.runs, core.inference, core.explore, core.metrics as m; "
+             "print('sklearn' in sys.modules, 'scipy' in sys.modules); "
+             "b = m.binary_metrics(torch.tensor([1, 0, 1]), torch.tensor([0.9, 0.2, 0.4]), 8); "
+             "print('sklearn' in sys.modules, round(b.recall, 3))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.split("\n")[:2] == ["False False", "True 0.5"]

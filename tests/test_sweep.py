@@ -113,6 +113,7 @@ def test_the_command_line_of_a_spec_parses_back_to_the_same_spec():
 # Real studies
 
 
+@pytest.mark.slow
 def test_three_tiny_trials_from_the_cli_are_runs_and_the_study_reopens(root):
     done = cli("--preset", "fast", "--trials", "3", "--study", "tiny", "--json", "--quiet",
                *[f"--{name.replace('_', '-')}={value}" for name, value in TINY.items()],
@@ -163,6 +164,7 @@ def test_a_pruned_trial_stops_its_run_after_the_first_epoch(root):
         sweep.best_config(sweep.load_study("pruned", storage, root))
 
 
+@pytest.mark.slow
 def test_a_detached_sweep_is_stopped_from_another_process(root):
     spec = tiny_spec(epochs=200)
     status = sweep.launch_sweep(spec, 5, "long", root=root)

@@ -46,6 +46,7 @@ def plotly_count(at: AppTest) -> int:
     return len(at.get("plotly_chart"))
 
 
+@pytest.mark.slow
 def test_a_tiny_sweep_from_the_page(root):
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception and "No studies yet" in texts(at)

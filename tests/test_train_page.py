@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -27,6 +28,12 @@ def page(root) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
     return at
+
+
+def title_of(chart) -> str:
+    """A Plotly chart's title as the page shows it."""
+    title = json.loads(chart.proto.spec)["layout"].get("title", {})
+    return str(title.get("text", "")) if isinstance(title, dict) else str(title)
 
 
 def run_until(at: AppTest, check, timeout: float = 180.0) -> AppTest:
@@ -71,6 +78,7 @@ def test_invalid_setting_shows_the_message_and_disables_start(page):
     assert page.button(key="tr_start").disabled
 
 
+@pytest.mark.slow
 def test_tiny_run_from_start_to_final_charts(page, root):
     assert any(block.value.startswith("Trains on **MNIST** (10 classes)") for block in page.markdown)
     page.number_input(key="tr_train_subset").set_value(2000)
@@ -83,15 +91,27 @@ def test_tiny_run_from_start_to_final_charts(page, root):
     assert page.query_params["run"] == record.run_id  # the URL names the run: a reload follows it again
     run_until(page, lambda at: bool(at.success))
     assert page.success[0].value.startswith("Finished 1 epoch in ")
-    charts = page.get("plotly_chart")
-    assert len(charts) >= 6  # loss, accuracy, batch loss, lr, confusion matrix, per-class accuracy
+    # Every chart plots the run folder's own numbers: the epoch curves, the per-batch series, the evaluation.
+    charts = {title_of(chart): json.loads(chart.proto.spec)["data"] for chart in page.get("plotly_chart")}
+    rows, series = runs.read_metrics(record.run_dir).rows, runs.read_batches(record.run_dir)
+    evaluation = runs.read_evaluation(record.run_dir)
+    assert evaluation is not None and len(evaluation.labels) == 1000
+    train_loss, test_loss = [row.train_loss for row in rows], [row.test_loss for row in rows]
+    assert [trace["y"] for trace in charts["Loss per epoch"]] == [train_loss, test_loss]
+    assert charts["Training loss per batch"][0]["y"] == pytest.approx(list(series.losses))
+    assert charts["Learning rate"][0]["y"] == pytest.approx(list(series.lrs))
+    assert charts["Confusion matrix"][0]["z"] == evaluation.confusion
+    assert charts["Accuracy per class"][0]["y"] == pytest.approx([100 * a for a in evaluation.per_class_accuracy])
     assert any("misclassified" in block.value for block in page.markdown)
     assert any("apptest run" in block.value and "fastcnn" in block.value for block in page.markdown)  # its config
-    assert runs.find_run(record.run_id, root).pid != os.getpid()  # trained in its own process
+    done = runs.find_run(record.run_id, root)
+    assert isinstance(done.pid, int) and done.pid != os.getpid()  # trained in its own process, which wrote its log
+    assert "finished" in (record.run_dir / runs.LOG_FILE).read_text()
     labels = {button.proto.label for button in page.get("download_button")}
     assert set(export.FORMAT_TITLES.values()) <= labels  # ONNX, TorchScript and train.py of its best epoch
 
 
+@pytest.mark.slow
 def test_a_run_started_elsewhere_shows_with_a_working_stop(page, root):
     run_id = jobs.launch(preset_config("fast", epochs=200, train_subset=640, test_subset=300, scheduler="none"),
                          name="from the cli", root=root)

@@ -117,6 +117,7 @@ def wait_for_run(root: Path, count: int) -> list[runs.RunRecord]:
     return records
 
 
+@pytest.mark.slow
 def test_run_this_recipe_launches_the_preset_as_a_job(root):
     at = open_tutorial("seed003")
     assert any(info.value == "No runs of this recipe yet." for info in at.info)
@@ -129,6 +130,7 @@ def test_run_this_recipe_launches_the_preset_as_a_job(root):
     assert at.dataframe[-1].value["run"].tolist() == ["tutorial 003 recipe"]
 
 
+@pytest.mark.slow
 def test_a_measured_training_reruns_as_a_job(root):
     at = open_tutorial("seed001")
     at.button(key="tut_rerun_seed001-no-softmax").click().run()

@@ -194,7 +194,12 @@ def test_draw_digits_and_clear(server, page) -> None:
     report = ", ".join(f"{digit}: {seconds * 1000:.0f} ms" for digit, seconds in latencies.items())
     # The canvas component itself waits 200 ms after mouse-up before sending (its debounce).
     print(f"\nDraw page, mouse-up to prediction on screen: {report} (target {LATENCY_TARGET_S * 1000:.0f} ms)")
-    assert max(latencies.values()) < 5 * LATENCY_TARGET_S, "far too slow even for a busy test machine"
+    # The target holds on a machine that is not overloaded (median 338 ms, README); with more runnable processes
+    # than cores, every process gets its share of them, so the bound grows by the load per core (measured: median
+    # 813 ms at load 13 on 2 cores). It still fails a page that reruns twice or predicts slowly.
+    bound = LATENCY_TARGET_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert statistics.median(latencies.values()) < bound, f"median over {bound * 1000:.0f} ms: {report}"
+    assert max(latencies.values()) < 2 * bound, f"one stroke took over {2 * bound * 1000:.0f} ms: {report}"
 
 
 def latencies_of_rounds(page, rounds: int) -> list[float]:

@@ -3,18 +3,20 @@ still run app.py's router and sidebar, and the first page is usable within secon
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
 
-from tests.e2e.conftest import screenshot, streamlit_server, wait_for_app_idle
+from tests.e2e.conftest import ARTIFACTS, screenshot, streamlit_server, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e
 
 MENU = ["Dataset", "Architecture", "Tutorials", "Train", "Draw", "Compare", "Sweep"]  # pages/__init__.py app_pages()
 HELPER_LABELS = ("app", "arch charts", "charts", "common", "export ui", "layer builder")  # what legacy mode would list
-USABLE_BOUND_S = 45.0  # the assertion, loose for a shared, loaded machine; the target is 5 s (see the printed figures)
+USABLE_TARGET_S = 5.0  # fresh server to a usable Dataset page (README, "Measured")
+USABLE_BOUND_S = 40.0  # the assertion, loose for a shared, loaded machine; the figure is printed and saved
 
 # Records, from the very first DOM change, the text of every navigation link the page ever shows and
 # when the first one appeared, so a menu that flashes for a moment is still caught.
@@ -59,10 +61,16 @@ def test_first_paint_shows_only_our_menu_and_the_page_is_usable_soon(page, tmp_p
         wait_for_app_idle(page)
         usable_s = time.perf_counter() - healthy
         first_nav_s = page.evaluate("window.__firstNavMs") / 1000 - healthy_wall  # same machine's clock
+        load = os.getloadavg()[0]
         print(f"\nfresh server, seconds after it reported healthy: first navigation link {first_nav_s:.2f}, "
               f"menu visible {first_menu_s:.2f}, grid and dataset choice on screen {grid_s:.2f}, "
-              f"Dataset page usable (script finished) {usable_s:.2f} (target 5); "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+              f"Dataset page usable (script finished) {usable_s:.2f} (target {USABLE_TARGET_S:.0f}); "
+              f"load average {load:.1f} on {os.cpu_count()} CPUs")
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "first-page-usable.json").write_text(json.dumps({
+            "first_navigation_link_s": round(first_nav_s, 2), "menu_visible_s": round(first_menu_s, 2),
+            "grid_on_screen_s": round(grid_s, 2), "usable_s": round(usable_s, 2), "target_s": USABLE_TARGET_S,
+            "load_average": round(load, 1), "cpus": os.cpu_count()}, indent=1))
         screenshot(page, "first-paint-dataset")
 
         assert_only_our_menu(page)
