@@ -668,7 +668,10 @@ def settings_messages(config: dict[str, Any]) -> tuple[Message, ...]:
     """The settings that tell runs apart, one Message each (pages show them in the session's language)."""
     model, task, data = config.get("model", {}), config.get("task", {}), config.get("data", {})
     optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler", {})
-    parts = [Message("%(arch)s", {"arch": str(model.get("arch", "?"))})]
+    options = model.get("options") if isinstance(model.get("options"), dict) else {}
+    saved_as = options.get("name") if model.get("arch") == "custom" else None
+    parts = [Message(N_("custom network %(name)s"), {"name": saved_as}) if isinstance(saved_as, str) and saved_as
+             else Message("%(arch)s", {"arch": str(model.get("arch", "?"))})]
     if task.get("kind") == "binary":
         parts.append(Message(N_("is it class %(target)s?"), {"target": task.get("target_digit")}))
     name, lr = str(optimizer.get("name", "?")), optimizer.get("lr")

@@ -11,9 +11,11 @@ import torch
 from core import jobs, runs
 from core.data import NORMALIZATIONS
 from core.i18n import N_
+from core.layers import ArchitectureError, layer_label
 from core.metrics import Evaluation
 from core.models import describe_architecture, list_architectures
 from core.runs import RunRecord
+from core.saved_archs import SAVED_PREFIX, list_saved_architectures, saved_options
 from core.training import (
     FLAT_FIELDS,
     OPTIMIZERS,
@@ -35,6 +37,7 @@ from pages.charts import (
 )
 from pages.common import (
     _,
+    choice,
     current_dataset_name,
     error_text,
     get_dataset,
@@ -75,18 +78,47 @@ def reset_arch_options() -> None:
     st.session_state[PREFIX + "softmax"] = True
 
 
+def architecture_label(choice: str) -> str:
+    """A registry name as it is; a saved stack as its name, marked as yours."""
+    if choice.startswith(SAVED_PREFIX):
+        return _("{name} (yours)").format(name=choice.removeprefix(SAVED_PREFIX))
+    return choice
+
+
+def architecture_caption(choice: str) -> str:
+    """The registry's description, or a saved stack's layers (or why it cannot be read)."""
+    if not choice.startswith(SAVED_PREFIX):
+        return _(describe_architecture(choice))
+    try:
+        layers = saved_options(choice.removeprefix(SAVED_PREFIX))["layers"]
+    except ArchitectureError as error:
+        return say(error.message)
+    return _("Your network from the Architecture page: {layers}.").format(
+        layers=" → ".join(layer_label(spec) for spec in layers))
+
+
+def model_values(choice: str) -> dict[str, Any]:
+    """The form's arch choice as config fields: a saved stack trains as `custom` with its layers and name."""
+    if not choice.startswith(SAVED_PREFIX):
+        return {}
+    return {"arch": "custom", "options": saved_options(choice.removeprefix(SAVED_PREFIX))}
+
+
 def model_and_task_inputs() -> None:
     st.markdown("**" + _("Model and task") + "**")
     architectures = [name for name in list_architectures() if name != "custom"]
-    st.selectbox(_("Architecture"), architectures, key=PREFIX + "arch", on_change=reset_arch_options,
-                 help=_("Open the Architecture page to see every layer's shape and cost."))
-    st.caption(_(describe_architecture(field("arch"))))
-    st.radio(_("Task"), ["multiclass", "binary"], key=PREFIX + "task", horizontal=True,
-             format_func=lambda kind: _(TASK_LABELS[kind]))
+    architectures += [SAVED_PREFIX + name for name in list_saved_architectures()]
+    choice(st.selectbox, _("Architecture"), architectures, key=PREFIX + "arch", on_change=reset_arch_options,
+           format_func=architecture_label,
+           help=_("Open the Architecture page to see every layer's shape and cost, or to build and save "
+                        "your own network."))
+    st.caption(architecture_caption(field("arch")))
+    choice(st.radio, _("Task"), list(TASK_LABELS), key=PREFIX + "task", horizontal=True,
+           format_func=lambda kind: _(TASK_LABELS[kind]))
     if field("task") == "binary":
         classes = get_dataset().classes
         named = {label: str(label) if name == str(label) else f"{label}: {name}" for label, name in enumerate(classes)}
-        st.selectbox(_("Target class"), range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
+        choice(st.selectbox, _("Target class"), range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
     else:
         st.number_input(_("Label smoothing"), 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing",
                         help=_("Share of the target probability spread over all classes: the model is never "
@@ -100,9 +132,9 @@ def model_and_task_inputs() -> None:
 
 def data_inputs() -> None:
     st.markdown("**" + _("Data") + "**")
-    st.selectbox(_("Normalization"), list(NORMALIZATIONS), key=PREFIX + "normalization",
-                 format_func=lambda preset: _(NORMALIZATION_LABELS[preset]),
-                 help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
+    choice(st.selectbox, _("Normalization"), list(NORMALIZATIONS), key=PREFIX + "normalization",
+           format_func=lambda preset: _(NORMALIZATION_LABELS[preset]),
+           help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
     st.checkbox(_("Augment (random rotation, shift, scale per image)"), key=PREFIX + "augment")
     st.number_input(_("Batch size"), 1, 4096, key=PREFIX + "batch_size")
     st.number_input(_("Train on the first N images (0 = all {count})").format(count=num(60000)), 0, 60000, step=1000,
@@ -171,9 +203,9 @@ def config_form() -> TrainConfig | None:
     values = {name: field(name) for name in FLAT_FIELDS if PREFIX + name in st.session_state}
     values["dataset"] = current_dataset_name()
     try:
-        config = preset_config(choice, **values)
+        config = preset_config(choice, **values | model_values(values["arch"]))
         jobs.check_startable(config)
-    except ConfigError as error:
+    except (ConfigError, ArchitectureError) as error:
         st.error("**" + _("These settings cannot train:") + f"** {error_text(error)}")
         return None
     return config

@@ -119,3 +119,48 @@ def test_the_english_prose_checker_flags_sentences_but_not_names_or_code():
     assert english_runs("这是 a sentence in English 吗") == ["a sentence in English"]
     assert not english_runs("用 `torch.nn.Conv2d(1, 32, 3)` 和 Fashion-MNIST 训练 LeNet")
     assert not english_runs("预设 fast、best 和 seed000")
+
+
+def errors_shown(at: AppTest) -> list[str]:
+    return [element.value for element in at.error]
+
+
+def test_architecture_errors_and_saving_in_chinese(private_runs):
+    at = open_in(private_runs, "zh-CN", "architecture")
+    at.radio(key="arch_mode@zh_CN").set_value("custom").run()
+    at.selectbox(key="custom_add_type").set_value("Conv2d").run()
+    at.button(key="custom_add").click().run()
+    at.number_input(key="custom_8_kernel_size").set_value(40).run()  # on the 7×7 map
+    [error] = errors_shown(at)
+    assert "第 7 层 Conv2d(8, k=40, s=1, p=0)" in error and "输入 7×7" in error, error
+    assert not english_runs(error), error
+    at.text_input(key="custom_save_name").set_value("a b").run()
+    at.button(key="custom_save").click().run()
+    assert any("不能用作网络结构的名字" in text and not english_runs(text) for text in errors_shown(at))
+
+
+def test_a_damaged_saved_network_is_explained_in_chinese_on_the_train_page(private_runs):
+    from core.saved_archs import architectures_dir
+
+    folder = architectures_dir(private_runs / "runs")
+    folder.mkdir(parents=True)
+    (folder / "broken.json").write_text("{not json")
+    at = open_in(private_runs, "zh-CN", "train")
+    at.selectbox(key="tr_arch@zh_CN").set_value("saved:broken").run()
+    assert not at.exception
+    texts = [*errors_shown(at), *(caption.value for caption in at.caption)]
+    assert any("已损坏" in text for text in texts)
+    assert not [run for text in texts for run in english_runs(text.replace(str(folder), ""))]
+
+
+def test_the_train_form_keeps_its_choices_across_a_language_switch(private_runs):
+    at = open_in(private_runs, None, "train")
+    at.radio(key="tr_task@en").set_value("binary").run()
+    at.selectbox(key="tr_normalization@en").set_value("half").run()
+    at.sidebar.button_group[0].set_value("zh_CN").run()
+    assert not at.exception
+    task = at.radio(key="tr_task@zh_CN")  # a widget per language: the browser never sends back an old label
+    assert task.value == "binary" and task.options[task.index] == "是不是这一类？（一对其余）"
+    assert at.selectbox(key="tr_normalization@zh_CN").value == "half"
+    at.sidebar.button_group[0].set_value("en").run()
+    assert at.radio(key="tr_task@en").value == "binary" and at.session_state["tr_task"] == "binary"

@@ -286,7 +286,7 @@ def _model_errors(config: TrainConfig) -> list[Message]:
     try:
         models.arch_config(config.model.arch, num_outputs(config), config.model.options)
     except models.ArchitectureError as error:
-        return [Message(str(error))]
+        return [error.message]
     return []
 
 
