@@ -13,7 +13,7 @@ from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load
 from core.i18n import Message
 from core.inference import set_serving_threads
 from core.runs import RunRecord
-from pages.lang import _, choice, ngettext, num, pct, say, translator  # noqa: F401  (re-exported for the pages)
+from pages.lang import _, choice, ngettext, num, pct, say, say_all, translator  # noqa: F401  (re-exported for the pages)
 
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 

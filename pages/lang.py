@@ -48,6 +48,12 @@ def say(message: Message) -> str:
     return render(message, translator(), fallback=message.english())
 
 
+def say_all(messages: Sequence[Message]) -> str:
+    """Several core Messages (sentences) in the session's language, one after the other."""
+    spacer = "" if current_locale().startswith("zh") else " "  # Chinese sentences follow each other unspaced
+    return spacer.join(say(message) for message in messages)
+
+
 def pgettext(context: str, message: str) -> str:
     """The message in the session's language, where the same English word means different things."""
     return translator().pgettext(context, message)

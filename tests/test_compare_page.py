@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import runs
@@ -143,7 +142,7 @@ def test_a_run_still_training_shows_progress_and_cannot_be_deleted(runs_copy, mo
     at = open_page(root, monkeypatch)
     listed = table(at)
     assert listed["status"].tolist()[0] == "running, epoch 2/3"  # the epoch under way
-    assert listed["progress"].tolist()[0] == pytest.approx(100 / 3)
+    assert listed["progress"].tolist()[0] == "33%"
     assert at.button(key="cmp_delete").disabled
     assert at.button(key="cmp_refresh")
 
@@ -194,3 +193,27 @@ def test_a_sweep_trial_shows_its_study_and_state(runs_copy, monkeypatch):
     runs.update_record(root / lenet_id, sweep={"study": "lr-search", "trial": 3, "state": "pruned"})
     listed = table(open_page(root, monkeypatch)).set_index("run id")
     assert listed.at[lenet_id, "sweep trial"] == "lr-search #3 (pruned)" and listed.at[fast_id, "sweep trial"] == ""
+
+
+def every_cell(at: AppTest) -> list[str]:
+    return [str(value) for frame in (table(at), table(at, 1)) for value in frame.to_numpy().ravel()]
+
+
+def test_no_table_cell_says_none_a_missing_value_shows_a_dash(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    runs.write_status(root / lenet_id, "queued", message="waiting for its worker to start", epoch=0,
+                      total_epochs=1)
+    (root / lenet_id / runs.METRICS_FILE).unlink()  # no epoch yet: no accuracy, loss, time or speed
+    (root / lenet_id / runs.EVALUATION_FILE).unlink()
+    broken = root / "20990101-000000-broken"
+    broken.mkdir()
+    (broken / runs.CONFIG_FILE).write_text("{not json")
+    at = open_page(root, monkeypatch)
+    at.multiselect(key="cmp_selected").set_value([lenet_id, fast_id]).run()
+    cells = every_cell(at)
+    assert not [value for value in cells if value in ("None", "nan", "NaN", "<NA>")], cells
+    listed = table(at).set_index("run id")
+    assert listed.at[lenet_id, "best test acc."] == "—" and listed.at[broken.name, "parameters"] == "—"
+    assert listed.at[fast_id, "best test acc."].endswith("%") and "," in listed.at[fast_id, "parameters"]
+    final = table(at, 1).set_index("run")
+    assert final.at["tiny lenet", "final test loss"] == "—" and final.at["tiny fastcnn", "final test loss"] != "—"
