@@ -111,7 +111,7 @@ def runs_table(records: list[RunRecord]) -> None:
                        icon=":material/broken_image:")
         elif record.problems:
             st.warning(_("Run `{name}`: {problems}. Its other epochs are shown.").format(
-                name=record.name, problems=_("; ").join(_(problem) for problem in record.problems)),
+                name=record.name, problems=say(runs.joined(record.problems))),
                 icon=":material/warning:")
 
 
@@ -127,7 +127,7 @@ def rename_clicked(run_id: str) -> None:
         st.session_state[NOTICE_KEY] = ("success", _("Renamed `{run}` to “{name}”.").format(run=run_id,
                                                                                            name=name or run_id))
     except runs.RunError as error:
-        st.session_state[NOTICE_KEY] = ("error", _("Could not rename: {error}").format(error=_(str(error))))
+        st.session_state[NOTICE_KEY] = ("error", _("Could not rename: {error}").format(error=say(error.message)))
 
 
 def delete_confirmed(run_id: str) -> None:
@@ -137,7 +137,7 @@ def delete_confirmed(run_id: str) -> None:
         st.session_state[NOTICE_KEY] = ("success", _("Deleted run `{run}` ({folder}).").format(run=run_id,
                                                                                                folder=folder))
     except runs.RunError as error:
-        st.session_state[NOTICE_KEY] = ("error", _("Could not delete: {error}").format(error=_(str(error))))
+        st.session_state[NOTICE_KEY] = ("error", _("Could not delete: {error}").format(error=say(error.message)))
 
 
 def manage_runs(records: list[RunRecord]) -> None:

@@ -318,7 +318,7 @@ def live_charts(record: RunRecord) -> None:
     """Epoch curves from metrics.jsonl; per-batch loss and learning rate from batches.csv (downsampled)."""
     points = runs.read_metrics(record.run_dir, record.live).rows
     for problem in record.problems:
-        st.caption(_("Note: {problem}").format(problem=_(problem)))
+        st.caption(_("Note: {problem}").format(problem=say(problem)))
     if points:
         epochs = [p.epoch for p in points]
         last = points[-1]

@@ -123,7 +123,8 @@ def test_torn_last_metrics_line_is_named_unless_the_run_is_writing_it(runs_copy)
     path.write_text(text[: len(text) - 40])  # a crash in the middle of the last line
     torn = record_of(root, fast_id)
     assert not torn.damaged and torn.epochs_done == 1  # the good line is kept
-    assert torn.problems == ("metrics.jsonl line 2 was cut short (the worker stopped mid-write)",)
+    assert [str(problem) for problem in torn.problems] == [
+        "metrics.jsonl line 2 was cut short (the worker stopped mid-write)"]
 
     runs.write_status(root / fast_id, "running", epoch=1, total_epochs=2)  # this process writes it: live
     live = record_of(root, fast_id)
@@ -139,7 +140,7 @@ def test_bad_line_in_the_middle_is_reported_and_the_rest_kept_even_for_a_live_ru
     runs.write_status(root / fast_id, "running", epoch=2, total_epochs=3)
     record = record_of(root, fast_id)
     assert not record.damaged and record.epochs_done == 2
-    assert record.problems == ("metrics.jsonl line 2 is not a metrics row",)
+    assert [str(problem) for problem in record.problems] == ["metrics.jsonl line 2 is not a metrics row"]
 
 
 def test_a_run_that_has_not_finished_an_epoch_is_not_damaged(runs_copy):

@@ -164,3 +164,55 @@ def test_the_train_form_keeps_its_choices_across_a_language_switch(private_runs)
     assert at.selectbox(key="tr_normalization@zh_CN").value == "half"
     at.sidebar.button_group[0].set_value("en").run()
     assert at.radio(key="tr_task@en").value == "binary" and at.session_state["tr_task"] == "binary"
+
+
+def chinese_only(texts: list[str], *allowed: str) -> list[str]:
+    """The English runs left in `texts` once the `allowed` parts (paths, exception text) are cut out."""
+    for part in allowed:
+        texts = [text.replace(part, "") for text in texts]
+    return [run for text in texts for run in english_runs(text)]
+
+
+def test_a_failed_run_frames_its_exception_in_chinese(private_runs, mnist, monkeypatch):
+    import core.training.engine as engine
+    from core.training import Failed, preset_config, train
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(engine, "save_checkpoint", disk_full)
+    config = preset_config("seed003", train_subset=256, test_subset=128, threads=1)
+    [*_, failed] = train(config, runs_root=private_runs / "runs", dataset=mnist)
+    assert isinstance(failed, Failed)
+    at = app_test(private_runs, timeout=180)
+    at.query_params["lang"] = "zh-CN"
+    at.query_params["run"] = failed.run_id
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "train.py")).run()
+    [error] = [e.value for e in at.error]
+    assert "训练因错误而中止" in error and "No space left on device" in error  # the framing translated, the text kept
+    assert not chinese_only([error], "[Errno 28] No space left on device")
+
+
+def test_damaged_folders_and_run_errors_in_chinese_on_compare(private_runs):
+    from core import runs
+
+    broken = private_runs / "runs" / "20990101-000000-broken"
+    broken.mkdir(parents=True)
+    (broken / runs.CONFIG_FILE).write_text("{not json")
+    at = open_in(private_runs, "zh-CN", "compare")
+    [warning] = [w.value for w in at.warning]
+    assert "config.json 不是有效的 JSON" in warning, warning
+    assert not chinese_only([warning], "Expecting property name enclosed in double quotes")
+    for attempt in (lambda: runs.rename_run(broken.name, "x" * 61, private_runs / "runs"),
+                    lambda: runs.stop_run(broken.name, private_runs / "runs"),
+                    lambda: runs.find_run("../up", private_runs / "runs")):
+        with pytest.raises(runs.RunError) as error:
+            attempt()
+        assert not chinese_only([say_in_chinese(error.value.message)], str(private_runs), "../up", broken.name)
+
+
+def say_in_chinese(message) -> str:
+    from core.i18n import Translator, render
+
+    return render(message, Translator("zh_CN"))
