@@ -56,6 +56,11 @@ def current_dataset_name() -> str:
     return str(st.session_state.get(DATASET_KEY, "mnist"))
 
 
+def class_names(dataset: str | None = None) -> tuple[str, ...]:
+    """The dataset's class names (core.data's one list) in the session's language: digits stay digits."""
+    return tuple(_(name) for name in get_spec(dataset or current_dataset_name()).classes)
+
+
 @st.cache_resource(show_spinner=False)
 def _cached_dataset(name: str) -> Dataset:
     return load_dataset(name)

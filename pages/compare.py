@@ -16,7 +16,7 @@ from core.i18n import N_
 from core.metrics import Evaluation
 from core.runs import RunRecord
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
-from pages.common import _, get_dataset, num, pct, run_message, say, say_all, settings_text, upscale
+from pages.common import _, class_names, get_dataset, num, pct, run_message, say, say_all, settings_text, upscale
 from pages.export_ui import export_buttons
 
 METRICS = compare.METRICS  # metrics.jsonl column -> (label, shown in percent, higher is better)
@@ -282,13 +282,13 @@ def flips_gallery(digits: list[FlippedDigit], title: str, evaluation: Evaluation
     if not digits:
         st.caption(_("None."))
         return
-    dataset = get_dataset(dataset_name)
+    dataset, names = get_dataset(dataset_name), class_names(dataset_name)
     columns = st.columns(6)
     for position, digit in enumerate(digits[:FLIPS_SHOWN]):
-        answer_a = answer_text(digit.prediction_a, evaluation, dataset.classes)
-        answer_b = answer_text(digit.prediction_b, evaluation, dataset.classes)
+        answer_a = answer_text(digit.prediction_a, evaluation, names)
+        answer_b = answer_text(digit.prediction_b, evaluation, names)
         caption = _("true {label} · A: {answer_a} ({sure_a}) · B: {answer_b} ({sure_b})").format(
-            label=dataset.classes[digit.label], answer_a=answer_a, sure_a=pct(digit.confidence_a, 0),
+            label=names[digit.label], answer_a=answer_a, sure_a=pct(digit.confidence_a, 0),
             answer_b=answer_b, sure_b=pct(digit.confidence_b, 0))
         columns[position % 6].image(upscale(dataset.test_images[digit.index], 3), caption=caption, width="stretch")
 
@@ -316,9 +316,10 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
     except CompareError as error:
         st.warning(_("These two runs cannot be compared image by image: {error}.").format(error=say(error.message)))
         return
-    labels = list(get_dataset(a.dataset).classes)
+    labels = list(class_names(a.dataset))
     if eval_a.binary is not None:
-        labels = [_("not {target}").format(target=eval_a.binary.target_digit), str(eval_a.binary.target_digit)]
+        target = labels[eval_a.binary.target_digit]
+        labels = [_("not {target}").format(target=target), target]
     st.markdown(say_all(compare.difference_messages(result, names)))
     st.markdown(say_all(compare.matrix_messages(result, labels)))
     left, right = st.columns(2)

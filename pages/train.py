@@ -38,6 +38,7 @@ from pages.charts import (
 from pages.common import (
     _,
     choice,
+    class_names,
     current_dataset_name,
     error_text,
     get_dataset,
@@ -116,7 +117,7 @@ def model_and_task_inputs() -> None:
     choice(st.radio, _("Task"), list(TASK_LABELS), key=PREFIX + "task", horizontal=True,
            format_func=lambda kind: _(TASK_LABELS[kind]))
     if field("task") == "binary":
-        classes = get_dataset().classes
+        classes = class_names()
         named = {label: str(label) if name == str(label) else f"{label}: {name}" for label, name in enumerate(classes)}
         choice(st.selectbox, _("Target class"), range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
     else:
@@ -193,7 +194,7 @@ def config_form() -> TrainConfig | None:
     st.info(_(PRESET_DESCRIPTIONS[choice]))
     dataset = get_dataset()
     task = (_("10 classes") if field("task") == "multiclass"
-            else _("one-vs-rest: is it {target}?").format(target=dataset.classes[field("target_digit")]))
+            else _("one-vs-rest: is it {target}?").format(target=class_names()[field("target_digit")]))
     st.markdown(_("Trains on **{dataset}** ({task}); change the dataset in the sidebar.").format(
         dataset=dataset.spec.title, task=task))
     columns = st.columns(4)
@@ -446,7 +447,7 @@ def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int =
         return
     wrong.sort(key=lambda i: -evaluation.confidences[i])
     dataset = get_dataset(dataset_key)
-    images, labels = dataset.test_images, dataset.classes
+    images, labels = dataset.test_images, class_names(dataset_key)
     shown = wrong[:count]
     columns = st.columns(8)
     for position, index in enumerate(shown):
@@ -458,7 +459,7 @@ def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int =
 
 def final_results(evaluation: Evaluation, dataset_key: str) -> None:
     """Confusion matrix, per-class accuracy, mistakes; for one-vs-rest, its metrics and ROC curve."""
-    labels = list(get_dataset(dataset_key).classes)
+    labels = list(class_names(dataset_key))
     st.subheader(_("How the final model does on the test set"))
     if evaluation.binary is not None:
         binary = evaluation.binary

@@ -216,3 +216,14 @@ def say_in_chinese(message) -> str:
     from core.i18n import Translator, render
 
     return render(message, Translator("zh_CN"))
+
+
+def test_fashion_mnist_class_names_in_chinese(private_runs):
+    at = app_test(private_runs, timeout=180)
+    at.query_params["lang"] = "zh-CN"
+    at.session_state["dataset"] = "fashion-mnist"
+    at.run()
+    assert not at.exception
+    texts = shown_texts(at.main)
+    assert any("短靴" in text for text in texts) and any("T恤/上衣" in text for text in texts)
+    assert not [text for text in texts if "Ankle boot" in text or "Sneaker" in text]
