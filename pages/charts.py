@@ -10,18 +10,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.metrics import CHART_SMOOTHING, smooth
 from pages.lang import _, num
 
 TRAIN_COLOR, TEST_COLOR = "#2563eb", "#dc2626"
-
-
-def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
-    """Exponential moving average with bias correction (TensorBoard's smoothing)."""
-    smoothed, average = [], 0.0
-    for count, value in enumerate(values, start=1):
-        average = weight * average + (1 - weight) * value
-        smoothed.append(average / (1 - weight**count))
-    return smoothed
 
 
 def line_figure(title: str, x_title: str, y_title: str, height: int = 320) -> go.Figure:
@@ -47,7 +39,7 @@ def train_test_figure(epochs: Sequence[int], train: Sequence[float], test: Seque
     return figure
 
 
-def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], weight: float = 0.95) -> go.Figure:
+def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], weight: float = CHART_SMOOTHING) -> go.Figure:
     """Per-batch training loss, raw (faint) and smoothed."""
     figure = line_figure(_("Training loss per batch"), _("optimizer step"), _("loss"))
     figure.add_scatter(x=list(steps), y=list(losses), name=_("each batch"), mode="lines",

@@ -13,9 +13,9 @@ import streamlit as st
 from core import compare, runs
 from core.compare import CompareError, FlippedDigit
 from core.i18n import N_
-from core.metrics import Evaluation
+from core.metrics import Evaluation, smooth
 from core.runs import RunRecord
-from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
+from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color
 from pages.common import _, class_names, get_dataset, num, pct, run_message, say, say_all, settings_text, upscale
 from pages.export_ui import export_buttons
 

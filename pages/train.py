@@ -12,12 +12,13 @@ from core import jobs, runs
 from core.data import NORMALIZATIONS
 from core.i18n import N_
 from core.layers import ArchitectureError, layer_label
-from core.metrics import Evaluation
+from core.metrics import CHART_SMOOTHING, Evaluation, most_confident_mistakes
 from core.models import describe_architecture, list_architectures
 from core.runs import RunRecord
 from core.saved_archs import SAVED_PREFIX, list_saved_architectures, saved_options
 from core.training import (
     FLAT_FIELDS,
+    LOSS_SMOOTHING,
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,
     PRESETS,
@@ -347,6 +348,12 @@ def live_charts(record: RunRecord) -> None:
         if series.bucket > 1:
             st.caption(_("{total} batches so far; each point is the mean of {bucket} batches.").format(
                 total=num(series.total), bucket=series.bucket))
+        st.caption(_("The smoothed line keeps {kept} of its past at each batch, so it follows about the last "
+                     "{window} batches and shows the trend. The check that stops a diverging run smooths far less "
+                     "(it keeps {check_kept}, about the last {check_window} batches): it must react within a few "
+                     "batches, so it can stop a run while this line still looks calm.").format(
+            kept=pct(CHART_SMOOTHING, 0), window=num(round(1 / (1 - CHART_SMOOTHING))),
+            check_kept=pct(1 - LOSS_SMOOTHING, 0), check_window=num(round(1 / LOSS_SMOOTHING))))
 
 
 def status_banner(record: RunRecord) -> None:
@@ -439,16 +446,15 @@ def pick_followed_run(records: list[RunRecord]) -> RunRecord | None:
 
 def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int = 24) -> None:
     """The test digits the model gets wrong with the most confidence."""
-    wrong = [i for i, (y, p) in enumerate(zip(evaluation.labels, evaluation.predictions, strict=True)) if y != p]
+    wrong = sum(label != prediction for label, prediction in zip(evaluation.labels, evaluation.predictions,
+                                                                   strict=True))
+    shown = most_confident_mistakes(evaluation, count)
     st.markdown(_("**{wrong} of {total} test images are misclassified.** The {shown} the model was surest "
-                  "about:").format(wrong=num(len(wrong)), total=num(len(evaluation.labels)),
-                                   shown=min(count, len(wrong))))
-    if not wrong:
+                  "about:").format(wrong=num(wrong), total=num(len(evaluation.labels)), shown=len(shown)))
+    if not shown:
         return
-    wrong.sort(key=lambda i: -evaluation.confidences[i])
     dataset = get_dataset(dataset_key)
     images, labels = dataset.test_images, class_names(dataset_key)
-    shown = wrong[:count]
     columns = st.columns(8)
     for position, index in enumerate(shown):
         caption = _("true {true} → {predicted} ({confidence})").format(

@@ -133,6 +133,11 @@ def test_non_finite_loss_diverges_with_a_message_naming_the_learning_rate(mnist,
     assert not any(isinstance(e, EpochEnd) for e in events)
     status = runs.read_status(diverged.run_dir)
     assert (status["status"], status["message"], status["suggested_lr"]) == ("diverged", diverged.message, 1e11)
+    # The diverging batch is the last line of batches.csv, its loss as the engine saw it (not finite).
+    step = status["message_params"]["step"]
+    last = (diverged.run_dir / runs.BATCHES_FILE).read_text().splitlines()[-1].split(",")
+    assert int(last[0]) == step and not math.isfinite(float(last[1])) and float(last[2]) == pytest.approx(1e12)
+    assert runs.read_batches(diverged.run_dir).steps[-1] == step
 
 
 def test_an_exploding_but_finite_loss_diverges(mnist, tmp_path):

@@ -208,5 +208,8 @@ def test_a_saved_network_is_listed_and_trains_as_an_ordinary_run(root):
     assert model["arch"] == "custom" and model["options"]["name"] == "tiny-net"
     assert model["options"]["layers"][0]["kernel_size"] == 5
     assert any("custom network tiny-net" in block.value for block in at.markdown)
+    smoothing = next(c.value for c in at.caption if c.value.startswith("The smoothed line keeps"))
+    assert "keeps 95% of its past" in smoothing and "about the last 20 batches" in smoothing  # 1 / (1 - 0.95)
+    assert "it keeps 80%, about the last 5 batches" in smoothing  # the divergence check's 0.2 for the newest
     loaded = load_checkpoint(record.run_dir / runs.BEST_CHECKPOINT)  # rebuilt from the recorded stack
     assert sum(p.numel() for p in loaded.model.parameters()) == 104 + 5770

@@ -70,7 +70,8 @@ MEMORY_FORMAT = torch.channels_last
 # (ln 10 for ten classes) is exploding, checked once this many steps have passed.
 EXPLODE_FACTOR = 10.0
 EXPLODE_AFTER = 10
-LOSS_SMOOTHING = 0.2  # weight of the newest batch in the smoothed loss
+LOSS_SMOOTHING = 0.2  # weight of the newest batch in the smoothed loss: about the last 5 batches (the chart's
+# EMA, core.metrics.CHART_SMOOTHING, keeps 0.95 of the past, about 20 batches: this check must react faster)
 
 
 class Divergence(RuntimeError):
@@ -468,7 +469,13 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
             pair = distributed.sum_across(torch.tensor([loss_value * len(digits), float(len(digits))],
                                                        dtype=torch.float64), world)
             loss_value = float(pair[0] / pair[1])
-        _watch_loss(run, loss_value, epoch, step, lr)
+        try:
+            _watch_loss(run, loss_value, epoch, step, lr)
+        except Divergence:
+            if run.batches is not None:  # the batch that diverged belongs on the chart (written before the status)
+                run.batches.add((epoch - 1) * run.steps_per_epoch + step, loss_value, lr)
+                run.batches.flush()
+            raise
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
