@@ -93,3 +93,24 @@ def test_new_layers_go_where_their_type_fits() -> None:
     assert insert_position(STACK, "Dropout") == 4  # before the output Linear
     assert insert_position([], "Conv2d") == 0
     assert insert_position(STACK[:2], "ReLU") == 2  # no head yet: at the end
+
+
+def test_a_trained_saved_network_loads_compares_and_exports(tmp_path, mnist) -> None:
+    from core import compare, export, runs
+    from core.checkpoints import load_checkpoint
+    from core.training import Finished, train
+
+    save_architecture("tiny", STACK, tmp_path)
+    config = preset_config("fast", arch="custom", options=saved_options("tiny", tmp_path), epochs=1,
+                           train_subset=500, test_subset=200, threads=1)
+    [*_, finished] = train(config, runs_root=tmp_path, dataset=mnist)
+    assert isinstance(finished, Finished)
+    loaded = load_checkpoint(finished.run_dir / runs.BEST_CHECKPOINT)  # what Draw does
+    assert sum(p.numel() for p in loaded.model.parameters()) == 104 + 5770
+    [record] = runs.list_runs(tmp_path)  # ".architectures" is not taken for a run folder
+    assert record.arch == "custom" and "custom network tiny" in record.settings
+    assert len(compare.metrics_frame([record])) == 1
+    source = export.load_source(finished.run_dir / runs.BEST_CHECKPOINT, finished.run_dir)
+    for fmt in ("script", "torchscript"):
+        result = export.export(source, fmt, tmp_path / "out" / export.FILE_NAMES[fmt])
+        assert result.verified_images > 0  # checked against the PyTorch model on real test images
