@@ -103,9 +103,9 @@ def start(make_spec: Callable[[], SweepSpec], trials: int, study: str) -> None:
 
 def stop_clicked(study: str) -> None:
     try:
-        st.toast(_(sweep.stop_sweep(study)))
+        st.toast(say(sweep.stop_sweep(study)))
     except SweepError as error:
-        st.toast(_(str(error)))
+        st.toast(error_text(error))
 
 
 def trials_table(rows: list[sweep.TrialRow]) -> None:
