@@ -100,14 +100,17 @@ def layer_label(spec: LayerSpec) -> str:
     return str(kind)
 
 
-def checked_int(value: Any, what: str, where: Message, minimum: int) -> int:
-    """An integer setting (integral floats accepted, bools not), at least `minimum`."""
+def checked_int(value: Any, what: str, where: Message, minimum: int, maximum: int | None = None) -> int:
+    """An integer setting (integral floats accepted, bools not), at least `minimum` (and at most `maximum`)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
         raise ArchitectureError(Message(N_("%(where)s: %(what)s must be a whole number, got %(value)s"),
                                         {"where": where, "what": what, "value": repr(value)}))
     if value < minimum:
         raise ArchitectureError(Message(N_("%(where)s: %(what)s must be at least %(minimum)d, got %(value)d"),
                                         {"where": where, "what": what, "minimum": minimum, "value": int(value)}))
+    if maximum is not None and value > maximum:
+        raise ArchitectureError(Message(N_("%(where)s: %(what)s must be at most %(maximum)d, got %(value)d"),
+                                        {"where": where, "what": what, "maximum": maximum, "value": int(value)}))
     return int(value)
 
 
@@ -120,6 +123,7 @@ def checked_fraction(value: Any, what: str, where: Message) -> float:
 
 
 _MINIMUM = {"out_channels": 1, "kernel_size": 1, "stride": 1, "padding": 0, "output_size": 1, "out_features": 1}
+_MAXIMUM = {"out_channels": 1024, "out_features": 16384}  # widths a CPU can still build and run in a summary
 
 
 def _checked_setting(name: str, value: Any, where: Message) -> Any:
@@ -131,7 +135,7 @@ def _checked_setting(name: str, value: Any, where: Message) -> Any:
             raise ArchitectureError(Message(N_("%(where)s: negative_slope must be a number >= 0, got %(value)s"),
                                             {"where": where, "value": repr(value)}))
         return float(value)
-    return checked_int(value, name, where, _MINIMUM[name])
+    return checked_int(value, name, where, _MINIMUM[name], _MAXIMUM.get(name))
 
 
 def normalize_layer(spec: Any, index: int) -> LayerSpec:

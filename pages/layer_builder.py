@@ -24,15 +24,16 @@ from pages.lang import _, ngettext, say
 STACK_KEY = "custom_stack"  # list of {"id": int, "spec": LayerSpec}; ids keep widget keys stable on reorder
 NEXT_ID_KEY = "custom_next_id"
 
-# Settings that get a number box: label, min, max, step. Sizes have no maximum: a window too big for
-# its input is core's to reject, with a message naming the layer and the sizes, never a box that ignores it.
+# Settings that get a number box: label, min, max, step. Whole numbers have no maximum here: a value too big
+# (a window larger than its input, a width past core's limit) is core's to reject, with a message naming the
+# layer and the numbers, never a box that quietly refuses it.
 SETTING_INPUTS: dict[str, tuple[str, Any, Any, Any]] = {
-    "out_channels": (N_("channels"), 1, 512, 1),
+    "out_channels": (N_("channels"), 1, None, 1),
     "kernel_size": (N_("kernel"), 1, None, 1),
     "stride": (N_("stride"), 1, None, 1),
     "padding": (N_("padding"), 0, None, 1),
     "output_size": (N_("output size"), 1, None, 1),
-    "out_features": (N_("features"), 1, 4096, 1),
+    "out_features": (N_("features"), 1, None, 1),
     "p": (N_("drop prob."), 0.0, 0.95, 0.05),
     "negative_slope": (N_("slope"), 0.0, 1.0, 0.01),
 }

@@ -177,6 +177,7 @@ def test_stack_must_end_with_a_linear_head() -> None:
     ({"type": "Conv2d", "stride": 0}, "stride must be at least 1"),
     ({"type": "Dropout", "p": 1.0}, "p must be a number in [0, 1)"),
     ({"type": "MaxPool2d", "kernel_size": 2, "padding": 2}, "more than half the kernel"),
+    ({"type": "Conv2d", "out_channels": 5000}, "out_channels must be at most 1024, got 5000"),
 ])
 def test_bad_layer_settings_name_the_layer(layer: dict, words: str) -> None:
     with pytest.raises(ArchitectureError, match=r"^layer 1") as error:
