@@ -263,8 +263,8 @@ def optuna_figure(figure: go.Figure, title: str, words: Mapping[str, str], heigh
     """An Optuna figure with its words replaced (`words`: Optuna's English -> the page's) and room for its labels.
 
     Axis titles, legend names, colorbar titles, tick labels and hover text are translated. Labels get room
-    (automargin, slanted tick labels), and a log axis gets one tick per power of ten, written 10⁻³, instead
-    of Plotly's 2 and 5 between the powers that run together on a narrow subplot.
+    (automargin; slanted labels on log and category axes), and a log axis gets one tick per power of ten,
+    written 10⁻³, instead of Plotly's 2 and 5 between the powers that run together on a narrow subplot.
     """
     def word(text: str | None) -> str | None:
         return words.get(text, text) if text else text
@@ -275,10 +275,11 @@ def optuna_figure(figure: go.Figure, title: str, words: Mapping[str, str], heigh
             axis.ticktext = [word(text) for text in axis.ticktext]
         if axis.type == "log":
             axis.update(dtick=1, exponentformat="power", minor_showgrid=False)
+        if axis.type in ("log", "category"):  # powers of ten and choices side by side on a narrow subplot
+            axis.tickangle = -30
 
     figure.for_each_xaxis(fit)
     figure.for_each_yaxis(fit)
-    figure.update_xaxes(tickangle=-30)
     for trace in figure.data:
         if getattr(trace, "name", None):
             trace.name = word(trace.name)

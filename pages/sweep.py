@@ -188,7 +188,8 @@ def figures(study: optuna.Study, complete: int) -> None:
 
     words = {"Trial": _("trial"), "Objective Value": _("test accuracy"), "Best Value": _("best so far"),
              "Infeasible Trial": _("infeasible trial"), "Feasible Trial": _("trial"),
-             "Hyperparameter Importance": _("importance"), "Hyperparameter": _("setting")}
+             "Hyperparameter Importance": _("importance"),
+             "Hyperparameter": ""}  # no title: the bars' own labels name the settings, and a title collides with them
     left, right = st.columns(2)
     left.plotly_chart(optuna_figure(vis.plot_optimization_history(study), _("Optimization history"), words),
                       key=PREFIX + "history")

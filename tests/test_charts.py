@@ -26,7 +26,7 @@ def chinese_words() -> dict[str, str]:
     zh = Translator("zh_CN").gettext
     return {"Trial": zh("trial"), "Objective Value": zh("test accuracy"), "Best Value": zh("best so far"),
             "Infeasible Trial": zh("infeasible trial"), "Feasible Trial": zh("trial"),
-            "Hyperparameter Importance": zh("importance"), "Hyperparameter": zh("setting")}
+            "Hyperparameter Importance": zh("importance"), "Hyperparameter": ""}
 
 
 @pytest.mark.parametrize("plot", ["plot_optimization_history", "plot_parallel_coordinate", "plot_param_importances",
