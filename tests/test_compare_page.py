@@ -217,3 +217,22 @@ def test_no_table_cell_says_none_a_missing_value_shows_a_dash(runs_copy, monkeyp
     assert listed.at[fast_id, "best test acc."].endswith("%") and "," in listed.at[fast_id, "parameters"]
     final = table(at, 1).set_index("run")
     assert final.at["tiny lenet", "final test loss"] == "—" and final.at["tiny fastcnn", "final test loss"] != "—"
+
+
+def test_the_analysis_sentences_and_tables_in_chinese(runs_copy, monkeypatch):
+    from tests.test_i18n_pages import english_runs
+
+    root, _ = runs_copy
+    monkeypatch.setenv(runs.RUNS_ENV, str(root))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["lang"] = "zh-CN"
+    at.run()
+    assert not at.exception
+    prose = [block.value for block in at.markdown]
+    assert any("达到" in text and "测试准确率" in text for text in prose)  # the curves in words
+    assert any("净多答对" in text or "两者持平" in text for text in prose)  # the two runs in words
+    assert any("每个单元格" in text or "矩阵" in text for text in prose)
+    names = ("tiny lenet", "tiny fastcnn", "tiny", "lenet", "fastcnn")
+    left = [run for text in prose for run in english_runs(text) if not any(name in run for name in names)]
+    assert not left, left
+    assert not [value for value in every_cell(at) if value in ("None", "nan")]
