@@ -51,6 +51,7 @@ UNKNOWN = "unknown"
 STATUS_LABELS = {QUEUED: N_("queued"), RUNNING: N_("running"), FINISHED: N_("finished"), STOPPED: N_("stopped"),
                  FAILED: N_("failed"), DIVERGED: N_("diverged"), CRASHED: N_("crashed"), DAMAGED: N_("damaged"),
                  UNKNOWN: N_("unknown")}
+TASK_LABELS = {"multiclass": N_("which class (all 10)"), "binary": N_("is it this class? (one vs rest)")}  # config
 
 HEARTBEAT_SECONDS = 2.0  # how often a worker rewrites status.json
 STALE_SECONDS = 30.0  # a heartbeat older than this means the worker is gone

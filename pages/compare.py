@@ -12,6 +12,7 @@ import streamlit as st
 
 from core import compare, runs
 from core.compare import CompareError, FlippedDigit
+from core.data import DATASETS
 from core.i18n import N_
 from core.metrics import Evaluation, smooth
 from core.runs import RunRecord
@@ -60,6 +61,16 @@ def status_text(record: RunRecord) -> str:
     return _(runs.STATUS_LABELS.get(record.status, record.status))
 
 
+def task_text(task: str) -> str:
+    """A run's task ("multiclass", "binary") as the question it answers, in the session's language."""
+    return _(runs.TASK_LABELS[task]) if task in runs.TASK_LABELS else task
+
+
+def dataset_title(key: str) -> str:
+    """A dataset's key ("fashion-mnist") as its name ("Fashion-MNIST")."""
+    return DATASETS[key].title if key in DATASETS else key
+
+
 def sweep_text(record: RunRecord) -> str:
     """The Optuna study and trial a run belongs to, e.g. "lr-search #3 (pruned)"; "" for other runs."""
     if not record.study:
@@ -87,8 +98,8 @@ def runs_table(records: list[RunRecord]) -> None:
         _("progress"): cell(record.epochs_done / record.total_epochs if record.total_epochs else None,
                             lambda done: pct(done, 0)),
         _("preset"): cell(record.preset),
-        _("dataset"): cell(record.dataset),
-        _("task"): cell(record.task),
+        _("dataset"): cell(dataset_title(record.dataset)),
+        _("task"): cell(task_text(record.task)),
         _("architecture"): cell(record.arch),
         _("sweep trial"): sweep_text(record),
         _("parameters"): cell(record.param_count, num),
@@ -364,7 +375,8 @@ mixed = sorted({(record.dataset, record.task) for record in selected})
 if len(mixed) > 1:
     st.warning(_("These runs answer different questions — {questions}: their curves are drawn together, but their "
                  "numbers are not comparable.").format(
-        questions=_(", ").join(f"{dataset} ({task})" for dataset, task in mixed)), icon=":material/warning:")
+        questions=_(", ").join(f"{dataset_title(dataset)} ({task_text(task)})" for dataset, task in mixed)),
+        icon=":material/warning:")
 names = legend_names(selected)
 styles = {record.run_id: RunStyle(names[record.run_id], run_color(position), settings_text(record.settings_parts))
           for position, record in enumerate(selected)}

@@ -57,7 +57,7 @@ RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 NORMALIZATION_LABELS = {"none": N_("none: [0, 1]"), "half": "(0.5, 0.5): [-1, 1]", "dataset": N_("dataset mean/std")}
-TASK_LABELS = {"multiclass": N_("which class (all 10)"), "binary": N_("is it this class? (one vs rest)")}
+TASK_LABELS = runs.TASK_LABELS  # task kind -> what it asks
 
 
 def apply_preset() -> None:
@@ -388,8 +388,7 @@ def run_summary(record: RunRecord) -> None:
     """The run's own settings (not the form's), so a resumed or shared run reads right."""
     split = " · " + _("{count} processes (DDP)").format(count=record.world_size) if record.world_size > 1 else ""
     settings = settings_text(record.settings_parts)
-    tasks = {"multiclass": _("which class (all 10)"), "binary": _("is it this class? (one vs rest)")}
-    task = tasks.get(record.task, "?")
+    task = _(TASK_LABELS[record.task]) if record.task in TASK_LABELS else "?"
     st.markdown(f"**{record.name}** · {record.dataset or '?'} · {task} · {settings}{split}")
     if record.live and record.pid:
         st.caption(_("Trains in its own process (pid {pid} on {host}); closing this tab or reloading does not stop "

@@ -163,7 +163,8 @@ def test_default_choice_is_the_newest_finished_runs_and_the_table_names_dataset_
     runs.write_status(root / lenet_id, "failed", message="RuntimeError: out of memory", epoch=1, total_epochs=1)
     at = open_page(root, monkeypatch)
     listed = table(at)
-    assert listed["dataset"].tolist() == ["mnist", "mnist"] and listed["task"].tolist() == ["multiclass"] * 2
+    assert listed["dataset"].tolist() == ["MNIST", "MNIST"]
+    assert listed["task"].tolist() == ["which class (all 10)"] * 2
     assert at.multiselect(key="cmp_selected").value == [fast_id]  # the failed newer run is not chosen for you
 
 
@@ -184,7 +185,8 @@ def test_runs_of_different_datasets_are_overlaid_only_with_a_warning(runs_copy, 
     (root / lenet_id / runs.CONFIG_FILE).write_text(json.dumps(record))
     at = open_page(root, monkeypatch)
     assert at.multiselect(key="cmp_selected").value == [lenet_id, fast_id]
-    assert any("fashion-mnist (multiclass), mnist (multiclass)" in warning.value and "not comparable" in warning.value
+    assert any("Fashion-MNIST (which class (all 10)), MNIST (which class (all 10))" in warning.value
+               and "not comparable" in warning.value
                for warning in at.warning)
 
 
@@ -235,4 +237,6 @@ def test_the_analysis_sentences_and_tables_in_chinese(runs_copy, monkeypatch):
     names = ("tiny lenet", "tiny fastcnn", "tiny", "lenet", "fastcnn")
     left = [run for text in prose for run in english_runs(text) if not any(name in run for name in names)]
     assert not left, left
-    assert not [value for value in every_cell(at) if value in ("None", "nan")]
+    cells = every_cell(at)
+    assert not [value for value in cells if value in ("None", "nan")]
+    assert "是哪一类（全部 10 类）" in cells and "multiclass" not in cells  # the task as its question, translated
