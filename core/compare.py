@@ -15,12 +15,29 @@ import pandas as pd
 import torch
 
 from core import runs
+from core.i18n import N_, Message
 from core.metrics import Evaluation, confusion_matrix
 from core.runs import METRIC_COLUMNS, RunRecord
 
+# metrics.jsonl column -> (what to call it, shown in percent, higher is better; None: neither, e.g. lr)
+METRICS: dict[str, tuple[str, bool, bool | None]] = {
+    "test_accuracy": (N_("test accuracy"), True, True),
+    "train_accuracy": (N_("train accuracy"), True, True),
+    "test_loss": (N_("test loss"), False, False),
+    "train_loss": (N_("train loss"), False, False),
+    "lr": (N_("learning rate"), False, None),
+}
+
 
 class CompareError(ValueError):
-    """Two runs whose test answers cannot be set side by side; the message says why."""
+    """Two runs whose test answers cannot be set side by side; the message says why.
+
+    `message` is the reason as a Message for the page to translate; str(error) is its English.
+    """
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(message.english())
 
 
 @dataclass(frozen=True)
@@ -147,14 +164,16 @@ def _truth(evaluation: Evaluation) -> list[int]:
 def _check_comparable(a: Evaluation, b: Evaluation) -> int:
     """The number of test images both runs answered; CompareError if they answered different questions."""
     if a.task != b.task:
-        raise CompareError(f"one run answers the {a.task} question and the other the {b.task} one")
+        raise CompareError(Message(N_("one run answers the %(task_a)s question and the other the %(task_b)s one"),
+                                   {"task_a": a.task, "task_b": b.task}))
     if a.binary is not None and b.binary is not None and a.binary.target_digit != b.binary.target_digit:
-        raise CompareError(f"the runs look for different digits ({a.binary.target_digit} and {b.binary.target_digit})")
+        raise CompareError(Message(N_("the runs look for different classes (%(a)d and %(b)d)"),
+                                   {"a": a.binary.target_digit, "b": b.binary.target_digit}))
     count = min(len(a.labels), len(b.labels))
     if count == 0:
-        raise CompareError("a run has no test answers")
+        raise CompareError(Message(N_("a run has no test answers")))
     if a.labels[:count] != b.labels[:count]:
-        raise CompareError("the runs were tested on different images (different datasets?)")
+        raise CompareError(Message(N_("the runs were tested on different images (different datasets?)")))
     return count
 
 
@@ -184,3 +203,114 @@ def compare_evaluations(a: Evaluation, b: Evaluation) -> EvaluationComparison:
         right_only_a=sorted(only_a, key=lambda digit: -digit.confidence_b),  # stable: ties keep test order
         right_only_b=sorted(only_b, key=lambda digit: -digit.confidence_a),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparisons in words: Message templates the page renders in its language. Numbers are written
+# the way every supported language shows them here ('99.12%', '0.0412'), so they travel as text.
+
+
+def _shown(value: float, in_percent: bool) -> str:
+    return f"{100 * value:.2f}%" if in_percent else f"{value:.4f}"
+
+
+def _when(point: BestPoint) -> Message:
+    if point.elapsed_seconds is None:
+        return Message(N_("epoch %(epoch)d"), {"epoch": point.epoch})
+    return Message(N_("epoch %(epoch)d (%(seconds)s s)"),
+                   {"epoch": point.epoch, "seconds": f"{point.elapsed_seconds:.0f}"})
+
+
+def curves_messages(frame: pd.DataFrame, metric: str, names: dict[str, str]) -> list[Message]:
+    """The chart of one metric in words: who gets the best value, where, and how far the others are.
+
+    Gaps are given as shown (2 decimals of a percentage point, 4 of a loss); one that shows as zero is
+    said to be equal, never '0.00 points above'.
+    """
+    label, in_percent, higher = METRICS[metric]
+    if higher is None:
+        rows = frame.dropna(subset=[metric]).groupby("run_id", sort=False)[metric]
+        return [Message(N_("Learning rate at the end of each epoch:")), *(
+            Message(N_("**%(name)s** from %(first)s to %(last)s."),
+                    {"name": names[str(run_id)], "first": f"{values.iloc[0]:.2g}", "last": f"{values.iloc[-1]:.2g}"})
+            for run_id, values in rows)]
+    points = best_points(frame, metric, bool(higher))
+    if not points:
+        return [Message(N_("No finished epoch yet in the chosen runs."))]
+    best = points[0]
+    template = (N_("**%(name)s** reaches %(value)s %(metric)s at %(when)s.") if higher
+                else N_("**%(name)s** gets down to %(value)s %(metric)s at %(when)s."))
+    messages = [Message(template, {"name": names[best.run_id], "value": _shown(best.value, in_percent),
+                                   "metric": Message(label), "when": _when(best)})]
+    for other in points[1:]:
+        params: dict[str, object] = {"name": names[other.run_id], "value": _shown(other.value, in_percent),
+                                     "when": _when(other)}
+        gap = abs(best.value - other.value) * (100 if in_percent else 1)
+        gap_text = f"{gap:.2f}" if in_percent else f"{gap:.4f}"
+        if float(gap_text) == 0:
+            messages.append(Message(N_("**%(name)s** is equal: %(value)s at %(when)s."), params))
+        elif in_percent:
+            messages.append(Message(N_("That is %(gap)s points above **%(name)s** (%(value)s at %(when)s).")
+                                    if higher else
+                                    N_("That is %(gap)s points below **%(name)s** (%(value)s at %(when)s)."),
+                                    {**params, "gap": gap_text}))
+        else:
+            messages.append(Message(N_("That is %(gap)s above **%(name)s** (%(value)s at %(when)s).") if higher
+                                    else N_("That is %(gap)s below **%(name)s** (%(value)s at %(when)s)."),
+                                    {**params, "gap": gap_text}))
+    if len(points) > 1:
+        messages.append(Message(N_("The numbers are the unsmoothed best epoch of each run.")))
+    return messages
+
+
+def size_messages(points: Sequence[tuple[str, int, float]]) -> list[Message]:
+    """Parameters against accuracy in words: the most accurate run (name, parameters, accuracy) and the smallest."""
+    best = max(points, key=lambda point: point[2])
+    smallest = min(points, key=lambda point: point[1])
+    messages = [Message(N_("The most accurate selected run, **%(name)s**, reaches %(accuracy)s with %(params)s "
+                           "parameters."), {"name": best[0], "accuracy": _shown(best[2], True),
+                                            "params": f"{best[1]:,}"})]
+    if smallest[1] >= best[1]:
+        return [*messages, Message(N_("No selected run has fewer parameters."))]
+    params = {"name": smallest[0], "ratio": f"{best[1] / smallest[1]:.1f}", "params": f"{smallest[1]:,}",
+              "accuracy": _shown(smallest[2], True)}
+    gap = f"{100 * (best[2] - smallest[2]):.2f}"
+    if float(gap) == 0:
+        return [*messages, Message(N_("The smallest, **%(name)s**, has %(ratio)s× fewer parameters (%(params)s) and "
+                                      "reaches the same %(accuracy)s."), params)]
+    return [*messages, Message(N_("The smallest, **%(name)s**, has %(ratio)s× fewer parameters (%(params)s) and "
+                                  "reaches %(accuracy)s, %(points)s points less."), {**params, "points": gap})]
+
+
+def difference_messages(result: EvaluationComparison, names: tuple[str, str]) -> list[Message]:
+    """Two runs' answers in words: accuracies, the digits only one gets right, and the net result (or a tie)."""
+    gap = len(result.right_only_a) - len(result.right_only_b)
+    messages = [
+        Message(N_("On the first %(count)s test images (all that both runs answered), **A** (%(name_a)s) gets "
+                   "%(accuracy_a)s right and **B** (%(name_b)s) %(accuracy_b)s."),
+                {"count": f"{result.count:,}", "name_a": names[0], "accuracy_a": _shown(result.accuracy_a, True),
+                 "name_b": names[1], "accuracy_b": _shown(result.accuracy_b, True)}),
+        Message(N_("A gets %(only_a)d images right that B gets wrong, and B gets %(only_b)d that A gets wrong."),
+                {"only_a": len(result.right_only_a), "only_b": len(result.right_only_b)}),
+    ]
+    if gap == 0:
+        messages.append(Message(N_("They are equal: neither gets more of these images right.")))
+    else:
+        messages.append(Message(N_("That is a net %(net)d images (%(points)s points) for %(winner)s."),
+                                {"net": abs(gap), "points": f"{100 * abs(gap) / result.count:.2f}",
+                                 "winner": "A" if gap > 0 else "B"}))
+    return messages
+
+
+def matrix_messages(result: EvaluationComparison, labels: Sequence[str]) -> list[Message]:
+    """What the difference matrix's colors mean, and its largest off-diagonal changes."""
+    messages = [Message(N_("Each cell of the matrix is A's count minus B's. On the diagonal, blue means A gets more "
+                           "of that class right; off the diagonal, blue means A makes that mistake more often, and red "
+                           "that B does."))]
+    changes = result.largest_changes()
+    if changes:
+        messages.append(Message(N_("Largest changes:")))
+        messages += [Message(N_("True %(true)s read as %(predicted)s: %(delta)s (%(run)s more often)."),
+                             {"true": labels[true], "predicted": labels[predicted], "delta": f"{delta:+d}",
+                              "run": "A" if delta > 0 else "B"}) for true, predicted, delta in changes]
+    return messages

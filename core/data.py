@@ -99,9 +99,9 @@ DATASETS: dict[str, DatasetSpec] = {
         key="fashion-mnist",
         title="Fashion-MNIST",
         folder="FashionMNIST",
-        classes=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        classes=(  # marked for translation: pages show them with pages.common.class_names
+            N_("T-shirt/top"), N_("Trouser"), N_("Pullover"), N_("Dress"), N_("Coat"),
+            N_("Sandal"), N_("Shirt"), N_("Sneaker"), N_("Bag"), N_("Ankle boot"),
         ),
         md5={
             "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",

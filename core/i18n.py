@@ -44,7 +44,8 @@ class Message:
     """An English %-template marked with N_() and its named parameters, rendered late in any language.
 
     `Message(N_("epoch %(epoch)d of %(total)d done"), {"epoch": 2, "total": 5})`; `str()` gives the English.
-    A message without parameters is used as is (a '%' in it needs no escaping).
+    A message without parameters is used as is (a '%' in it needs no escaping). A parameter may itself be a
+    Message (say, where in a network a problem is), rendered in the same language as the whole.
     """
 
     template: str
@@ -58,7 +59,21 @@ class Message:
 
     def to_fields(self) -> dict[str, Any]:
         """The status.json fields: the English `message`, its `message_template` and `message_params`."""
-        return {"message": self.english(), "message_template": self.template, "message_params": dict(self.params)}
+        return {"message": self.english(), "message_template": self.template, "message_params": _params_json(self)}
+
+
+def _params_json(message: Message) -> dict[str, Any]:
+    """The parameters, a nested Message as {"template": ..., "params": ...} (JSON-safe)."""
+    return {name: {"template": value.template, "params": _params_json(value)} if isinstance(value, Message) else value
+            for name, value in message.params.items()}
+
+
+def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of _params_json: nested {"template", "params"} objects become Messages again."""
+    nested = {"template", "params"}
+    return {name: Message(str(value["template"]), _params_from_json(value["params"]))
+            if isinstance(value, dict) and set(value) == nested and isinstance(value["params"], dict) else value
+            for name, value in params.items()}
 
 
 def as_message(message: str | Message) -> Message:
@@ -72,7 +87,7 @@ def message_from_fields(record: Mapping[str, Any]) -> Message:
     template, params = record.get("message_template"), record.get("message_params")
     if not isinstance(template, str) or not template or not isinstance(params, dict):
         return Message(english)
-    return Message(template, params)
+    return Message(template, _params_from_json(params))
 
 
 class _Gettext(Protocol):
@@ -91,9 +106,11 @@ def render(message: Message, translator: _Gettext | None = None, fallback: str |
         candidates.insert(0, translator.gettext(message.template))
     if not message.params:
         return candidates[0]
+    params = {name: render(value, translator) if isinstance(value, Message) else value
+              for name, value in message.params.items()}
     for template in candidates:
         try:
-            return template % message.params
+            return template % params
         except (KeyError, TypeError, ValueError):
             continue
     return fallback if fallback is not None else message.template

@@ -84,7 +84,8 @@ def max_parallel(root: Path | str | None = None) -> int:
 def set_max_parallel(count: int, root: Path | str | None = None) -> None:
     """Change the queue's size; queued workers see it within a poll."""
     if not isinstance(count, int) or not 1 <= count <= 64:
-        raise runs.RunError(f"runs at once must be a whole number from 1 to 64, got {count!r}")
+        raise runs.RunError(Message(N_("runs at once must be a whole number from 1 to 64, got %(count)s"),
+                                    {"count": repr(count)}))
     base = runs.runs_root(root)
     base.mkdir(parents=True, exist_ok=True)
     runs.write_json_atomic(base / QUEUE_SETTINGS, {"max_parallel": count})
@@ -220,7 +221,7 @@ def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: run
                 outcome = event
     except user_errors() as error:  # raised before training began: the folder says why
         parts: tuple[Message, ...] = getattr(error, "messages", ())  # a ConfigError's problems, to translate
-        message = parts[0] if len(parts) == 1 else Message(str(error))
+        message = runs.joined(parts) if parts else Message(str(error))
         if folder.is_dir() and world.main:
             status = runs.read_status(folder)
             runs.write_status(folder, runs.FAILED, message=message, epoch=int(status.get("epoch", 0)),
@@ -300,21 +301,27 @@ def prepare_resume(run_id: str, root: Path | str | None = None, **changes: Any) 
     `changes` may set epochs, device and threads."""
     refused = sorted(set(changes) - {"epochs", "device", "threads"})
     if refused:
-        raise ConfigError(f"a resumed run keeps its config: only epochs, device and threads change, not {refused[0]}")
+        raise ConfigError(Message(N_("a resumed run keeps its config: only epochs, device and threads change, not "
+                                     "%(field)s"), {"field": refused[0]}))
     record = runs.find_run(run_id, root)
     if record.live:
-        raise runs.RunError(f"run {run_id} is already {record.status}")
+        raise runs.RunError(Message(N_("run %(run)s is already %(status)s"),
+                                    {"run": run_id, "status": Message(runs.STATUS_LABELS[record.status])}))
     if record.status not in (*runs.RESUMABLE, runs.FINISHED):  # a finished run may be extended
-        hint = " Start a new run with a lower learning rate." if record.status == runs.DIVERGED else ""
-        raise runs.RunError(f"run {run_id} is {record.status}; only stopped, failed or crashed runs resume, "
-                            f"and finished ones train on to more epochs.{hint}")
+        status = Message(runs.STATUS_LABELS.get(record.status, record.status))
+        raise runs.RunError(Message(
+            N_("run %(run)s is %(status)s; only stopped, failed or crashed runs resume, and finished ones train on "
+               "to more epochs. Start a new run with a lower learning rate.") if record.status == runs.DIVERGED else
+            N_("run %(run)s is %(status)s; only stopped, failed or crashed runs resume, and finished ones train on "
+               "to more epochs."), {"run": run_id, "status": status}))
     saved = config_from_dict(runs.read_config(record.run_dir)["config"])
     config = override(saved, **changes) if changes else saved
     if record.epochs_done >= config.epochs:
         raise ConfigError(Message(N_("the run already has %(done)d of %(epochs)d epochs; ask for more epochs"),
                                   {"done": record.epochs_done, "epochs": config.epochs}))
     if config.scheduler.name == "onecycle" and record.epochs_done and config.epochs != saved.epochs:
-        raise ConfigError("a one-cycle schedule is fixed to its run's length; start a new run to train longer")
+        raise ConfigError(Message(N_("a one-cycle schedule is fixed to its run's length; start a new run to train "
+                                     "longer")))
     if config != saved:
         runs.update_config(record.run_dir, config_to_dict(config))
     _queue(record.run_dir, Message(N_("resuming after epoch %(epoch)d: waiting for its worker to start"),

@@ -5,10 +5,36 @@ Binary (one-vs-rest) metrics come from scikit-learn, the trusted reference; the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+
+# Smoothing of the per-batch loss chart: the share of the past kept at each batch, so the line follows about
+# the last 1 / (1 - 0.95) = 20 batches and shows the trend through the noise of single batches. The
+# divergence check (core.training.engine.LOSS_SMOOTHING) deliberately keeps less of the past (0.8, about
+# the last 5 batches): it has to react within a few batches, not draw a calm line.
+CHART_SMOOTHING = 0.95
+
+
+def smooth(values: Sequence[float], weight: float = CHART_SMOOTHING) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard's smoothing); `weight` is the past's share.
+
+    Equal to pandas' `Series.ewm(alpha=1 - weight, adjust=True).mean()`; the first point is the first value.
+    """
+    smoothed, average = [], 0.0
+    for count, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        smoothed.append(average / (1 - weight**count))
+    return smoothed
+
+
+def most_confident_mistakes(evaluation: Evaluation, count: int) -> list[int]:
+    """Test-set positions of up to `count` wrong answers, the surest first (ties keep test order)."""
+    wrong = [i for i, (label, prediction) in enumerate(zip(evaluation.labels, evaluation.predictions, strict=True))
+             if label != prediction]
+    return sorted(wrong, key=lambda i: -evaluation.confidences[i])[:count]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from core.i18n import N_
+from core.i18n import N_, Message
 from core.layers import (
     HEAD_TAILS,
     INPUT_SHAPE,
@@ -24,7 +24,7 @@ from core.layers import (
     build_layers,
     checked_fraction,
     checked_int,
-    layer_label,
+    layer_where,
     normalize_layer,
     output_layer_index,
 )
@@ -128,6 +128,7 @@ class CustomOptions:
     """
 
     layers: tuple[LayerSpec, ...] = field(default_factory=_default_custom_layers)  # ordered layer specs
+    name: str = ""  # the name it was saved under (core.saved_archs), for labels; "" when unsaved
 
 
 def _conv(channels: int, kernel: int, padding: int | str = 0) -> LayerSpec:
@@ -205,12 +206,13 @@ def _custom_layers(o: CustomOptions, num_outputs: int) -> list[LayerSpec]:
         last = len(layers) - 1
         while last >= 0 and layers[last]["type"] in HEAD_TAILS:
             last -= 1
-        where = f"layer {last + 1} {layer_label(layers[last])}" if last >= 0 else "the stack"
-        raise ArchitectureError(f"{where}: the network must end with a Linear output layer "
-                                f"(optionally followed by Softmax or LogSoftmax)")
+        where = layer_where(last + 1, layers[last]) if last >= 0 else Message(N_("the stack"))
+        raise ArchitectureError(Message(N_("%(where)s: the network must end with a Linear output layer "
+                                           "(optionally followed by Softmax or LogSoftmax)"), {"where": where}))
     if num_outputs == 1 and head < len(layers) - 1:
-        raise ArchitectureError(f"layer {head + 2} {layers[head + 1]['type']}: over a single output it is "
-                                f"constant (softmax 1, log-softmax 0), so nothing could be learned; remove it")
+        raise ArchitectureError(Message(N_("%(where)s: over a single output it is constant (softmax 1, log-softmax "
+                                           "0), so nothing could be learned; remove it"),
+                                        {"where": layer_where(head + 2, layers[head + 1]["type"])}))
     layers[head] = layers[head] | {"out_features": num_outputs}
     return layers
 
@@ -278,7 +280,8 @@ def list_architectures() -> list[str]:
 
 def _entry(arch: str) -> Architecture:
     if arch not in _REGISTRY:
-        raise ArchitectureError(f"unknown architecture '{arch}'; choose one of {', '.join(_REGISTRY)}")
+        raise ArchitectureError(Message(N_("unknown architecture %(arch)r; choose one of %(choices)s"),
+                                        {"arch": str(arch), "choices": ", ".join(_REGISTRY)}))
     return _REGISTRY[arch]
 
 
@@ -294,29 +297,37 @@ def _parse_options(arch: str, options: dict[str, Any] | None) -> Any:
     known = {f.name: f for f in fields(entry.options_type)}
     unknown = set(given) - set(known)
     if unknown:
-        raise ArchitectureError(f"{arch}: unknown option(s) {', '.join(sorted(unknown))}; "
-                                f"allowed: {', '.join(known)}")
+        raise ArchitectureError(Message(N_("%(arch)s: unknown option(s) %(names)s; allowed: %(allowed)s"),
+                                        {"arch": arch, "names": ", ".join(sorted(unknown)),
+                                         "allowed": ", ".join(known)}))
     values: dict[str, Any] = {}
     for name, value in given.items():
         default = getattr(entry.options_type(), name)
-        where = f"{arch} option '{name}'"
+        where = Message(N_("%(arch)s option"), {"arch": arch})
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ArchitectureError(f"{where} must be true or false, got {value!r}")
+                raise ArchitectureError(Message(N_("%(where)s: %(what)s must be true or false, got %(value)s"),
+                                                {"where": where, "what": name, "value": repr(value)}))
             values[name] = value
         elif isinstance(default, int):
-            values[name] = checked_int(value, "the value", where, 1)  # widths and sizes
+            values[name] = checked_int(value, name, where, 1)  # widths and sizes
         elif isinstance(default, float):
-            values[name] = checked_fraction(value, "the value", where)  # dropout probabilities
+            values[name] = checked_fraction(value, name, where)  # dropout probabilities
+        elif isinstance(default, str):  # a saved stack's name
+            if not isinstance(value, str):
+                raise ArchitectureError(Message(N_("%(where)s: %(what)s must be text, got %(value)s"),
+                                                {"where": where, "what": name, "value": repr(value)}))
+            values[name] = value
         elif isinstance(value, list | tuple):  # custom layer specs
             values[name] = tuple(value)
         else:
-            raise ArchitectureError(f"{where} must be a list of layer specs, got {value!r}")
+            raise ArchitectureError(Message(N_("%(where)s: %(what)s must be a list of layer specs, got %(value)s"),
+                                            {"where": where, "what": name, "value": repr(value)}))
     return entry.options_type(**values)
 
 
 def _check_outputs(num_outputs: Any) -> int:
-    return checked_int(num_outputs, "num_outputs", "the network", 1)
+    return checked_int(num_outputs, "num_outputs", Message(N_("the network")), 1)
 
 
 def architecture_layers(arch: str, num_outputs: int = 10, options: dict[str, Any] | None = None) -> list[LayerSpec]:

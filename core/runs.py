@@ -51,6 +51,7 @@ UNKNOWN = "unknown"
 STATUS_LABELS = {QUEUED: N_("queued"), RUNNING: N_("running"), FINISHED: N_("finished"), STOPPED: N_("stopped"),
                  FAILED: N_("failed"), DIVERGED: N_("diverged"), CRASHED: N_("crashed"), DAMAGED: N_("damaged"),
                  UNKNOWN: N_("unknown")}
+TASK_LABELS = {"multiclass": N_("which class (all 10)"), "binary": N_("is it this class? (one vs rest)")}  # config
 
 HEARTBEAT_SECONDS = 2.0  # how often a worker rewrites status.json
 STALE_SECONDS = 30.0  # a heartbeat older than this means the worker is gone
@@ -74,7 +75,25 @@ HOST = socket.gethostname()
 
 
 class RunError(ValueError):
-    """A bad run id or name, or a run folder that cannot be read or changed; the message says which."""
+    """A bad run id or name, or a run folder that cannot be read or changed; the message says which.
+
+    `message` is the problem as a Message for the pages to translate; str(error) is its English (logs, CLI).
+    """
+
+    def __init__(self, message: str | Message) -> None:
+        self.message = as_message(message)
+        self.messages = (self.message,)  # the shape ConfigError has, so pages render both alike
+        super().__init__(self.message.english())
+
+
+def joined(problems: Sequence[Message]) -> Message:
+    """Several problems as one Message, "first; second; ..." (the separator translated too)."""
+    if not problems:
+        return Message("")
+    message = problems[-1]
+    for problem in reversed(problems[:-1]):
+        message = Message(N_("%(first)s; %(rest)s"), {"first": problem, "rest": message})
+    return message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,9 +110,8 @@ def runs_root(root: Path | str | None = None) -> Path:
 def check_run_id(run_id: str) -> str:
     """Return `run_id` if it is one safe path component, else raise RunError."""
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise RunError(
-            f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only, no '..' or '/'"
-        )
+        raise RunError(Message(N_("invalid run id %(run)s: use letters, digits, '.', '_' and '-' only, no '..' or '/'"),
+                               {"run": repr(run_id)}))
     return run_id
 
 
@@ -101,14 +119,14 @@ def run_dir(run_id: str, root: Path | str | None = None) -> Path:
     """The folder of an existing run, after checking the id; RunError if there is none."""
     folder = runs_root(root) / check_run_id(run_id)
     if not folder.is_dir():
-        raise RunError(f"no run {run_id!r} in {runs_root(root)}")
+        raise RunError(Message(N_("no run %(run)r in %(root)s"), {"run": run_id, "root": str(runs_root(root))}))
     return folder
 
 
 def slugify(name: str) -> str:
     """A safe slug from a name a person typed; RunError if it tries to name a path."""
     if "/" in name or "\\" in name or ".." in name or Path(name).is_absolute():
-        raise RunError(f"run name {name!r} must not contain '/', '\\' or '..'")
+        raise RunError(Message(N_("run name %(name)r must not contain '/', '\\' or '..'"), {"name": name}))
     slug = re.sub(r"[^a-z0-9._-]+", "-", name.strip().lower()).strip("-._")
     return slug[:_SLUG_MAX].rstrip("-._") or "run"
 
@@ -169,14 +187,15 @@ def new_run(
         }
         write_json_atomic(folder / CONFIG_FILE, record)
         return run_id, folder
-    raise RunError(f"could not make a new run folder for {slug!r} in {base}")
+    raise RunError(Message(N_("could not make a new run folder for %(slug)r in %(root)s"),
+                           {"slug": slug, "root": str(base)}))
 
 
 def read_config(folder: Path) -> dict[str, Any]:
     """The run's config.json record; RunError if it is missing or broken."""
     record = _read_json(folder / CONFIG_FILE)
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise RunError(f"{folder / CONFIG_FILE} is missing or not a run config")
+        raise RunError(Message(N_("%(path)s is missing or not a run config"), {"path": str(folder / CONFIG_FILE)}))
     return record
 
 
@@ -282,10 +301,11 @@ def read_status(folder: Path) -> dict[str, Any]:
     """The run's status.json record; {"status": "unknown"} if it is missing, "damaged" if unreadable."""
     path = folder / STATUS_FILE
     if not path.exists():
-        return {"status": UNKNOWN, "message": f"no {STATUS_FILE}"}
+        return {"status": UNKNOWN, **Message(N_("no %(file)s"), {"file": STATUS_FILE}).to_fields()}
     record = _read_json(path)
     if not isinstance(record, dict) or not isinstance(record.get("status"), str):
-        return {"status": DAMAGED, "message": f"{STATUS_FILE} cannot be read (not a status record)"}
+        return {"status": DAMAGED, **Message(N_("%(file)s cannot be read (not a status record)"),
+                                             {"file": STATUS_FILE}).to_fields()}
     return record
 
 
@@ -451,7 +471,7 @@ class MetricsLog:
     """What metrics.jsonl holds: the good rows, and what was wrong with any other line."""
 
     rows: tuple[EpochMetrics, ...]
-    problems: tuple[str, ...]  # e.g. "line 3 is not a metrics row"
+    problems: tuple[Message, ...]  # e.g. "metrics.jsonl line 3 is not a metrics row"
 
 
 def append_metrics(folder: Path, metrics: EpochMetrics) -> None:
@@ -472,9 +492,11 @@ def read_metrics(folder: Path, live: bool = False) -> MetricsLog:
     except FileNotFoundError:
         return MetricsLog((), ())
     except (OSError, ValueError) as error:  # unreadable, or not text at all
-        return MetricsLog((), (f"{METRICS_FILE} cannot be read ({error})",))
+        return MetricsLog((), (Message(N_("%(file)s cannot be read (%(error)s)"),
+                                       {"file": METRICS_FILE, "error": str(error)}),))
     lines = text.split("\n")
-    rows, problems = [], []
+    rows: list[EpochMetrics] = []
+    problems: list[Message] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -486,9 +508,11 @@ def read_metrics(folder: Path, live: bool = False) -> MetricsLog:
             rows.append(metrics)
         elif number == len(lines):  # no newline after it: cut short
             if not live:
-                problems.append(f"{METRICS_FILE} line {number} was cut short (the worker stopped mid-write)")
+                problems.append(Message(N_("%(file)s line %(line)d was cut short (the worker stopped mid-write)"),
+                                        {"file": METRICS_FILE, "line": number}))
         else:
-            problems.append(f"{METRICS_FILE} line {number} is not a metrics row")
+            problems.append(Message(N_("%(file)s line %(line)d is not a metrics row"),
+                                    {"file": METRICS_FILE, "line": number}))
     return MetricsLog(tuple(rows), tuple(problems))
 
 
@@ -634,7 +658,7 @@ class RunRecord:
     suggested_lr: float | None = None  # diverged: a learning rate to try instead
     pid: int | None = None
     host: str = ""
-    problems: tuple[str, ...] = field(default_factory=tuple)  # bad lines in metrics.jsonl, etc.
+    problems: tuple[Message, ...] = field(default_factory=tuple)  # bad lines in metrics.jsonl, etc.
     world_size: int = 1  # processes it trains in (DDP under torchrun)
     study: str = ""  # the Optuna study this run is a trial of ("" if none)
     trial: int | None = None  # its trial number in that study
@@ -668,7 +692,10 @@ def settings_messages(config: dict[str, Any]) -> tuple[Message, ...]:
     """The settings that tell runs apart, one Message each (pages show them in the session's language)."""
     model, task, data = config.get("model", {}), config.get("task", {}), config.get("data", {})
     optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler", {})
-    parts = [Message("%(arch)s", {"arch": str(model.get("arch", "?"))})]
+    options = model.get("options") if isinstance(model.get("options"), dict) else {}
+    saved_as = options.get("name") if model.get("arch") == "custom" else None
+    parts = [Message(N_("custom network %(name)s"), {"name": saved_as}) if isinstance(saved_as, str) and saved_as
+             else Message("%(arch)s", {"arch": str(model.get("arch", "?"))})]
     if task.get("kind") == "binary":
         parts.append(Message(N_("is it class %(target)s?"), {"target": task.get("target_digit")}))
     name, lr = str(optimizer.get("name", "?")), optimizer.get("lr")
@@ -694,20 +721,20 @@ def describe_settings(config: dict[str, Any]) -> str:
     return " · ".join(part.english() for part in settings_messages(config))
 
 
-def config_problem(folder: Path) -> str:
-    """What is wrong with the folder's config.json, or "" if it holds a run config."""
+def config_problem(folder: Path) -> Message | None:
+    """What is wrong with the folder's config.json, or None if it holds a run config."""
     path = folder / CONFIG_FILE
     if not path.is_file():
-        return f"{CONFIG_FILE} is missing"
+        return Message(N_("%(file)s is missing"), {"file": CONFIG_FILE})
     try:
         record = json.loads(path.read_text())
     except ValueError as error:  # includes a file that is not UTF-8
-        return f"{CONFIG_FILE} is not valid JSON ({error})"
+        return Message(N_("%(file)s is not valid JSON (%(error)s)"), {"file": CONFIG_FILE, "error": str(error)})
     except OSError as error:
-        return f"{CONFIG_FILE} cannot be read ({error.strerror})"
+        return Message(N_("%(file)s cannot be read (%(error)s)"), {"file": CONFIG_FILE, "error": str(error.strerror)})
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        return f"{CONFIG_FILE} holds no training config"
-    return ""
+        return Message(N_("%(file)s holds no training config"), {"file": CONFIG_FILE})
+    return None
 
 
 def _throughput(rows: Sequence[EpochMetrics]) -> float | None:
@@ -734,18 +761,20 @@ def _metric_summary(rows: Sequence[EpochMetrics]) -> dict[str, Any]:
     }
 
 
-def _missing_metrics_problem(status: dict[str, Any], has_rows: bool) -> str:
+def _missing_metrics_problem(status: dict[str, Any], has_rows: bool) -> Message | None:
     """Damage when metrics.jsonl is absent or empty although the run says it got somewhere."""
     if has_rows:
-        return ""
+        return None
     epochs = status.get("epoch", 0)
     if status.get("status") == FINISHED or (isinstance(epochs, int) and epochs > 0):
-        return f"{METRICS_FILE} is missing or empty, but {STATUS_FILE} reports {epochs} epochs done"
-    return ""
+        return Message(N_("%(file)s is missing or empty, but %(status_file)s reports %(epochs)s epochs done"),
+                       {"file": METRICS_FILE, "status_file": STATUS_FILE, "epochs": str(epochs)})
+    return None
 
 
-def _damaged(folder: Path, problem: str) -> RunRecord:
-    return RunRecord(run_id=folder.name, run_dir=folder, name=folder.name, status=DAMAGED, message=problem)
+def _damaged(folder: Path, problem: Message) -> RunRecord:
+    return RunRecord(run_id=folder.name, run_dir=folder, name=folder.name, status=DAMAGED, message=problem.english(),
+                     message_parts=problem)
 
 
 def _number(value: Any) -> float | None:
@@ -755,19 +784,18 @@ def _number(value: Any) -> float | None:
 def read_run(folder: Path) -> RunRecord:
     """The record of one run folder; one whose config cannot be read comes back damaged, saying why."""
     problem = config_problem(folder)
-    if problem:
+    if problem is not None:
         return _damaged(folder, problem)
     status = read_status(folder)
     state, parts = state_message_of(status)
     if state == DAMAGED:  # status.json torn or overwritten: the worker that wrote it is not trusted alive
-        state, parts = CRASHED, Message(N_("%(problem)s; resume it from its last saved epoch"),
-                                        {"problem": parts.english()})
+        state, parts = CRASHED, Message(N_("%(problem)s; resume it from its last saved epoch"), {"problem": parts})
     message = parts.english()
     live = state in ACTIVE
     log = read_metrics(folder, live)
     problem = _missing_metrics_problem(status, bool(log.rows))
-    if problem:
-        return _damaged(folder, "; ".join(log.problems) or problem)
+    if problem is not None:
+        return _damaged(folder, joined(log.problems) if log.problems else problem)
     try:
         record = read_config(folder)
         config = record["config"]
@@ -790,7 +818,8 @@ def read_run(folder: Path) -> RunRecord:
             **_metric_summary(log.rows),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # fields of the wrong type
-        return _damaged(folder, f"{CONFIG_FILE} is not a run config ({type(error).__name__}: {error})")
+        return _damaged(folder, Message(N_("%(file)s is not a run config (%(error)s)"),
+                                        {"file": CONFIG_FILE, "error": f"{type(error).__name__}: {error}"}))
 
 
 def _sweep_fields(sweep: Any) -> dict[str, Any]:
@@ -839,7 +868,8 @@ def stop_run(run_id: str, root: Path | str | None = None) -> Message:
     """Ask a queued or running run to stop; return what happens (str() is English). RunError if it is not active."""
     record = find_run(run_id, root)
     if not record.live:
-        raise RunError(f"run {run_id} is not training (it is {record.status}); there is nothing to stop")
+        raise RunError(Message(N_("run %(run)s is not training (it is %(status)s); there is nothing to stop"),
+                               {"run": run_id, "status": Message(STATUS_LABELS.get(record.status, record.status))}))
     already = stop_requested(record.run_dir)
     request_stop(record.run_dir)
     if already:
@@ -860,9 +890,10 @@ def rename_run(run_id: str, name: str, root: Path | str | None = None) -> str:
     folder = run_dir(run_id, root)
     clean = " ".join(name.split())
     if len(clean) > NAME_MAX:
-        raise RunError(f"a run name can have at most {NAME_MAX} characters, this one has {len(clean)}")
+        raise RunError(Message(N_("a run name can have at most %(max)d characters, this one has %(count)d"),
+                               {"max": NAME_MAX, "count": len(clean)}))
     if not clean.isprintable():
-        raise RunError("a run name cannot hold control characters")
+        raise RunError(Message(N_("a run name cannot hold control characters")))
     update_record(folder, name=clean)  # atomic: a live run or another page never sees half a config
     return clean
 
@@ -876,8 +907,11 @@ def delete_run(run_id: str, root: Path | str | None = None) -> Path:
     base = runs_root(root).resolve()
     folder = run_dir(run_id, root)
     if folder.is_symlink() or folder.resolve().parent != base:
-        raise RunError(f"{folder} is not a folder inside the runs root {base}; not deleting it")
+        raise RunError(Message(N_("%(folder)s is not a folder inside the runs root %(root)s; not deleting it"),
+                               {"folder": str(folder), "root": str(base)}))
     if is_live(read_status(folder)):
-        raise RunError(f"run {run_id} is still {read_status(folder)['status']}: stop it first, then delete it")
+        state = str(read_status(folder)["status"])
+        raise RunError(Message(N_("run %(run)s is still %(status)s: stop it first, then delete it"),
+                               {"run": run_id, "status": Message(STATUS_LABELS.get(state, state))}))
     shutil.rmtree(folder)
     return folder

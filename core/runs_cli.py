@@ -20,7 +20,7 @@ COLUMNS = ("run_id", "status", "epochs", "test_acc", "name")
 def record_json(record: runs.RunRecord) -> dict[str, Any]:
     data = asdict(record)
     data["run_dir"] = str(record.run_dir)
-    data["problems"] = list(record.problems)
+    data["problems"] = [str(problem) for problem in record.problems]
     data["fraction_done"] = record.fraction_done
     return data
 

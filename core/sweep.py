@@ -669,13 +669,15 @@ def list_sweeps(root: Path | str | None = None) -> list[SweepStatus]:
     return sorted(found, key=lambda sweep: (not sweep.live, sweep.study))
 
 
-def stop_sweep(study: str, root: Path | str | None = None) -> str:
-    """Ask this machine's sweep of the study to stop: its trial under way stops within a batch."""
+def stop_sweep(study: str, root: Path | str | None = None) -> Message:
+    """Ask this machine's sweep of the study to stop: its trial under way stops within a batch (str() is English)."""
     sweep = read_sweep(study, root)
     if not sweep.live:
-        raise SweepError(f"no sweep of study {study!r} is running here (it is {sweep.state})")
+        raise SweepError(Message(N_("no sweep of study %(study)r is running here (it is %(state)s)"),
+                                 {"study": study, "state": sweep.state}))
     runs.request_stop(sweep.folder)
-    return f"the sweep of {study} stops within a batch; a trial under way is recorded as failed, its run resumable"
+    return Message(N_("the sweep of %(study)s stops within a batch; a trial under way is recorded as failed, its run "
+                      "resumable"), {"study": study})
 
 
 def command_line(spec: SweepSpec, trials: int, study: str, storage: str | None, root: Path | str | None) -> list[str]:

@@ -76,7 +76,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    message = sweep.stop_sweep(args.study, args.runs_dir)
+    message = str(sweep.stop_sweep(args.study, args.runs_dir))  # English on the command line
     print(json.dumps({"study": args.study, "message": message}) if args.json else message)
     return 0
 

@@ -15,8 +15,8 @@ from core.models import (
 )
 from core.summary import ModelSummary, summarize_architecture
 from pages import arch_charts as charts
-from pages.lang import _, num
-from pages.layer_builder import edit_custom_stack
+from pages.lang import _, choice, num, say
+from pages.layer_builder import edit_custom_stack, save_form
 
 REGISTRY = [name for name in list_architectures() if name != "custom"]
 OUTPUTS = {10: N_("10 classes (one logit per digit)"), 1: N_("1 logit (one digit vs the rest)")}  # count -> label
@@ -141,9 +141,10 @@ st.markdown(_("Pick one of the tutorials' networks (or one of ours), or stack yo
               "Every number is measured on a real forward pass and checked against the formula the tutorials "
               "teach."))
 
-mode = st.radio(_("Network"), list(MODES), format_func=lambda key: _(MODES[key]), horizontal=True, key="arch_mode")
-num_outputs = int(st.radio(_("Output"), list(OUTPUTS), format_func=lambda count: _(OUTPUTS[count]), horizontal=True,
-                           key="arch_outputs"))
+mode = choice(st.radio, _("Network"), list(MODES), format_func=lambda key: _(MODES[key]), horizontal=True,
+              key="arch_mode")
+num_outputs = int(choice(st.radio, _("Output"), list(OUTPUTS), format_func=lambda count: _(OUTPUTS[count]),
+                         horizontal=True, key="arch_outputs"))
 if mode == "registry":
     arch = st.selectbox(_("Architecture"), REGISTRY, key="arch_name")
     st.markdown(_(describe_architecture(arch)))
@@ -156,9 +157,11 @@ else:
 try:
     summary: ModelSummary | None = cached_summary(arch, num_outputs, options)
 except ArchitectureError as error:
-    st.error(_(str(error)))
+    st.error(say(error.message))
     summary = None
 
+if arch == "custom":
+    save_form(options["layers"])
 if summary is not None:
     show_summary(summary, arch)
 

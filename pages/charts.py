@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.metrics import CHART_SMOOTHING, smooth
 from pages.lang import _, num
 
 TRAIN_COLOR, TEST_COLOR = "#2563eb", "#dc2626"
-
-
-def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
-    """Exponential moving average with bias correction (TensorBoard's smoothing)."""
-    smoothed, average = [], 0.0
-    for count, value in enumerate(values, start=1):
-        average = weight * average + (1 - weight) * value
-        smoothed.append(average / (1 - weight**count))
-    return smoothed
 
 
 def line_figure(title: str, x_title: str, y_title: str, height: int = 320) -> go.Figure:
@@ -47,7 +39,7 @@ def train_test_figure(epochs: Sequence[int], train: Sequence[float], test: Seque
     return figure
 
 
-def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], weight: float = 0.95) -> go.Figure:
+def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], weight: float = CHART_SMOOTHING) -> go.Figure:
     """Per-batch training loss, raw (faint) and smoothed."""
     figure = line_figure(_("Training loss per batch"), _("optimizer step"), _("loss"))
     figure.add_scatter(x=list(steps), y=list(losses), name=_("each batch"), mode="lines",
@@ -251,4 +243,57 @@ def saliency_figure(model_input: np.ndarray, plain: np.ndarray, smooth: np.ndarr
                             row=1, col=col)
         figure.update_xaxes(constrain="domain", row=1, col=col)
     figure.update_layout(height=400, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep page: Optuna's own figures in the page's words
+
+OPTUNA_WORDS = ("Trial", "Objective Value", "Best Value", "Infeasible Trial", "Feasible Trial",
+                "Hyperparameter Importance", "Hyperparameter")  # the English Optuna writes into its figures
+
+
+def _swap_words(text: str, words: Mapping[str, str]) -> str:
+    for english in sorted(OPTUNA_WORDS, key=len, reverse=True):  # "Hyperparameter Importance" before "Hyperparameter"
+        text = text.replace(english, words.get(english, english))
+    return text
+
+
+def optuna_figure(figure: go.Figure, title: str, words: Mapping[str, str], height: int = 380) -> go.Figure:
+    """An Optuna figure with its words replaced (`words`: Optuna's English -> the page's) and room for its labels.
+
+    Axis titles, legend names, colorbar titles, tick labels and hover text are translated. Labels get room
+    (automargin; slanted labels on log and category axes), and a log axis gets one tick per power of ten,
+    written 10⁻³, instead of Plotly's 2 and 5 between the powers that run together on a narrow subplot.
+    """
+    def word(text: str | None) -> str | None:
+        return words.get(text, text) if text else text
+
+    def fit(axis: go.layout.XAxis | go.layout.YAxis) -> None:
+        axis.update(title_text=word(axis.title.text), automargin=True)
+        if axis.ticktext:
+            axis.ticktext = [word(text) for text in axis.ticktext]
+        if axis.type == "log":
+            axis.update(dtick=1, exponentformat="power", minor_showgrid=False)
+        if axis.type in ("log", "category"):  # powers of ten and choices side by side on a narrow subplot
+            axis.tickangle = -30
+
+    figure.for_each_xaxis(fit)
+    figure.for_each_yaxis(fit)
+    for trace in figure.data:
+        if getattr(trace, "name", None):
+            trace.name = word(trace.name)
+        marker = getattr(trace, "marker", None)
+        if marker is not None and getattr(marker, "colorbar", None) is not None and marker.colorbar.title.text:
+            marker.colorbar.title.text = word(marker.colorbar.title.text)
+        data = getattr(trace, "customdata", None)
+        if data is not None:  # parallel coordinates: (name, value) pairs that its hover shows
+            trace.customdata = [[words.get(item, item) if isinstance(item, str) else item for item in row]
+                                if isinstance(row, list | tuple) else row for row in data]
+        template = getattr(trace, "hovertemplate", None)
+        if template:  # one template, or one per bar
+            trace.hovertemplate = ([_swap_words(text, words) for text in template] if isinstance(template, tuple | list)
+                                   else _swap_words(template, words))
+    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10),
+                         legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, xanchor="left"))
     return figure

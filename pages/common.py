@@ -13,7 +13,7 @@ from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load
 from core.i18n import Message
 from core.inference import set_serving_threads
 from core.runs import RunRecord
-from pages.lang import _, ngettext, num, pct, say, translator  # noqa: F401  (re-exported for the pages)
+from pages.lang import _, choice, ngettext, num, pct, say, say_all, translator  # noqa: F401  (re-exported for the pages)
 
 DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
@@ -54,6 +54,11 @@ def dataset_sidebar() -> None:
 
 def current_dataset_name() -> str:
     return str(st.session_state.get(DATASET_KEY, "mnist"))
+
+
+def class_names(dataset: str | None = None) -> tuple[str, ...]:
+    """The dataset's class names (core.data's one list) in the session's language: digits stay digits."""
+    return tuple(_(name) for name in get_spec(dataset or current_dataset_name()).classes)
 
 
 @st.cache_resource(show_spinner=False)

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from core import compare, runs
-from core.compare import CompareError, EvaluationComparison, FlippedDigit
+from core.compare import CompareError, FlippedDigit
+from core.data import DATASETS
 from core.i18n import N_
-from core.metrics import Evaluation
+from core.metrics import Evaluation, smooth
 from core.runs import RunRecord
-from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color, smooth
-from pages.common import _, get_dataset, num, pct, run_message, settings_text, upscale
+from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color
+from pages.common import _, class_names, get_dataset, num, pct, run_message, say, say_all, settings_text, upscale
 from pages.export_ui import export_buttons
 from pages.hardset_ui import compare_section
 
-# metrics.jsonl column -> (what to call it, shown in percent, higher is better; None: neither, e.g. lr)
-METRICS: dict[str, tuple[str, bool, bool | None]] = {
-    "test_accuracy": (N_("test accuracy"), True, True),
-    "train_accuracy": (N_("train accuracy"), True, True),
-    "test_loss": (N_("test loss"), False, False),
-    "train_loss": (N_("train loss"), False, False),
-    "lr": (N_("learning rate"), False, None),
-}
+METRICS = compare.METRICS  # metrics.jsonl column -> (label, shown in percent, higher is better)
 X_AXES = {"epoch": N_("epoch"), "elapsed_seconds": N_("wall time (s)")}  # marked; translated at use
 SELECTED_KEY = "cmp_selected"  # session state: the run ids chosen for comparison
 PENDING_DELETE_KEY = "cmp_pending_delete"  # the run id waiting for "Yes, delete"
@@ -65,6 +62,16 @@ def status_text(record: RunRecord) -> str:
     return _(runs.STATUS_LABELS.get(record.status, record.status))
 
 
+def task_text(task: str) -> str:
+    """A run's task ("multiclass", "binary") as the question it answers, in the session's language."""
+    return _(runs.TASK_LABELS[task]) if task in runs.TASK_LABELS else task
+
+
+def dataset_title(key: str) -> str:
+    """A dataset's key ("fashion-mnist") as its name ("Fashion-MNIST")."""
+    return DATASETS[key].title if key in DATASETS else key
+
+
 def sweep_text(record: RunRecord) -> str:
     """The Optuna study and trial a run belongs to, e.g. "lr-search #3 (pruned)"; "" for other runs."""
     if not record.study:
@@ -74,37 +81,41 @@ def sweep_text(record: RunRecord) -> str:
         else _("{study} #{trial}").format(study=record.study, trial=record.trial)
 
 
+MISSING = "—"  # a table cell with no value (the run's status or note says why)
+
+
+def cell(value: Any, text: Callable[[Any], str] = str) -> str:
+    """A table cell as text in the session's locale, or '—' where there is no value (never 'None')."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    return text(value)
+
+
 def runs_table(records: list[RunRecord]) -> None:
-    """Every run folder with its metadata; damaged ones say what is wrong."""
-    progress, parameters, best, wall, speed = (_("progress"), _("parameters"), _("best test acc."),
-                                               _("wall time (s)"), _("images/s"))
+    """Every run folder with its metadata; damaged ones say what is wrong; a missing value shows '—'."""
     table = pd.DataFrame([{
         _("name"): record.name,
         _("status"): status_text(record),
-        progress: 100 * record.epochs_done / record.total_epochs if record.total_epochs else None,
-        _("preset"): record.preset,
-        _("dataset"): record.dataset,
-        _("task"): record.task,
-        _("architecture"): record.arch,
+        _("progress"): cell(record.epochs_done / record.total_epochs if record.total_epochs else None,
+                            lambda done: pct(done, 0)),
+        _("preset"): cell(record.preset),
+        _("dataset"): cell(dataset_title(record.dataset)),
+        _("task"): cell(task_text(record.task)),
+        _("architecture"): cell(record.arch),
         _("sweep trial"): sweep_text(record),
-        parameters: record.param_count,
+        _("parameters"): cell(record.param_count, num),
         _("epochs"): record.epochs_done,
-        best: None if record.best_test_accuracy is None else 100 * record.best_test_accuracy,
-        wall: record.wall_seconds,
-        speed: record.samples_per_second,
-        _("date"): record.created[:16].replace("T", " "),
-        _("note"): run_message(record),
+        _("best test acc."): cell(record.best_test_accuracy, lambda value: pct(value, 2)),
+        _("wall time (s)"): cell(record.wall_seconds, lambda value: num(value, 1)),
+        _("images/s"): cell(record.samples_per_second, lambda value: num(value, 0)),
+        _("date"): cell(record.created[:16].replace("T", " ")),
+        _("note"): cell(run_message(record)),
         _("run id"): record.run_id,
     } for record in records])
-    st.dataframe(table, hide_index=True, key="cmp_table", column_config={
-        progress: st.column_config.ProgressColumn(progress, format="%.0f%%", min_value=0, max_value=100),
-        parameters: st.column_config.NumberColumn(format="localized"),
-        best: st.column_config.NumberColumn(format="%.2f%%"),
-        wall: st.column_config.NumberColumn(format="%.1f"),
-        speed: st.column_config.NumberColumn(format="%,.0f"),
-    })
+    st.dataframe(table, hide_index=True, key="cmp_table")
     st.caption(_("One line per run folder. Best test accuracy is the highest after any epoch; wall time counts "
-                 "training and testing up to the last epoch; images/s is the training speed."))
+                 "training and testing up to the last epoch; images/s is the training speed. A dash means the run "
+                 "has no such value (yet): its status and note say why."))
     for record in records:
         if record.damaged:
             st.warning(_("Run folder `{run}` is damaged and cannot be compared: {message}. You can delete it "
@@ -112,7 +123,7 @@ def runs_table(records: list[RunRecord]) -> None:
                        icon=":material/broken_image:")
         elif record.problems:
             st.warning(_("Run `{name}`: {problems}. Its other epochs are shown.").format(
-                name=record.name, problems=_("; ").join(_(problem) for problem in record.problems)),
+                name=record.name, problems=say(runs.joined(record.problems))),
                 icon=":material/warning:")
 
 
@@ -128,7 +139,7 @@ def rename_clicked(run_id: str) -> None:
         st.session_state[NOTICE_KEY] = ("success", _("Renamed `{run}` to “{name}”.").format(run=run_id,
                                                                                            name=name or run_id))
     except runs.RunError as error:
-        st.session_state[NOTICE_KEY] = ("error", _("Could not rename: {error}").format(error=_(str(error))))
+        st.session_state[NOTICE_KEY] = ("error", _("Could not rename: {error}").format(error=say(error.message)))
 
 
 def delete_confirmed(run_id: str) -> None:
@@ -138,7 +149,7 @@ def delete_confirmed(run_id: str) -> None:
         st.session_state[NOTICE_KEY] = ("success", _("Deleted run `{run}` ({folder}).").format(run=run_id,
                                                                                                folder=folder))
     except runs.RunError as error:
-        st.session_state[NOTICE_KEY] = ("error", _("Could not delete: {error}").format(error=_(str(error))))
+        st.session_state[NOTICE_KEY] = ("error", _("Could not delete: {error}").format(error=say(error.message)))
 
 
 def manage_runs(records: list[RunRecord]) -> None:
@@ -193,48 +204,6 @@ def pick_runs(healthy: list[RunRecord]) -> list[RunRecord]:
 # Curves, final numbers, parameters against accuracy
 
 
-def percent(value: float | None) -> str:
-    return "–" if value is None else pct(value, 2)
-
-
-def when(epoch: int, seconds: float | None) -> str:
-    if seconds is None:
-        return _("epoch {epoch}").format(epoch=epoch)
-    return _("epoch {epoch} ({seconds} s)").format(epoch=epoch, seconds=f"{seconds:.0f}")
-
-
-def curves_prose(frame: pd.DataFrame, metric: str, names: dict[str, str]) -> str:
-    """The chart in words: who gets the best value of the metric, where, and by how much."""
-    label, in_percent, higher = METRICS[metric]
-    label = _(label)
-    if higher is None:
-        rows = frame.dropna(subset=["lr"]).groupby("run_id", sort=False)["lr"]
-        return _("Learning rate at the end of each epoch: {runs}.").format(runs=_("; ").join(
-            _("**{name}** from {first} to {last}").format(name=names[run_id], first=f"{values.iloc[0]:.2g}",
-                                                          last=f"{values.iloc[-1]:.2g}") for run_id, values in rows))
-    points = compare.best_points(frame, metric, higher)
-    if not points:
-        return _("No finished epoch yet in the chosen runs.")
-    best = points[0]
-    show = (lambda v: pct(v, 2)) if in_percent else (lambda v: num(v, 4))
-    template = (_("**{name}** reaches {value} {metric} at {when}") if higher
-                else _("**{name}** gets down to {value} {metric} at {when}"))
-    text = template.format(name=names[best.run_id], value=show(best.value), metric=label,
-                           when=when(best.epoch, best.elapsed_seconds))
-    if len(points) == 1:
-        return text + _(".")
-    gaps = []
-    for other in points[1:]:
-        gap = abs(best.value - other.value)
-        gap_text = _("{gap} points").format(gap=num(100 * gap, 2)) if in_percent else num(gap, 4)
-        template = (_("{gap} above **{name}** ({value} at {when})") if higher
-                    else _("{gap} below **{name}** ({value} at {when})"))
-        gaps.append(template.format(gap=gap_text, name=names[other.run_id], value=show(other.value),
-                                    when=when(other.epoch, other.elapsed_seconds)))
-    return (_("{best}, {others}.").format(best=text, others=_("; ").join(gaps)) + " "
-            + _("The numbers are the unsmoothed best epoch of each run."))
-
-
 def curves_section(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[str, RunStyle]) -> None:
     """The chosen metric of every selected run in one chart."""
     left, middle, right = st.columns([5, 2, 2])
@@ -255,64 +224,40 @@ def curves_section(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[
                             x_title, label,
                             percent=in_percent, log_y=metric == "lr", whole_x=x_axis == "epoch")
     st.plotly_chart(figure, key="cmp_curves")
-    st.markdown(curves_prose(frame, metric, {run_id: style.name for run_id, style in styles.items()}))
+    names = {run_id: style.name for run_id, style in styles.items()}
+    st.markdown(say_all(compare.curves_messages(frame, metric, names)))
 
 
 def final_table(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[str, RunStyle]) -> None:
     """The last epoch's numbers of each selected run."""
     last = frame.groupby("run_id", sort=False).tail(1).set_index("run_id")
-    names = {"final test acc.": _("final test acc."), "best test acc.": _("best test acc."),
-             "final test loss": _("final test loss"), "final train acc.": _("final train acc."),
-             "final train loss": _("final train loss"), "parameters": _("parameters"),
-             "wall time (s)": _("wall time (s)"), "images/s": _("images/s")}  # literals, for the extractor
+
+    def percent(value: float) -> str:
+        return pct(value, 2)
+
+    def loss(value: float) -> str:
+        return num(value, 4)
+
     table = pd.DataFrame([{
         _("run"): styles[record.run_id].name,
         _("status"): status_text(record),
         _("epochs"): record.epochs_done,
-        names["final test acc."]: _percent_of(last, record.run_id, "test_accuracy"),
-        names["best test acc."]: None if record.best_test_accuracy is None else 100 * record.best_test_accuracy,
-        _("best epoch"): record.best_epoch,
-        names["final test loss"]: _value_of(last, record.run_id, "test_loss"),
-        names["final train acc."]: _percent_of(last, record.run_id, "train_accuracy"),
-        names["final train loss"]: _value_of(last, record.run_id, "train_loss"),
-        names["parameters"]: record.param_count,
-        names["wall time (s)"]: record.wall_seconds,
-        names["images/s"]: record.samples_per_second,
+        _("final test acc."): cell(_value_of(last, record.run_id, "test_accuracy"), percent),
+        _("best test acc."): cell(record.best_test_accuracy, percent),
+        _("best epoch"): cell(record.best_epoch),
+        _("final test loss"): cell(_value_of(last, record.run_id, "test_loss"), loss),
+        _("final train acc."): cell(_value_of(last, record.run_id, "train_accuracy"), percent),
+        _("final train loss"): cell(_value_of(last, record.run_id, "train_loss"), loss),
+        _("parameters"): cell(record.param_count, num),
+        _("wall time (s)"): cell(record.wall_seconds, lambda value: num(value, 1)),
+        _("images/s"): cell(record.samples_per_second, lambda value: num(value, 0)),
         _("settings"): settings_text(record.settings_parts),
     } for record in selected])
-    percent_column = st.column_config.NumberColumn(format="%.2f%%")
-    st.dataframe(table, hide_index=True, key="cmp_final", column_config={
-        names["final test acc."]: percent_column, names["best test acc."]: percent_column,
-        names["final train acc."]: percent_column,
-        names["final test loss"]: st.column_config.NumberColumn(format="%.4f"),
-        names["final train loss"]: st.column_config.NumberColumn(format="%.4f"),
-        names["parameters"]: st.column_config.NumberColumn(format="localized"),
-        names["wall time (s)"]: st.column_config.NumberColumn(format="%.1f"),
-        names["images/s"]: st.column_config.NumberColumn(format="%,.0f"),
-    })
+    st.dataframe(table, hide_index=True, key="cmp_final")
 
 
 def _value_of(last: pd.DataFrame, run_id: str, column: str) -> float | None:
     return float(last.at[run_id, column]) if run_id in last.index and pd.notna(last.at[run_id, column]) else None
-
-
-def _percent_of(last: pd.DataFrame, run_id: str, column: str) -> float | None:
-    value = _value_of(last, run_id, column)
-    return None if value is None else 100 * value
-
-
-def size_prose(points: list[tuple[RunStyle, int, float]]) -> str:
-    """The scatter in words: the most accurate run against the smallest one."""
-    best = max(points, key=lambda point: point[2])
-    smallest = min(points, key=lambda point: point[1])
-    text = _("The most accurate selected run, **{name}**, reaches {accuracy} with {params} parameters").format(
-        name=best[0].name, accuracy=pct(best[2], 2), params=num(best[1]))
-    if smallest[1] >= best[1]:
-        return text + _("; no selected run has fewer.")
-    return text + _("; the smallest, **{name}**, has {ratio}× fewer parameters ({params}) and reaches {accuracy}, "
-                    "{points} points less.").format(
-        name=smallest[0].name, ratio=num(best[1] / smallest[1], 1), params=num(smallest[1]),
-        accuracy=pct(smallest[2], 2), points=num(100 * (best[2] - smallest[2]), 2))
 
 
 def size_section(selected: list[RunRecord], healthy: list[RunRecord], styles: dict[str, RunStyle]) -> None:
@@ -328,7 +273,9 @@ def size_section(selected: list[RunRecord], healthy: list[RunRecord], styles: di
     if not points:
         return
     st.plotly_chart(params_accuracy_figure(points, others), key="cmp_scatter")
-    st.markdown(size_prose(points) + (" " + _("Grey points are the runs not selected.") if others else ""))
+    sizes = [(style.name, params, accuracy) for style, params, accuracy in points]
+    st.markdown(say_all(compare.size_messages(sizes)) + (" " + _("Grey points are the runs not selected.") if others
+                                                           else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,36 +294,15 @@ def flips_gallery(digits: list[FlippedDigit], title: str, evaluation: Evaluation
     if not digits:
         st.caption(_("None."))
         return
-    dataset = get_dataset(dataset_name)
+    dataset, names = get_dataset(dataset_name), class_names(dataset_name)
     columns = st.columns(6)
     for position, digit in enumerate(digits[:FLIPS_SHOWN]):
-        answer_a = answer_text(digit.prediction_a, evaluation, dataset.classes)
-        answer_b = answer_text(digit.prediction_b, evaluation, dataset.classes)
+        answer_a = answer_text(digit.prediction_a, evaluation, names)
+        answer_b = answer_text(digit.prediction_b, evaluation, names)
         caption = _("true {label} · A: {answer_a} ({sure_a}) · B: {answer_b} ({sure_b})").format(
-            label=dataset.classes[digit.label], answer_a=answer_a, sure_a=pct(digit.confidence_a, 0),
+            label=names[digit.label], answer_a=answer_a, sure_a=pct(digit.confidence_a, 0),
             answer_b=answer_b, sure_b=pct(digit.confidence_b, 0))
         columns[position % 6].image(upscale(dataset.test_images[digit.index], 3), caption=caption, width="stretch")
-
-
-def difference_prose(result: EvaluationComparison, names: tuple[str, str], labels: list[str]) -> str:
-    """The two-run comparison in words: accuracies, flipped digits, and what the matrix colors mean."""
-    gap = len(result.right_only_a) - len(result.right_only_b)
-    text = (_("On the first {count} test images (all that both runs answered), **A** ({name_a}) gets {accuracy_a} "
-              "right and **B** ({name_b}) {accuracy_b}. A gets {only_a} images right that B gets wrong, and B gets "
-              "{only_b} that A gets wrong: a net {net} images ({points} points) for {winner}.").format(
-                count=num(result.count), name_a=names[0], accuracy_a=pct(result.accuracy_a, 2), name_b=names[1],
-                accuracy_b=pct(result.accuracy_b, 2), only_a=len(result.right_only_a), only_b=len(result.right_only_b),
-                net=abs(gap), points=num(100 * abs(gap) / result.count, 2), winner="A" if gap >= 0 else "B")
-            + "\n\n"
-            + _("Each cell of the matrix is A's count minus B's. On the diagonal, blue means A gets more of that class "
-                "right; off the diagonal, blue means A makes that mistake more often, and red that B does."))
-    changes = result.largest_changes()
-    if changes:
-        text += " " + _("Largest changes: {changes}.").format(changes=_("; ").join(
-            _("true {true} read as {predicted} {delta} ({run} more often)").format(
-                true=labels[true], predicted=labels[predicted], delta=f"{delta:+d}", run="A" if delta > 0 else "B")
-            for true, predicted, delta in changes))
-    return text
 
 
 def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerprint: dict[str, tuple]) -> None:
@@ -400,12 +326,14 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
     try:
         result = compare.compare_evaluations(eval_a, eval_b)
     except CompareError as error:
-        st.warning(_("These two runs cannot be compared image by image: {error}.").format(error=_(str(error))))
+        st.warning(_("These two runs cannot be compared image by image: {error}.").format(error=say(error.message)))
         return
-    labels = list(get_dataset(a.dataset).classes)
+    labels = list(class_names(a.dataset))
     if eval_a.binary is not None:
-        labels = [_("not {target}").format(target=eval_a.binary.target_digit), str(eval_a.binary.target_digit)]
-    st.markdown(difference_prose(result, names, labels))
+        target = labels[eval_a.binary.target_digit]
+        labels = [_("not {target}").format(target=target), target]
+    st.markdown(say_all(compare.difference_messages(result, names)))
+    st.markdown(say_all(compare.matrix_messages(result, labels)))
     left, right = st.columns(2)
     left.plotly_chart(confusion_figure(result.difference, labels, _("Confusion matrix of A minus that of B"),
                                        diverging=True), key="cmp_confusion_diff")
@@ -450,7 +378,8 @@ mixed = sorted({(record.dataset, record.task) for record in selected})
 if len(mixed) > 1:
     st.warning(_("These runs answer different questions — {questions}: their curves are drawn together, but their "
                  "numbers are not comparable.").format(
-        questions=_(", ").join(f"{dataset} ({task})" for dataset, task in mixed)), icon=":material/warning:")
+        questions=_(", ").join(f"{dataset_title(dataset)} ({task_text(task)})" for dataset, task in mixed)),
+        icon=":material/warning:")
 names = legend_names(selected)
 styles = {record.run_id: RunStyle(names[record.run_id], run_color(position), settings_text(record.settings_parts))
           for position, record in enumerate(selected)}

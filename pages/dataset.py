@@ -19,7 +19,7 @@ from core.explore import (
     sample_indices,
 )
 from core.i18n import N_
-from pages.common import _, get_dataset, ngettext, num, pct, pixel_heatmap, upscale
+from pages.common import _, class_names, get_dataset, ngettext, num, pct, pixel_heatmap, upscale
 
 SEED_KEY = "dataset_sample_seed"
 
@@ -86,13 +86,13 @@ def sample_controls(dataset: Dataset) -> tuple[bool, list[int], int]:
         _("Classes"),
         list(range(len(dataset.classes))),
         selection_mode="multi",
-        format_func=lambda c: dataset.classes[c],
+        format_func=lambda c: class_names(dataset.spec.key)[c],
         key="dataset_classes",
         help=_("Click classes to see only those; with none picked, every class is shown."),
     )
     classes = sorted(picked) or list(range(len(dataset.classes)))
     if picked:
-        names = _(", ").join(dataset.classes[c] for c in classes)
+        names = _(", ").join(class_names(dataset.spec.key)[c] for c in classes)
         st.caption(ngettext("Showing {count} class: {names}. Click again to unpick.",
                             "Showing {count} classes: {names}. Click again to unpick.", len(classes)).format(
             count=len(classes), names=names))
@@ -105,7 +105,7 @@ def sample_controls(dataset: Dataset) -> tuple[bool, list[int], int]:
 
 def show_sample_grid(dataset: Dataset, images: torch.Tensor, labels: torch.Tensor, side: int) -> None:
     """The sample as a grid of images, each with its label underneath."""
-    captions = [dataset.classes[int(label)] for label in labels]
+    captions = [class_names(dataset.spec.key)[int(label)] for label in labels]
     for row_start in range(0, len(images), side):
         columns = st.columns(side, gap="small")
         row = zip(columns, images[row_start : row_start + side], captions[row_start:], strict=False)
@@ -119,12 +119,12 @@ def show_one_image(dataset: Dataset, images: torch.Tensor, labels: torch.Tensor,
     # is no longer among them and the box resets; with index options the browser kept showing the old
     # label (an MNIST "9" over a Fashion-MNIST shirt).
     names = [_("#{position} in the grid: {label} (dataset index {index})").format(
-                 position=i + 1, label=dataset.classes[int(labels[i])], index=int(indices[i]))
+                 position=i + 1, label=class_names(dataset.spec.key)[int(labels[i])], index=int(indices[i]))
              for i in range(len(indices))]
     choice = names.index(st.selectbox(_("Look at one image up close"), names, key="dataset_pick"))
     image = images[choice]
     left, right = st.columns([3, 2])
-    title = _("{label}, dataset index {index}").format(label=dataset.classes[int(labels[choice])],
+    title = _("{label}, dataset index {index}").format(label=class_names(dataset.spec.key)[int(labels[choice])],
                                                        index=int(indices[choice]))
     left.plotly_chart(pixel_heatmap(image, title, _("raw value")), key="pick_heat")
     inked = int((image > 0).sum())
@@ -157,7 +157,7 @@ def image_count(count: int) -> str:
 def balance_sentence(dataset: Dataset) -> str:
     """How evenly the training images spread over the classes, and what that means for accuracy."""
     counts = dataset.class_counts(True)
-    balance = class_balance(counts, dataset.classes)
+    balance = class_balance(counts, class_names(dataset.spec.key))
     share = balance.largest_count / sum(counts)
     if balance.equal:
         spread = ngettext("Every class has {count} training image", "Every class has {count} training images",
@@ -174,7 +174,7 @@ def show_class_statistics(dataset: Dataset) -> None:
     """Class balance, the mean image of each class, and the pixel histogram."""
     class_, split, images = _("class"), _("split"), _("images")
     counts = pd.DataFrame(
-        {class_: list(dataset.classes) * 2,
+        {class_: list(class_names(dataset.spec.key)) * 2,
          split: [_("training set")] * len(dataset.classes) + [_("test set")] * len(dataset.classes),
          images: dataset.class_counts(True) + dataset.class_counts(False)}
     )
@@ -184,7 +184,7 @@ def show_class_statistics(dataset: Dataset) -> None:
     means = cached_class_means(dataset.spec.key)
     st.markdown("**" + _("The average training image of each class") + f"** — {wording(dataset).variety}")
     columns = st.columns(len(dataset.classes))
-    for column, mean_image, name in zip(columns, means, dataset.classes, strict=True):
+    for column, mean_image, name in zip(columns, means, class_names(dataset.spec.key), strict=True):
         column.image(upscale(mean_image.round().to(torch.uint8), 3), caption=name, width="stretch")
     histogram = dataset.pixel_histogram
     share_black = float(histogram[0]) / float(histogram.sum())
@@ -279,4 +279,4 @@ with statistics:
 with normalizing:
     show_normalization(dataset)
 with augmenting:
-    show_augmentation(dataset, shown_images[0], dataset.classes[int(shown_labels[0])])
+    show_augmentation(dataset, shown_images[0], class_names(dataset.spec.key)[int(shown_labels[0])])

@@ -30,6 +30,7 @@ from core.preprocess import MAX_IMAGE_BYTES, ImageError, Prepared, PreprocessOpt
 from core.runs import BEST_CHECKPOINT, list_runs
 from pages.charts import feature_maps_figure, probability_figure, saliency_figure
 from pages.common import _, current_dataset_name, num, pct, translator, upscale
+from pages.common import class_names as dataset_class_names
 from pages.draw_why import why_sections
 from pages.hardset_ui import hard_set_panel
 from pages.lang import pgettext
@@ -144,7 +145,7 @@ def class_names(checkpoint: LoadedCheckpoint) -> tuple[str, ...]:
     """What each probability is about: the classes, or (not N, N) for a one-vs-rest model."""
     if checkpoint.task == "binary":
         return (_("not {target}").format(target=checkpoint.target_digit), str(checkpoint.target_digit))
-    return get_spec(checkpoint.dataset).classes
+    return dataset_class_names(checkpoint.dataset)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from core.checkpoints import LoadedCheckpoint
-from core.data import Dataset, Normalization, get_spec
+from core.data import Dataset, Normalization
 from core.explain import (
     FEATURES_DIR,
     IDENTITY,
@@ -47,7 +47,7 @@ from core.i18n import N_
 from core.inference import SMOOTHGRAD_SAMPLES, Prediction, saliency, smoothgrad
 from core.preprocess import PreprocessOptions
 from core.runs import runs_root
-from pages.common import _, get_dataset, num, pct, upscale
+from pages.common import _, class_names, get_dataset, num, pct, upscale
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -89,7 +89,7 @@ class Explained:
         if self.checkpoint.task == "binary":
             target = self.checkpoint.target_digit
             return (_("not {target}").format(target=target), str(target))
-        return get_spec(self.checkpoint.dataset).classes
+        return class_names(self.checkpoint.dataset)
 
     @property
     def answer(self) -> str:

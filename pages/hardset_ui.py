@@ -17,7 +17,7 @@ from core import hardset
 from core.checkpoints import CheckpointError
 from core.data import DATASETS, get_spec
 from core.hardset import HardItem, HardSet, HardSetError, HardSetScore
-from pages.common import _, error_text, ngettext, num, pct, say, upscale
+from pages.common import _, class_names, error_text, ngettext, num, pct, say, upscale
 
 ITEMS_SHOWN = 24  # newest items shown with their answers and a delete button
 IMPORT_KEY = "hardset_import"  # the import uploader
@@ -99,7 +99,7 @@ def _notice() -> None:
 
 def _save(image: np.ndarray, dataset: str, source: str, label_key: str) -> None:
     """The Save button's callback: store the drawing with the picked label; leave a notice for the run."""
-    classes = get_spec(dataset).classes
+    classes = class_names(dataset)
     label = int(st.session_state[label_key])
     try:
         result = hardset.save_item(image, dataset, label, source)
@@ -114,7 +114,7 @@ def _save(image: np.ndarray, dataset: str, source: str, label_key: str) -> None:
 
 def save_form(image: np.ndarray, dataset: str, source: str, guess: int) -> None:
     """Pick the true label of the current drawing and save it into the set (as an item of `dataset`)."""
-    classes = get_spec(dataset).classes
+    classes = class_names(dataset)
     label_key = f"hardset_label_{dataset}_{guess}"  # a new answer starts from itself, not from an older pick
     label_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
     label_col.selectbox(_("True label of this drawing ({dataset})").format(dataset=get_spec(dataset).title),

@@ -8,6 +8,9 @@ app.py calls it before the slow imports.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import streamlit as st
 
 from core.i18n import DEFAULT_LOCALE, LANGUAGES, URL_TAGS, Message, Translator, negotiate, render
@@ -45,6 +48,12 @@ def say(message: Message) -> str:
     return render(message, translator(), fallback=message.english())
 
 
+def say_all(messages: Sequence[Message]) -> str:
+    """Several core Messages (sentences) in the session's language, one after the other."""
+    spacer = "" if current_locale().startswith("zh") else " "  # Chinese sentences follow each other unspaced
+    return spacer.join(say(message) for message in messages)
+
+
 def pgettext(context: str, message: str) -> str:
     """The message in the session's language, where the same English word means different things."""
     return translator().pgettext(context, message)
@@ -63,6 +72,36 @@ def num(value: float, digits: int | None = None) -> str:
 def pct(fraction: float, digits: int = 1) -> str:
     """A fraction as a percentage in the session's locale ('99.1%')."""
     return translator().percent(fraction, digits)
+
+
+def widget_key(key: str) -> str:
+    """The widget key of a `choice` stored under `key`: the same key, per language ('tr_task@zh_CN')."""
+    return f"{key}@{current_locale()}"
+
+
+def choice(widget: Callable[..., Any], label: str, options: Sequence[Any], key: str,
+           format_func: Callable[[Any], str], on_change: Callable[[], None] | None = None, **kwargs: Any) -> Any:
+    """`st.radio` or `st.selectbox` over stable option keys with labels in the session's language.
+
+    The browser sends a radio's or selectbox's choice back as its shown label, so after a language switch
+    the old label matches no option and the widget falls back to its default or shows nothing chosen.
+    Here the widget's key carries the language (a new widget per language), and the choice itself lives
+    under `key` in session state, copied into the widget on every run and back on every change. The labels
+    are formatted once per run, in the run's language.
+    """
+    labels = {option: format_func(option) for option in options}
+    shown = widget_key(key)
+    if st.session_state.get(key) in labels:
+        st.session_state[shown] = st.session_state[key]
+
+    def keep() -> None:
+        st.session_state[key] = st.session_state[shown]
+        if on_change is not None:
+            on_change()
+
+    value = widget(label, list(options), format_func=labels.__getitem__, key=shown, on_change=keep, **kwargs)
+    st.session_state[key] = value
+    return value
 
 
 def lang_query() -> dict[str, str]:

@@ -13,6 +13,7 @@ from core import jobs, runs, sweep
 from core.i18n import N_
 from core.sweep import SEARCH_SPACE, Choice, FloatRange, Param, SweepError, SweepSpec
 from core.training import PRESETS, ConfigError
+from pages.charts import optuna_figure
 from pages.common import _, current_dataset_name, error_text, get_dataset, num, pct, say
 
 STUDY_PARAM = "study"  # URL query parameter: the study this page follows
@@ -102,9 +103,9 @@ def start(make_spec: Callable[[], SweepSpec], trials: int, study: str) -> None:
 
 def stop_clicked(study: str) -> None:
     try:
-        st.toast(_(sweep.stop_sweep(study)))
+        st.toast(say(sweep.stop_sweep(study)))
     except SweepError as error:
-        st.toast(_(str(error)))
+        st.toast(error_text(error))
 
 
 def trials_table(rows: list[sweep.TrialRow]) -> None:
@@ -185,22 +186,25 @@ def figures(study: optuna.Study, complete: int) -> None:
         return
     from optuna import visualization as vis
 
+    words = {"Trial": _("trial"), "Objective Value": _("test accuracy"), "Best Value": _("best so far"),
+             "Infeasible Trial": _("infeasible trial"), "Feasible Trial": _("trial"),
+             "Hyperparameter Importance": _("importance"),
+             "Hyperparameter": ""}  # no title: the bars' own labels name the settings, and a title collides with them
     left, right = st.columns(2)
-    history = vis.plot_optimization_history(study)
-    history.update_layout(title=_("Optimization history"), xaxis_title=_("trial"), yaxis_title=_("test accuracy"))
-    left.plotly_chart(history, key=PREFIX + "history")
-    right.plotly_chart(vis.plot_parallel_coordinate(study).update_layout(title=_("Parallel coordinates")),
-                       key=PREFIX + "parallel")
-    left, right = st.columns(2)
+    left.plotly_chart(optuna_figure(vis.plot_optimization_history(study), _("Optimization history"), words),
+                      key=PREFIX + "history")
     if complete < 2:
-        left.info(_("Parameter importances need at least two complete trials; this study has one."))
+        right.info(_("Parameter importances need at least two complete trials; this study has one."))
     else:
         try:
-            left.plotly_chart(vis.plot_param_importances(study).update_layout(title=_("Parameter importances")),
-                              key=PREFIX + "importances")
+            right.plotly_chart(optuna_figure(vis.plot_param_importances(study), _("Parameter importances"), words),
+                               key=PREFIX + "importances")
         except (ValueError, RuntimeError) as error:
-            left.info(_("Parameter importances cannot be computed for this study: {error}").format(error=error))
-    right.plotly_chart(vis.plot_slice(study).update_layout(title=_("Slice plot")), key=PREFIX + "slice")
+            right.info(_("Parameter importances cannot be computed for this study: {error}").format(error=error))
+    # Full width: their axes sit side by side and need the room for their labels.
+    st.plotly_chart(optuna_figure(vis.plot_parallel_coordinate(study), _("Parallel coordinates"), words),
+                    key=PREFIX + "parallel")
+    st.plotly_chart(optuna_figure(vis.plot_slice(study), _("Slice plot"), words, height=420), key=PREFIX + "slice")
 
 
 def best_section(study: optuna.Study) -> None:

@@ -11,11 +11,14 @@ import torch
 from core import jobs, runs
 from core.data import NORMALIZATIONS
 from core.i18n import N_
-from core.metrics import Evaluation
+from core.layers import ArchitectureError, layer_label
+from core.metrics import CHART_SMOOTHING, Evaluation, most_confident_mistakes
 from core.models import describe_architecture, list_architectures
 from core.runs import RunRecord
+from core.saved_archs import SAVED_PREFIX, list_saved_architectures, saved_options
 from core.training import (
     FLAT_FIELDS,
+    LOSS_SMOOTHING,
     OPTIMIZERS,
     PRESET_DESCRIPTIONS,
     PRESETS,
@@ -35,6 +38,8 @@ from pages.charts import (
 )
 from pages.common import (
     _,
+    choice,
+    class_names,
     current_dataset_name,
     error_text,
     get_dataset,
@@ -52,7 +57,7 @@ RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 NORMALIZATION_LABELS = {"none": N_("none: [0, 1]"), "half": "(0.5, 0.5): [-1, 1]", "dataset": N_("dataset mean/std")}
-TASK_LABELS = {"multiclass": N_("which class (all 10)"), "binary": N_("is it this class? (one vs rest)")}
+TASK_LABELS = runs.TASK_LABELS  # task kind -> what it asks
 
 
 def apply_preset() -> None:
@@ -75,18 +80,47 @@ def reset_arch_options() -> None:
     st.session_state[PREFIX + "softmax"] = True
 
 
+def architecture_label(choice: str) -> str:
+    """A registry name as it is; a saved stack as its name, marked as yours."""
+    if choice.startswith(SAVED_PREFIX):
+        return _("{name} (yours)").format(name=choice.removeprefix(SAVED_PREFIX))
+    return choice
+
+
+def architecture_caption(choice: str) -> str:
+    """The registry's description, or a saved stack's layers (or why it cannot be read)."""
+    if not choice.startswith(SAVED_PREFIX):
+        return _(describe_architecture(choice))
+    try:
+        layers = saved_options(choice.removeprefix(SAVED_PREFIX))["layers"]
+    except ArchitectureError as error:
+        return say(error.message)
+    return _("Your network from the Architecture page: {layers}.").format(
+        layers=" → ".join(layer_label(spec) for spec in layers))
+
+
+def model_values(choice: str) -> dict[str, Any]:
+    """The form's arch choice as config fields: a saved stack trains as `custom` with its layers and name."""
+    if not choice.startswith(SAVED_PREFIX):
+        return {}
+    return {"arch": "custom", "options": saved_options(choice.removeprefix(SAVED_PREFIX))}
+
+
 def model_and_task_inputs() -> None:
     st.markdown("**" + _("Model and task") + "**")
     architectures = [name for name in list_architectures() if name != "custom"]
-    st.selectbox(_("Architecture"), architectures, key=PREFIX + "arch", on_change=reset_arch_options,
-                 help=_("Open the Architecture page to see every layer's shape and cost."))
-    st.caption(_(describe_architecture(field("arch"))))
-    st.radio(_("Task"), ["multiclass", "binary"], key=PREFIX + "task", horizontal=True,
-             format_func=lambda kind: _(TASK_LABELS[kind]))
+    architectures += [SAVED_PREFIX + name for name in list_saved_architectures()]
+    choice(st.selectbox, _("Architecture"), architectures, key=PREFIX + "arch", on_change=reset_arch_options,
+           format_func=architecture_label,
+           help=_("Open the Architecture page to see every layer's shape and cost, or to build and save "
+                        "your own network."))
+    st.caption(architecture_caption(field("arch")))
+    choice(st.radio, _("Task"), list(TASK_LABELS), key=PREFIX + "task", horizontal=True,
+           format_func=lambda kind: _(TASK_LABELS[kind]))
     if field("task") == "binary":
-        classes = get_dataset().classes
+        classes = class_names()
         named = {label: str(label) if name == str(label) else f"{label}: {name}" for label, name in enumerate(classes)}
-        st.selectbox(_("Target class"), range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
+        choice(st.selectbox, _("Target class"), range(10), key=PREFIX + "target_digit", format_func=named.__getitem__)
     else:
         st.number_input(_("Label smoothing"), 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing",
                         help=_("Share of the target probability spread over all classes: the model is never "
@@ -100,9 +134,9 @@ def model_and_task_inputs() -> None:
 
 def data_inputs() -> None:
     st.markdown("**" + _("Data") + "**")
-    st.selectbox(_("Normalization"), list(NORMALIZATIONS), key=PREFIX + "normalization",
-                 format_func=lambda preset: _(NORMALIZATION_LABELS[preset]),
-                 help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
+    choice(st.selectbox, _("Normalization"), list(NORMALIZATIONS), key=PREFIX + "normalization",
+           format_func=lambda preset: _(NORMALIZATION_LABELS[preset]),
+           help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
     st.checkbox(_("Augment (random rotation, shift, scale per image)"), key=PREFIX + "augment")
     st.number_input(_("Batch size"), 1, 4096, key=PREFIX + "batch_size")
     st.number_input(_("Train on the first N images (0 = all {count})").format(count=num(60000)), 0, 60000, step=1000,
@@ -161,7 +195,7 @@ def config_form() -> TrainConfig | None:
     st.info(_(PRESET_DESCRIPTIONS[choice]))
     dataset = get_dataset()
     task = (_("10 classes") if field("task") == "multiclass"
-            else _("one-vs-rest: is it {target}?").format(target=dataset.classes[field("target_digit")]))
+            else _("one-vs-rest: is it {target}?").format(target=class_names()[field("target_digit")]))
     st.markdown(_("Trains on **{dataset}** ({task}); change the dataset in the sidebar.").format(
         dataset=dataset.spec.title, task=task))
     columns = st.columns(4)
@@ -171,9 +205,9 @@ def config_form() -> TrainConfig | None:
     values = {name: field(name) for name in FLAT_FIELDS if PREFIX + name in st.session_state}
     values["dataset"] = current_dataset_name()
     try:
-        config = preset_config(choice, **values)
+        config = preset_config(choice, **values | model_values(values["arch"]))
         jobs.check_startable(config)
-    except ConfigError as error:
+    except (ConfigError, ArchitectureError) as error:
         st.error("**" + _("These settings cannot train:") + f"** {error_text(error)}")
         return None
     return config
@@ -286,7 +320,7 @@ def live_charts(record: RunRecord) -> None:
     """Epoch curves from metrics.jsonl; per-batch loss and learning rate from batches.csv (downsampled)."""
     points = runs.read_metrics(record.run_dir, record.live).rows
     for problem in record.problems:
-        st.caption(_("Note: {problem}").format(problem=_(problem)))
+        st.caption(_("Note: {problem}").format(problem=say(problem)))
     if points:
         epochs = [p.epoch for p in points]
         last = points[-1]
@@ -314,6 +348,12 @@ def live_charts(record: RunRecord) -> None:
         if series.bucket > 1:
             st.caption(_("{total} batches so far; each point is the mean of {bucket} batches.").format(
                 total=num(series.total), bucket=series.bucket))
+        st.caption(_("The smoothed line keeps {kept} of its past at each batch, so it follows about the last "
+                     "{window} batches and shows the trend. The check that stops a diverging run smooths far less "
+                     "(it keeps {check_kept}, about the last {check_window} batches): it must react within a few "
+                     "batches, so it can stop a run while this line still looks calm.").format(
+            kept=pct(CHART_SMOOTHING, 0), window=num(round(1 / (1 - CHART_SMOOTHING))),
+            check_kept=pct(1 - LOSS_SMOOTHING, 0), check_window=num(round(1 / LOSS_SMOOTHING))))
 
 
 def status_banner(record: RunRecord) -> None:
@@ -348,8 +388,7 @@ def run_summary(record: RunRecord) -> None:
     """The run's own settings (not the form's), so a resumed or shared run reads right."""
     split = " · " + _("{count} processes (DDP)").format(count=record.world_size) if record.world_size > 1 else ""
     settings = settings_text(record.settings_parts)
-    tasks = {"multiclass": _("which class (all 10)"), "binary": _("is it this class? (one vs rest)")}
-    task = tasks.get(record.task, "?")
+    task = _(TASK_LABELS[record.task]) if record.task in TASK_LABELS else "?"
     st.markdown(f"**{record.name}** · {record.dataset or '?'} · {task} · {settings}{split}")
     if record.live and record.pid:
         st.caption(_("Trains in its own process (pid {pid} on {host}); closing this tab or reloading does not stop "
@@ -406,16 +445,15 @@ def pick_followed_run(records: list[RunRecord]) -> RunRecord | None:
 
 def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int = 24) -> None:
     """The test digits the model gets wrong with the most confidence."""
-    wrong = [i for i, (y, p) in enumerate(zip(evaluation.labels, evaluation.predictions, strict=True)) if y != p]
+    wrong = sum(label != prediction for label, prediction in zip(evaluation.labels, evaluation.predictions,
+                                                                   strict=True))
+    shown = most_confident_mistakes(evaluation, count)
     st.markdown(_("**{wrong} of {total} test images are misclassified.** The {shown} the model was surest "
-                  "about:").format(wrong=num(len(wrong)), total=num(len(evaluation.labels)),
-                                   shown=min(count, len(wrong))))
-    if not wrong:
+                  "about:").format(wrong=num(wrong), total=num(len(evaluation.labels)), shown=len(shown)))
+    if not shown:
         return
-    wrong.sort(key=lambda i: -evaluation.confidences[i])
     dataset = get_dataset(dataset_key)
-    images, labels = dataset.test_images, dataset.classes
-    shown = wrong[:count]
+    images, labels = dataset.test_images, class_names(dataset_key)
     columns = st.columns(8)
     for position, index in enumerate(shown):
         caption = _("true {true} → {predicted} ({confidence})").format(
@@ -426,7 +464,7 @@ def misclassified_gallery(evaluation: Evaluation, dataset_key: str, count: int =
 
 def final_results(evaluation: Evaluation, dataset_key: str) -> None:
     """Confusion matrix, per-class accuracy, mistakes; for one-vs-rest, its metrics and ROC curve."""
-    labels = list(get_dataset(dataset_key).classes)
+    labels = list(class_names(dataset_key))
     st.subheader(_("How the final model does on the test set"))
     if evaluation.binary is not None:
         binary = evaluation.binary

@@ -18,6 +18,7 @@ from pages import arch_charts
 from pages.charts import RunStyle, batch_loss_figure, overlay_figure, run_color, train_test_figure
 from pages.common import (
     _,
+    choice,
     current_dataset_name,
     error_text,
     get_dataset,
@@ -434,7 +435,7 @@ if current_dataset_name() != "mnist":
               "has chosen."), icon=":material/info:")
 st.markdown(_("The four tutorials this lab grew from, walked step by step: their own code, the numbers that code "
               "really produces, the mistakes in it, shown, corrected and measured, and a button to run each recipe."))
-key = st.radio(_("Tutorial"), list(tutorials.TUTORIALS), format_func=label, horizontal=True, key=PICK_KEY)
+key = choice(st.radio, _("Tutorial"), list(tutorials.TUTORIALS), format_func=label, horizontal=True, key=PICK_KEY)
 tut = tutorials.tutorial(key)
 dataset = get_dataset("mnist")  # the tutorials all train on MNIST, whatever the sidebar says
 results = tutorials.read_results()

@@ -65,14 +65,14 @@ def test_seed001_softmax_is_explained_and_can_be_switched_off() -> None:
 
 def test_one_logit_head() -> None:
     at = open_page()
-    at.radio(key="arch_outputs").set_value(1).run()
+    at.radio(key="arch_outputs@en").set_value(1).run()
     assert layer_table(at)["output"].iloc[-1] == "1"
     assert metric(at, "Parameters") == "420,481"
 
 
 def open_custom() -> AppTest:
     at = open_page()
-    at.radio(key="arch_mode").set_value("custom").run()
+    at.radio(key="arch_mode@en").set_value("custom").run()
     assert not at.exception and not at.error
     return at
 
@@ -102,7 +102,8 @@ def test_invalid_custom_stack_shows_the_message_and_the_page_keeps_working() -> 
     at.number_input(key="custom_2_stride").set_value(16).run()  # 28 -> 1, so pool2 has nothing left
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "layer 6 MaxPool2d(k=2): input is 1x1, output would be 0x0 (kernel 2 is larger than the padded input 1)"]
+        "layer 6 MaxPool2d(k=2): input 1×1, kernel 2, padding 0, stride 2: the output would be 0×0, so the kernel "
+        "must be at most 1 (the padded input's side)"]
     assert not at.metric  # no stale numbers from the last valid stack
     assert len(at.dataframe) == 1  # the comparison still renders
     at.number_input(key="custom_2_stride").set_value(2).run()  # repair it
@@ -115,3 +116,41 @@ def test_copy_a_registry_network_into_the_builder() -> None:
     at.button(key="custom_copy").click().run()
     assert metric(at, "Parameters") == "44,426"
     assert layer_table(at)["output"].iloc[6] == "256"  # LeNet's flatten size
+
+
+def test_a_kernel_too_big_for_its_input_names_the_layer_and_every_size() -> None:
+    at = open_custom()
+    at.selectbox(key="custom_add_type").set_value("Conv2d").run()
+    at.button(key="custom_add").click().run()  # a Conv2d goes before the Flatten by default: on the 8×7×7 map
+    assert list(layer_table(at)["type"])[6:8] == ["Conv2d", "Flatten"]
+    at.number_input(key="custom_8_kernel_size").set_value(40).run()  # ids 0..7 are the default stack
+    assert [e.value for e in at.error] == [
+        "layer 7 Conv2d(8, k=40, s=1, p=0): input 7×7, kernel 40, padding 0, stride 1: the output would be 0×0, "
+        "so the kernel must be at most 7 (the padded input's side)"]
+    assert at.number_input(key="custom_8_kernel_size").value == 40  # kept as typed, not clamped or ignored
+
+
+def test_add_layer_inserts_at_the_chosen_position() -> None:
+    at = open_custom()
+    at.selectbox(key="custom_add_type").set_value("BatchNorm").run()
+    [position] = [box for box in at.selectbox if box.key.startswith("custom_add_at_BatchNorm")]
+    assert position.value == 7  # by default just before the output Linear
+    position.set_value(1).run()  # after 1. Conv2d
+    at.button(key="custom_add").click().run()
+    assert list(layer_table(at)["type"])[:3] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert not at.exception and not at.error
+
+
+def test_a_built_network_is_saved_by_name(runs_env) -> None:
+    from core.saved_archs import list_saved_architectures, load_architecture
+
+    at = open_custom()
+    at.number_input(key="custom_0_out_channels").set_value(6).run()
+    at.text_input(key="custom_save_name").set_value("bad name").run()
+    at.button(key="custom_save").click().run()
+    assert "cannot name an architecture" in at.error[0].value and not list_saved_architectures()
+    at.text_input(key="custom_save_name").set_value("six-channels").run()
+    at.button(key="custom_save").click().run()
+    assert not at.error and "six-channels" in at.success[0].value
+    assert list_saved_architectures() == ["six-channels"]
+    assert load_architecture("six-channels")[0]["out_channels"] == 6

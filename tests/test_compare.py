@@ -126,7 +126,8 @@ def test_torn_last_metrics_line_is_named_unless_the_run_is_writing_it(runs_copy)
     path.write_text(text[: len(text) - 40])  # a crash in the middle of the last line
     torn = record_of(root, fast_id)
     assert not torn.damaged and torn.epochs_done == 1  # the good line is kept
-    assert torn.problems == ("metrics.jsonl line 2 was cut short (the worker stopped mid-write)",)
+    assert [str(problem) for problem in torn.problems] == [
+        "metrics.jsonl line 2 was cut short (the worker stopped mid-write)"]
 
     runs.write_status(root / fast_id, "running", epoch=1, total_epochs=2)  # this process writes it: live
     live = record_of(root, fast_id)
@@ -142,7 +143,7 @@ def test_bad_line_in_the_middle_is_reported_and_the_rest_kept_even_for_a_live_ru
     runs.write_status(root / fast_id, "running", epoch=2, total_epochs=3)
     record = record_of(root, fast_id)
     assert not record.damaged and record.epochs_done == 2
-    assert record.problems == ("metrics.jsonl line 2 is not a metrics row",)
+    assert [str(problem) for problem in record.problems] == ["metrics.jsonl line 2 is not a metrics row"]
 
 
 def test_a_run_that_has_not_finished_an_epoch_is_not_damaged(runs_copy):
@@ -408,3 +409,59 @@ def test_delete_allows_a_run_whose_process_has_ended(runs_copy):
     (root / fast_id / runs.STATUS_FILE).write_text(json.dumps({**status, "pid": dead_pid()}))
     runs.delete_run(fast_id, root)
     assert not (root / fast_id).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparisons in words
+
+
+def accuracy_frame(values: dict[str, list[float]]):
+    import pandas as pd
+
+    rows = [{"run_id": run_id, "epoch": epoch, "test_accuracy": value, "test_loss": 1 - value,
+             "elapsed_seconds": 10.0 * epoch} for run_id, series in values.items()
+            for epoch, value in enumerate(series, start=1)]
+    return pd.DataFrame(rows)
+
+
+def english(messages) -> str:
+    return " ".join(str(message) for message in messages)
+
+
+def test_curves_in_words_give_the_gap_to_the_best_run():
+    frame = accuracy_frame({"a": [0.90, 0.9812], "b": [0.95, 0.9790]})
+    text = english(compare.curves_messages(frame, "test_accuracy", {"a": "A", "b": "B"}))
+    assert text.startswith("**A** reaches 98.12% test accuracy at epoch 2 (20 s).")
+    assert "That is 0.22 points above **B** (97.90% at epoch 2 (20 s))." in text  # 98.12 - 97.90 by hand
+    loss = english(compare.curves_messages(frame, "test_loss", {"a": "A", "b": "B"}))
+    assert loss.startswith("**A** gets down to 0.0188 test loss") and "That is 0.0022 below **B**" in loss
+
+
+def test_a_tie_is_said_to_be_equal_never_zero_points_above():
+    frame = accuracy_frame({"a": [0.97, 0.98], "b": [0.98, 0.97], "c": [0.979999, 0.5]})
+    text = english(compare.curves_messages(frame, "test_accuracy", {"a": "A", "b": "B", "c": "C"}))
+    assert text.startswith("**A** reaches 98.00%")  # a tie keeps the first run of the list
+    assert "**B** is equal: 98.00% at epoch 1 (10 s)." in text
+    assert "**C** is equal" in text  # 0.0001 points shows as 0.00: equal as shown
+    assert "0.00 points" not in text
+
+
+def test_two_runs_in_words_and_their_tie(tiny_runs):
+    root, run_ids = tiny_runs
+    evaluation_a, evaluation_b = (runs.read_evaluation(root / run_id) for run_id in run_ids)
+    assert evaluation_a is not None and evaluation_b is not None
+    result = compare.compare_evaluations(evaluation_a, evaluation_b)
+    text = english(compare.difference_messages(result, ("one", "two")))
+    net = len(result.right_only_a) - len(result.right_only_b)
+    assert f"A gets {len(result.right_only_a)} images right that B gets wrong" in text
+    assert f"a net {abs(net)} images" in text and f"for {'A' if net > 0 else 'B'}." in text
+    same = compare.compare_evaluations(evaluation_a, evaluation_a)
+    tie = english(compare.difference_messages(same, ("one", "one again")))
+    assert "They are equal: neither gets more of these images right." in tie and "net 0" not in tie
+
+
+def test_size_in_words():
+    text = english(compare.size_messages([("big", 40000, 0.99), ("small", 10000, 0.97)]))
+    assert text == ("The most accurate selected run, **big**, reaches 99.00% with 40,000 parameters. The smallest, "
+                    "**small**, has 4.0× fewer parameters (10,000) and reaches 97.00%, 2.00 points less.")
+    assert "reaches the same 99.00%" in english(compare.size_messages([("big", 40000, 0.99), ("small", 100, 0.99)]))

@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import runs
@@ -143,7 +142,7 @@ def test_a_run_still_training_shows_progress_and_cannot_be_deleted(runs_copy, mo
     at = open_page(root, monkeypatch)
     listed = table(at)
     assert listed["status"].tolist()[0] == "running, epoch 2/3"  # the epoch under way
-    assert listed["progress"].tolist()[0] == pytest.approx(100 / 3)
+    assert listed["progress"].tolist()[0] == "33%"
     assert at.button(key="cmp_delete").disabled
     assert at.button(key="cmp_refresh")
 
@@ -164,7 +163,8 @@ def test_default_choice_is_the_newest_finished_runs_and_the_table_names_dataset_
     runs.write_status(root / lenet_id, "failed", message="RuntimeError: out of memory", epoch=1, total_epochs=1)
     at = open_page(root, monkeypatch)
     listed = table(at)
-    assert listed["dataset"].tolist() == ["mnist", "mnist"] and listed["task"].tolist() == ["multiclass"] * 2
+    assert listed["dataset"].tolist() == ["MNIST", "MNIST"]
+    assert listed["task"].tolist() == ["which class (all 10)"] * 2
     assert at.multiselect(key="cmp_selected").value == [fast_id]  # the failed newer run is not chosen for you
 
 
@@ -185,7 +185,8 @@ def test_runs_of_different_datasets_are_overlaid_only_with_a_warning(runs_copy, 
     (root / lenet_id / runs.CONFIG_FILE).write_text(json.dumps(record))
     at = open_page(root, monkeypatch)
     assert at.multiselect(key="cmp_selected").value == [lenet_id, fast_id]
-    assert any("fashion-mnist (multiclass), mnist (multiclass)" in warning.value and "not comparable" in warning.value
+    assert any("Fashion-MNIST (which class (all 10)), MNIST (which class (all 10))" in warning.value
+               and "not comparable" in warning.value
                for warning in at.warning)
 
 
@@ -219,3 +220,48 @@ def test_every_run_is_scored_on_the_hard_set(runs_copy, tiny_runs, monkeypatch, 
         right = sum(predict_image(loaded.model, loaded.normalization, raw)[1].label == label  # type: ignore[union-attr]
                     for raw, label in drawings)
         assert rows[run_id] == ["MNIST", 2, right, f"{right / 2:.1%}"]
+
+
+def every_cell(at: AppTest) -> list[str]:
+    return [str(value) for frame in (table(at), table(at, 1)) for value in frame.to_numpy().ravel()]
+
+
+def test_no_table_cell_says_none_a_missing_value_shows_a_dash(runs_copy, monkeypatch):
+    root, (fast_id, lenet_id) = runs_copy
+    runs.write_status(root / lenet_id, "queued", message="waiting for its worker to start", epoch=0,
+                      total_epochs=1)
+    (root / lenet_id / runs.METRICS_FILE).unlink()  # no epoch yet: no accuracy, loss, time or speed
+    (root / lenet_id / runs.EVALUATION_FILE).unlink()
+    broken = root / "20990101-000000-broken"
+    broken.mkdir()
+    (broken / runs.CONFIG_FILE).write_text("{not json")
+    at = open_page(root, monkeypatch)
+    at.multiselect(key="cmp_selected").set_value([lenet_id, fast_id]).run()
+    cells = every_cell(at)
+    assert not [value for value in cells if value in ("None", "nan", "NaN", "<NA>")], cells
+    listed = table(at).set_index("run id")
+    assert listed.at[lenet_id, "best test acc."] == "—" and listed.at[broken.name, "parameters"] == "—"
+    assert listed.at[fast_id, "best test acc."].endswith("%") and "," in listed.at[fast_id, "parameters"]
+    final = table(at, 1).set_index("run")
+    assert final.at["tiny lenet", "final test loss"] == "—" and final.at["tiny fastcnn", "final test loss"] != "—"
+
+
+def test_the_analysis_sentences_and_tables_in_chinese(runs_copy, monkeypatch):
+    from tests.test_i18n_pages import english_runs
+
+    root, _ = runs_copy
+    monkeypatch.setenv(runs.RUNS_ENV, str(root))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["lang"] = "zh-CN"
+    at.run()
+    assert not at.exception
+    prose = [block.value for block in at.markdown]
+    assert any("达到" in text and "测试准确率" in text for text in prose)  # the curves in words
+    assert any("净多答对" in text or "两者持平" in text for text in prose)  # the two runs in words
+    assert any("每个单元格" in text or "矩阵" in text for text in prose)
+    names = ("tiny lenet", "tiny fastcnn", "tiny", "lenet", "fastcnn")
+    left = [run for text in prose for run in english_runs(text) if not any(name in run for name in names)]
+    assert not left, left
+    cells = every_cell(at)
+    assert not [value for value in cells if value in ("None", "nan")]
+    assert "是哪一类（全部 10 类）" in cells and "multiclass" not in cells  # the task as its question, translated

@@ -116,3 +116,22 @@ def test_config_errors_carry_each_problem_as_a_message_and_stay_english_as_text(
             "学习率（lr）必须是正数，实际为 -1.0", "轮数（epochs）至少为 1，实际为 0"]
     else:
         raise AssertionError("a negative learning rate must not validate")
+
+
+def test_a_nested_message_renders_in_the_same_language_and_survives_status_json():
+    import json
+
+    from core.layers import layer_where
+    from core.runs import joined
+
+    where = layer_where(3, {"type": "Conv2d", "out_channels": 8, "kernel_size": 3})
+    message = Message("%(where)s: padding %(padding)d is more than half the kernel %(kernel)d",
+                      {"where": where, "padding": 2, "kernel": 2})
+    assert str(message) == "layer 3 Conv2d(8, k=3, s=1, p=0): padding 2 is more than half the kernel 2"
+    zh = Translator("zh_CN")
+    assert render(message, zh) == "第 3 层 Conv2d(8, k=3, s=1, p=0)：填充 2 超过了窗口 2 的一半"
+    stored = json.loads(json.dumps(message.to_fields()))  # what status.json keeps
+    assert message_from_fields(stored) == message and render(message_from_fields(stored), zh) == render(message, zh)
+    both = joined([Message("a run name cannot hold control characters"), message])
+    assert str(both) == "a run name cannot hold control characters; " + str(message)
+    assert render(both, zh) == "训练名称不能包含控制字符；" + render(message, zh)

@@ -78,3 +78,31 @@ def test_the_first_page_s_modules_leave_scikit_learn_unimported_until_binary_met
              "print('sklearn' in sys.modules, round(b.recall, 3))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.split("\n")[:2] == ["False False", "True 0.5"]
+
+
+def test_smoothing_is_pandas_ewm_with_bias_correction():
+    import pandas as pd
+
+    from core.metrics import CHART_SMOOTHING, smooth
+
+    losses = [2.3, 1.9, 2.4, 1.1, 0.9, 1.6, 0.7, 0.65, 0.8, 0.5] * 3
+    for weight in (0.0, 0.5, 0.9, CHART_SMOOTHING):
+        reference = pd.Series(losses).ewm(alpha=1 - weight, adjust=True).mean().tolist()
+        assert smooth(losses, weight) == pytest.approx(reference, rel=1e-12)
+    assert smooth([], 0.9) == [] and smooth([3.0], 0.99) == [3.0]  # the first point is the first value
+
+
+def test_most_confident_mistakes_are_the_wrong_answers_surest_first():
+    import numpy as np
+
+    from core.metrics import most_confident_mistakes
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(200, 10, generator=generator) * 3
+    labels = torch.randint(0, 10, (200,), generator=generator)
+    evaluation = multiclass_evaluation(labels, logits.softmax(dim=1), test_loss=1.0)
+    predictions, confidences = np.array(evaluation.predictions), np.array(evaluation.confidences)
+    wrong = np.flatnonzero(predictions != labels.numpy())
+    reference = wrong[np.argsort(-confidences[wrong], kind="stable")][:12].tolist()
+    assert most_confident_mistakes(evaluation, 12) == reference
+    assert len(most_confident_mistakes(evaluation, 10_000)) == len(wrong)

@@ -143,17 +143,18 @@ def test_pooling_down_to_nothing_names_the_layer_and_sizes() -> None:
     # 28 -> 14 -> 7 -> 3 -> 1 -> 0
     with pytest.raises(ArchitectureError) as error:
         custom(POOL2, POOL2, POOL2, POOL2, POOL2, FLAT, HEAD)
-    assert str(error.value).startswith("layer 5 MaxPool2d(k=2): input is 1x1, output would be 0x0")
+    assert str(error.value).startswith("layer 5 MaxPool2d(k=2): input 1×1, kernel 2, padding 0, stride 2: "
+                                       "the output would be 0×0")
 
 
 def test_kernel_larger_than_input_is_rejected() -> None:
-    with pytest.raises(ArchitectureError, match=r"layer 3 Conv2d\(4, k=5.*input is 3x3.*kernel 5"):
+    with pytest.raises(ArchitectureError, match=r"layer 3 Conv2d\(4, k=5.*input 3×3, kernel 5"):
         custom(POOL2, {"type": "MaxPool2d", "kernel_size": 4}, CONV3 | {"kernel_size": 5, "padding": 0}, FLAT,
                HEAD)
 
 
 def test_linear_on_a_feature_map_asks_for_flatten() -> None:
-    with pytest.raises(ArchitectureError, match=r"layer 2 Linear\(10\): input is a 4x28x28 feature map; add a "
+    with pytest.raises(ArchitectureError, match=r"layer 2 Linear\(10\): input is a 4×28×28 feature map; add a "
                                                 r"Flatten"):
         custom(CONV3, HEAD)
 
@@ -176,6 +177,7 @@ def test_stack_must_end_with_a_linear_head() -> None:
     ({"type": "Conv2d", "stride": 0}, "stride must be at least 1"),
     ({"type": "Dropout", "p": 1.0}, "p must be a number in [0, 1)"),
     ({"type": "MaxPool2d", "kernel_size": 2, "padding": 2}, "more than half the kernel"),
+    ({"type": "Conv2d", "out_channels": 5000}, "out_channels must be at most 1024, got 5000"),
 ])
 def test_bad_layer_settings_name_the_layer(layer: dict, words: str) -> None:
     with pytest.raises(ArchitectureError, match=r"^layer 1") as error:

@@ -74,9 +74,11 @@ def test_metrics_reader_tolerates_a_torn_last_line_and_names_bad_ones(tmp_path):
         f.write('{"epoch": 3, "test_acc')  # a worker killed mid-line
     log = runs.read_metrics(tmp_path)
     assert [row.epoch for row in log.rows] == [1, 2] and log.rows[1].test_accuracy == 0.95
-    assert log.problems == ("metrics.jsonl line 2 is not a metrics row",
-                            "metrics.jsonl line 4 was cut short (the worker stopped mid-write)")
-    assert runs.read_metrics(tmp_path, live=True).problems == ("metrics.jsonl line 2 is not a metrics row",)
+    assert [str(problem) for problem in log.problems] == [
+        "metrics.jsonl line 2 is not a metrics row",
+        "metrics.jsonl line 4 was cut short (the worker stopped mid-write)"]
+    assert [str(problem) for problem in runs.read_metrics(tmp_path, live=True).problems] == [
+        "metrics.jsonl line 2 is not a metrics row"]
     assert runs.truncate_metrics(tmp_path, 1) == [metrics(1, 0.9)]
     runs.append_metrics(tmp_path, metrics(2, 0.96))
     assert [row.test_accuracy for row in runs.read_metrics(tmp_path).rows] == [0.9, 0.96]

@@ -187,3 +187,12 @@ def test_a_detached_sweep_is_stopped_from_another_process(root):
     record = runs.find_run(row.run_id, root)
     assert record.status == "stopped" and record.resumable and record.trial_state == "fail"
     assert "trial 0 fail" in (final.folder / sweep.LOG_FILE).read_text()
+
+
+def test_stopping_a_sweep_that_is_not_running_says_so_in_both_languages(tmp_path):
+    from core.i18n import Translator, render
+
+    with pytest.raises(sweep.SweepError) as error:
+        sweep.stop_sweep("nothing-here", tmp_path)
+    assert str(error.value).startswith("no sweep of study 'nothing-here' is running here")
+    assert render(error.value.messages[0], Translator("zh_CN")).startswith("这里没有正在运行的研究 'nothing-here'")

@@ -135,6 +135,11 @@ def test_non_finite_loss_diverges_with_a_message_naming_the_learning_rate(mnist,
     assert not any(isinstance(e, EpochEnd) for e in events)
     status = runs.read_status(diverged.run_dir)
     assert (status["status"], status["message"], status["suggested_lr"]) == ("diverged", diverged.message, 1e11)
+    # The diverging batch is the last line of batches.csv, its loss as the engine saw it (not finite).
+    step = status["message_params"]["step"]
+    last = (diverged.run_dir / runs.BATCHES_FILE).read_text().splitlines()[-1].split(",")
+    assert int(last[0]) == step and not math.isfinite(float(last[1])) and float(last[2]) == pytest.approx(1e12)
+    assert runs.read_batches(diverged.run_dir).steps[-1] == step
 
 
 def test_an_exploding_but_finite_loss_diverges(mnist, tmp_path):
@@ -264,11 +269,11 @@ def test_config_round_trips_through_json():
     [
         ({"optimizer": {"lr": -1}}, "lr must be a positive number"),
         ({"optimizer": {"name": "rmsprop"}}, "optimizer must be one of sgd, adam, adamw"),
-        ({"optimizer": {"lr": "fast"}}, "optimizer.lr must be float"),
+        ({"optimizer": {"lr": "fast"}}, "optimizer.lr must be a number, got .fast."),
         ({"data": {"batch_size": 0}}, "batch_size must be at least 1"),
         ({"data": {"colour": True}}, "unknown field data.colour"),
         ({"epochs": 0}, "epochs must be at least 1"),
-        ({"epochs": True}, "epochs must be int"),
+        ({"epochs": True}, "epochs must be a whole number, got True"),
         ({"task": {"kind": "binary", "target_digit": 12}}, "target_digit must be 0-9"),
         ({"model": {"arch": "resnet152"}}, "arch must be one of"),
         ({"model": {"arch": "fastcnn", "options": {"wings": 2}}}, "unknown option"),
@@ -374,3 +379,16 @@ def test_status_messages_carry_their_template_and_parameters_and_render_in_chine
     assert record.message_parts is not None and record.message_parts.english() == record.message == diverged.message
     chinese = render(record.message_parts, Translator("zh_CN"))
     assert "学习率很可能太高了" in chinese and "试试 1e+11 或更低的学习率" in chinese and "seed003" in chinese
+
+
+def test_config_parsing_errors_are_templates_shown_in_chinese():
+    from core.i18n import Translator, render
+
+    data = config_to_dict(TrainConfig())
+    data["optimizer"]["lr"] = "fast"
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(data)
+    assert render(error.value.messages[0], Translator("zh_CN")) == "optimizer.lr 必须是数字，实际为 'fast'"
+    with pytest.raises(ConfigError) as error:
+        preset_config("fastest")
+    assert render(error.value.messages[0], Translator("zh_CN")).startswith("未知的预设 'fastest'；可选：")

@@ -51,12 +51,12 @@ def run_until(at: AppTest, check, timeout: float = 180.0) -> AppTest:
 def test_preset_fills_the_form(page):
     assert page.selectbox(key="tr_preset_choice").value == "fast"
     page.selectbox(key="tr_preset_choice").set_value("seed002").run()
-    assert page.selectbox(key="tr_arch").value == "seed002"
+    assert page.selectbox(key="tr_arch@en").value == "seed002"
     assert page.number_input(key="tr_epochs").value == 20
     assert page.number_input(key="tr_batch_size").value == 64
-    assert page.selectbox(key="tr_normalization").value == "dataset"
+    assert page.selectbox(key="tr_normalization@en").value == "dataset"
     page.selectbox(key="tr_preset_choice").set_value("seed000").run()
-    assert page.radio(key="tr_task").value == "binary" and page.selectbox(key="tr_target_digit").value == 8
+    assert page.radio(key="tr_task@en").value == "binary" and page.selectbox(key="tr_target_digit@en").value == 8
     assert "is it an 8" in page.info[0].value
 
 
@@ -156,10 +156,10 @@ def test_queue_setting_changes_how_many_runs_train_at_once(page, root):
 
 
 def test_options_of_one_architecture_do_not_stick_to_the_next(page):
-    page.selectbox(key="tr_arch").set_value("seed001").run()
+    page.selectbox(key="tr_arch@en").set_value("seed001").run()
     page.checkbox(key="tr_softmax").uncheck().run()
     assert page.session_state["tr_options"] == {"softmax": False}
-    page.selectbox(key="tr_arch").set_value("fastcnn").run()
+    page.selectbox(key="tr_arch@en").set_value("fastcnn").run()
     assert not page.error and not page.button(key="tr_start").disabled
     assert page.session_state["tr_options"] == {}
 
@@ -178,7 +178,7 @@ def test_the_form_says_which_dataset_and_question_it_trains_on(root):
     at.selectbox(key="tr_preset_choice").set_value("seed000").run()  # "is it an 8?"
     assert any(block.value.startswith("Trains on **Fashion-MNIST** (one-vs-rest: is it Bag?)")
                for block in at.markdown)
-    assert at.selectbox(key="tr_target_digit").format_func(8) == "8: Bag"
+    assert at.selectbox(key="tr_target_digit@en").format_func(8) == "8: Bag"
 
 
 def test_processes_that_cannot_split_the_batch_are_refused_with_the_reason(page, root):
@@ -204,3 +204,32 @@ def test_a_diverged_run_in_chinese_shows_the_reason_in_chinese(root):
     [error] = at.error
     assert "训练损失在第 1 轮第 15 步暴涨到 789" in error.value and "试试 1 或更低的学习率" in error.value
     assert "exploded" not in error.value
+
+
+def test_a_saved_network_is_listed_and_trains_as_an_ordinary_run(root):
+    from core.checkpoints import load_checkpoint
+    from core.saved_archs import save_architecture
+
+    layers = [{"type": "Conv2d", "out_channels": 4, "kernel_size": 5}, {"type": "ReLU"},
+              {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]
+    save_architecture("tiny-net", layers)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert "tiny-net (yours)" in at.selectbox(key="tr_arch@en").options  # listed with the registry's networks
+    at.selectbox(key="tr_arch@en").set_value("saved:tiny-net").run()
+    assert any("Conv2d(4, k=5, s=1, p=0) → ReLU" in caption.value for caption in at.caption)
+    at.number_input(key="tr_train_subset").set_value(1000)
+    at.number_input(key="tr_test_subset").set_value(500)
+    at.number_input(key="tr_epochs").set_value(1).run()
+    assert not at.error
+    at.button(key="tr_start").click().run()
+    [record] = runs.list_runs(root)
+    run_until(at, lambda page: bool(page.success))
+    model = runs.read_config(record.run_dir)["config"]["model"]
+    assert model["arch"] == "custom" and model["options"]["name"] == "tiny-net"
+    assert model["options"]["layers"][0]["kernel_size"] == 5
+    assert any("custom network tiny-net" in block.value for block in at.markdown)
+    smoothing = next(c.value for c in at.caption if c.value.startswith("The smoothed line keeps"))
+    assert "keeps 95% of its past" in smoothing and "about the last 20 batches" in smoothing  # 1 / (1 - 0.95)
+    assert "it keeps 80%, about the last 5 batches" in smoothing  # the divergence check's 0.2 for the newest
+    loaded = load_checkpoint(record.run_dir / runs.BEST_CHECKPOINT)  # rebuilt from the recorded stack
+    assert sum(p.numel() for p in loaded.model.parameters()) == 104 + 5770

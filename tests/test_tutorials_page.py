@@ -23,7 +23,7 @@ def root(runs_env: Path) -> Path:
 
 def open_tutorial(key: str) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120).run()
-    at.radio(key="tut_pick").set_value(key).run()
+    at.radio(key="tut_pick@en").set_value(key).run()
     assert not at.exception and not at.error
     return at
 

@@ -31,6 +31,7 @@ from core.training.config import (
 from core.training.engine import (
     AUGMENTATION,
     EVAL_BATCH_SIZE,
+    LOSS_SMOOTHING,
     MEMORY_FORMAT,
     PER_BATCH_SCHEDULERS,
     StopFlag,
@@ -63,7 +64,8 @@ from core.training.events import (
 from core.training.presets import PRESET_DESCRIPTIONS, PRESETS, preset_config
 
 __all__ = [
-    "AUGMENTATION", "EVAL_BATCH_SIZE", "FLAT_FIELDS", "MEMORY_FORMAT", "OPTIMIZERS", "PER_BATCH_SCHEDULERS",
+    "AUGMENTATION", "EVAL_BATCH_SIZE", "FLAT_FIELDS", "LOSS_SMOOTHING", "MEMORY_FORMAT", "OPTIMIZERS",
+    "PER_BATCH_SCHEDULERS",
     "PRESETS", "PRESET_DESCRIPTIONS", "SCHEDULERS", "SECTIONS", "TASKS", "BatchEnd", "CheckpointSaved",
     "ConfigError", "DataConfig", "Diverged", "EpochEnd", "Event", "Failed", "Finished", "ModelConfig",
     "OptimizerConfig", "Outcome", "RunStarted", "SchedulerConfig", "StopFlag", "Stopped", "TaskConfig",

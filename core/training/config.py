@@ -173,28 +173,34 @@ def _coerce(where: str, annotation: str, value: Any) -> Any:
         return dict(value)
     if annotation.startswith("tuple") and isinstance(value, list | tuple) and len(value) == 2:
         return tuple(_coerce(where, "float", item) for item in value)
-    expected = {"dict[str, Any]": "a mapping", "tuple[float, float]": "a pair of numbers"}.get(annotation, annotation)
-    raise ConfigError(f"{where} must be {expected}, got {value!r}")
+    expected = {"bool": N_("true or false"), "int": N_("a whole number"), "float": N_("a number"), "str": N_("text"),
+                "dict[str, Any]": N_("a mapping"), "tuple[float, float]": N_("a pair of numbers")}.get(annotation)
+    raise ConfigError(Message(N_("%(field)s must be %(expected)s, got %(value)s"),
+                              {"field": where, "expected": Message(expected or annotation), "value": repr(value)}))
 
 
 def _section_from_dict(name: str, cls: type, values: Any) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"{name} must be a mapping of its fields, got {values!r}")
+        raise ConfigError(Message(N_("%(section)s must be a mapping of its fields, got %(value)s"),
+                                  {"section": name, "value": repr(values)}))
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(f"unknown field {name}.{unknown[0]}; {name} has {', '.join(known)}")
+        raise ConfigError(Message(N_("unknown field %(section)s.%(field)s; %(section)s has %(known)s"),
+                                  {"section": name, "field": unknown[0], "known": ", ".join(known)}))
     return cls(**{key: _coerce(f"{name}.{key}", str(known[key].type), value) for key, value in values.items()})
 
 
 def config_from_dict(data: Any) -> TrainConfig:
     """Build and validate a TrainConfig from `config_to_dict` output; missing fields take defaults."""
     if not isinstance(data, dict):
-        raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
+        raise ConfigError(Message(N_("a training config must be a mapping, got %(kind)s"),
+                                  {"kind": type(data).__name__}))
     top = {f.name: f for f in fields(TrainConfig)}
     unknown = sorted(set(data) - set(top))
     if unknown:
-        raise ConfigError(f"unknown config field {unknown[0]!r}; known fields: {', '.join(top)}")
+        raise ConfigError(Message(N_("unknown config field %(field)r; known fields: %(known)s"),
+                                  {"field": unknown[0], "known": ", ".join(top)}))
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key in SECTIONS:
@@ -211,7 +217,8 @@ def override(config: TrainConfig, **overrides: Any) -> TrainConfig:
     data = config_to_dict(config)
     for name, value in overrides.items():
         if name not in FLAT_FIELDS:
-            raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(FLAT_FIELDS)}")
+            raise ConfigError(Message(N_("unknown setting %(name)r; known settings: %(known)s"),
+                                      {"name": name, "known": ", ".join(FLAT_FIELDS)}))
         section, key = FLAT_FIELDS[name]
         target = data if section is None else data[section]
         target[key] = list(value) if isinstance(value, tuple) else value
@@ -286,7 +293,7 @@ def _model_errors(config: TrainConfig) -> list[Message]:
     try:
         models.arch_config(config.model.arch, num_outputs(config), config.model.options)
     except models.ArchitectureError as error:
-        return [Message(str(error))]
+        return [error.message]
     return []
 
 

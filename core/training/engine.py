@@ -70,7 +70,8 @@ MEMORY_FORMAT = torch.channels_last
 # (ln 10 for ten classes) is exploding, checked once this many steps have passed.
 EXPLODE_FACTOR = 10.0
 EXPLODE_AFTER = 10
-LOSS_SMOOTHING = 0.2  # weight of the newest batch in the smoothed loss
+LOSS_SMOOTHING = 0.2  # weight of the newest batch in the smoothed loss: about the last 5 batches (the chart's
+# EMA, core.metrics.CHART_SMOOTHING, keeps 0.95 of the past, about 20 batches: this check must react faster)
 
 
 class Divergence(RuntimeError):
@@ -101,9 +102,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use auto or cpu")
+        raise ConfigError(Message(N_("device %(device)r asked for, but torch sees no CUDA GPU here; use auto or cpu"),
+                                  {"device": name}))
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps' asked for, but Apple's MPS is not available here; use auto or cpu")
+        raise ConfigError(Message(N_("device 'mps' asked for, but Apple's MPS is not available here; use auto or cpu")))
     return device
 
 
@@ -315,8 +317,9 @@ def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
     validate(config)
     world = distributed.current()
     if config.data.batch_size % world.size:
-        raise ConfigError(f"batch_size {config.data.batch_size} is the global batch and must split evenly over "
-                          f"{world.size} processes")
+        raise ConfigError(Message(N_("batch_size %(batch)d is the global batch and must split evenly over "
+                                     "%(processes)d processes"),
+                                  {"batch": config.data.batch_size, "processes": world.size}))
     device = resolve_device(config.device)
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)
@@ -377,9 +380,11 @@ def _resumed_config(saved: TrainConfig, given: TrainConfig | None, state: dict[s
     """The saved config, with epochs/device/threads from `given`; ConfigError if nothing is left to do."""
     config = saved if given is None else replace(saved, epochs=given.epochs, device=given.device, threads=given.threads)
     if epoch >= config.epochs:
-        raise ConfigError(f"the run already has {epoch} of {config.epochs} epochs; ask for more epochs to go on")
+        raise ConfigError(Message(N_("the run already has %(done)d of %(epochs)d epochs; ask for more epochs"),
+                                  {"done": epoch, "epochs": config.epochs}))
     if state and config.scheduler.name == "onecycle" and state.get("total_epochs") != config.epochs:
-        raise ConfigError("a one-cycle schedule is fixed to its run's length; start a new run to train longer")
+        raise ConfigError(Message(N_("a one-cycle schedule is fixed to its run's length; start a new run to train "
+                                     "longer")))
     return config
 
 
@@ -389,7 +394,9 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
     status = runs.read_status(folder)
     main = distributed.current().main  # the other ranks of a DDP run read the folder rank 0 owns
     if main and runs.is_live(status) and status.get("pid") != os.getpid():
-        raise runs.RunError(f"run {run_id} is still {status['status']} in another process; stop it there first")
+        raise runs.RunError(Message(N_("run %(run)s is still %(status)s in another process; stop it there first"),
+                                    {"run": run_id, "status": Message(runs.STATUS_LABELS.get(str(status["status"]),
+                                                                                           str(status["status"])))}))
     saved = config_from_dict(runs.read_config(folder)["config"])
     last = folder / runs.LAST_CHECKPOINT
     payload = read_checkpoint(last) if last.is_file() else None  # none: stopped in its first epoch
@@ -462,7 +469,13 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
             pair = distributed.sum_across(torch.tensor([loss_value * len(digits), float(len(digits))],
                                                        dtype=torch.float64), world)
             loss_value = float(pair[0] / pair[1])
-        _watch_loss(run, loss_value, epoch, step, lr)
+        try:
+            _watch_loss(run, loss_value, epoch, step, lr)
+        except Divergence:
+            if run.batches is not None:  # the batch that diverged belongs on the chart (written before the status)
+                run.batches.add((epoch - 1) * run.steps_per_epoch + step, loss_value, lr)
+                run.batches.flush()
+            raise
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -669,12 +682,15 @@ def _stopped(run: _Run, epoch: int) -> Stopped:
     return Stopped(run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch, message=message.english())
 
 
-def _failed(run: _Run, message: str, details: str = "") -> Failed:
+def _failed(run: _Run, error: Exception, details: str = "") -> Failed:
+    """The run ends failed: status.json frames the exception's own (English) text for the pages to translate."""
+    message = Message(N_("it stopped on an error: %(error)s (%(kind)s); status.json keeps the traceback"),
+                      {"error": str(error), "kind": type(error).__name__})
     try:
         _write_status(run, "failed", message, details=details)
     except OSError:  # the disk is full or the folder gone: the event still says why
         run.ended = True
-    return Failed(message=message, run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch)
+    return Failed(message=message.english(), run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch)
 
 
 def _diverged(run: _Run, error: Divergence) -> Diverged:
@@ -727,7 +743,7 @@ def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
         run.ended = True  # nothing to write into
         yield Failed(message=str(error), run_id=run.run_id, run_dir=run.run_dir, epoch=run.epoch)
     except Exception as error:  # a crash mid-run: the folder says so, the traceback is kept in status.json
-        yield _failed(run, f"{type(error).__name__}: {error}", traceback.format_exc())
+        yield _failed(run, error, traceback.format_exc())
     finally:
         torch.set_num_threads(previous_threads)
         try:

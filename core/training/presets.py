@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.i18n import N_
+from core.i18n import N_, Message
 from core.training.config import FLAT_FIELDS, SECTIONS, ConfigError, ModelConfig, TrainConfig, config_to_dict, override
 
 
@@ -87,5 +87,6 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
     """A fresh copy of a preset with flat-named overrides applied (see FLAT_FIELDS), validated."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(Message(N_("unknown preset %(name)r; choose one of %(choices)s"),
+                                  {"name": name, "choices": ", ".join(PRESETS)}))
     return override(PRESETS[name], **overrides)

@@ -97,3 +97,23 @@ def test_an_unknown_lang_shows_english_without_an_error(server, zh_page):
     wait_for_app_idle(zh_page)
     assert zh_page.locator("[data-testid=stException]").count() == 0
     assert zh_page.get_by_text("Traceback").count() == 0
+
+
+def test_the_train_forms_choices_survive_a_language_switch(server, en_page):
+    """The browser sends a radio's choice back as its label: after a switch the old label must not unselect it."""
+    en_page.goto(f"{server}/train?lang=en")
+    heading(en_page, "Train a network").wait_for(timeout=90_000)
+    wait_for_app_idle(en_page)
+    en_page.locator("label", has_text="is it this class? (one vs rest)").click()
+    en_page.get_by_role("combobox", name="Target class").wait_for(timeout=60_000)
+    wait_for_app_idle(en_page)
+    en_page.locator("[data-testid=stSidebar] button", has_text="简体中文").click()
+    heading(en_page, "训练网络").wait_for(timeout=60_000)
+    wait_for_app_idle(en_page)
+    assert en_page.get_by_role("radio", name="是不是这一类？（一对其余）").is_checked()
+    assert not en_page.get_by_role("radio", name="是哪一类（全部 10 类）").is_checked()
+    en_page.get_by_role("combobox", name="目标类别").wait_for(timeout=60_000)  # the binary form stayed
+    en_page.locator("[data-testid=stSidebar] button", has_text="English").click()
+    heading(en_page, "Train a network").wait_for(timeout=60_000)
+    wait_for_app_idle(en_page)
+    assert en_page.get_by_role("radio", name="is it this class? (one vs rest)").is_checked()
