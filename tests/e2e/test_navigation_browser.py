@@ -12,7 +12,8 @@ from tests.e2e.conftest import screenshot, streamlit_server, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e
 
-MENU = ["Dataset", "Architecture", "Tutorials", "Train", "Draw", "Compare", "Sweep", "Speedrun"]  # pages/__init__.py app_pages()
+# pages/__init__.py app_pages()
+MENU = ["Dataset", "Architecture", "Tutorials", "Train", "Draw", "Compare", "Sweep", "Speedrun"]
 HELPER_LABELS = ("app", "arch charts", "charts", "common", "export ui", "layer builder")  # what legacy mode would list
 USABLE_BOUND_S = 45.0  # the assertion, loose for a shared, loaded machine; the target is 5 s (see the printed figures)
 
