@@ -8,6 +8,7 @@ import pytest
 
 from core import speedrun
 from tests.apptest_helpers import ROOT, app_test
+from tests.test_i18n_pages import english_runs, shown_texts
 
 PAGE = str(ROOT / "pages" / "speedrun.py")
 
@@ -64,3 +65,5 @@ def test_in_chinese_the_rungs_and_headers_are_translated(tmp_path, monkeypatch, 
     table = at.dataframe[0].value
     assert "阶梯" in table.columns
     assert table["阶梯"].iloc[0] == "内存中的张量：批次直接从 uint8 图像张量中切出，测试时每批 1,000 张"
+    texts = shown_texts(at.main) + [str(title) for title in table["阶梯"]] + [str(column) for column in table.columns]
+    assert not [run for text in texts for run in english_runs(text)]
