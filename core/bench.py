@@ -464,7 +464,12 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(2)
     skip = tuple(key for key in args.skip.split(",") if key)
-    result = run_ladder(args.train_subset, args.test_subset, args.max_epochs, skip)
+    def progress(rung: Any, measured: Any) -> None:  # one line per rung on stderr while the ladder climbs
+        reached = f"{measured.seconds_to_99:.1f} s" if measured.seconds_to_99 is not None else "not reached"
+        print(f"  rung {rung.key}: {reached}, {measured.test_accuracy:.2%} after {measured.epochs} epoch(s)",
+              file=sys.stderr, flush=True)
+
+    result = run_ladder(args.train_subset, args.test_subset, args.max_epochs, skip, on_rung=progress)
     if args.output:
         write_ladder(result, Path(args.output))
     if args.json:
