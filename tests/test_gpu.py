@@ -83,3 +83,28 @@ def test_free_cores_leaves_the_busy_cores_to_others(monkeypatch, load, own, expe
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert engine.free_cores(2, own_load=own) == expected
     assert engine.free_cores(1, own_load=own) == 1  # never above the ceiling
+
+
+def test_a_run_without_fixed_threads_takes_the_idle_cores_each_epoch(mnist, tmp_path, monkeypatch):
+    """Config threads 0: a busy machine gets one thread, and status.json says so; threads set in the config win."""
+    from core import runs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    torch.set_num_threads(2)
+    seen = []
+    config = preset_config("fast", device="cpu", train_subset=640, test_subset=100, epochs=2)
+    for event in train(config, runs_root=tmp_path, dataset=mnist):
+        if type(event).__name__ == "BatchEnd":
+            seen.append(torch.get_num_threads())
+        if isinstance(event, RunStarted):
+            run_dir = event.run_dir
+    assert set(seen) == {1}
+    assert runs.read_status(run_dir)["threads"] == 1
+    assert torch.get_num_threads() == 2  # put back afterwards
+    fixed = preset_config("fast", device="cpu", train_subset=640, test_subset=100, threads=2)
+    seen.clear()
+    for event in train(fixed, runs_root=tmp_path, dataset=mnist):
+        if type(event).__name__ == "BatchEnd":
+            seen.append(torch.get_num_threads())
+    assert set(seen) == {2}

@@ -470,6 +470,8 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
     net.train()
     if run.thread_ceiling:  # the idle cores, looked at again every epoch
         torch.set_num_threads(free_cores(run.thread_ceiling, own_load=run.threads_used))
+        if run.status is not None:
+            run.status.note(threads=torch.get_num_threads())  # status.json says what this epoch uses
     run.threads_used = torch.get_num_threads()
     seed = config.seed * 1000 + epoch  # dropout and augmentation draws depend on (seed, epoch): resumable
     torch.manual_seed(seed + 7919 * world.rank)
