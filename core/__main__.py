@@ -17,6 +17,7 @@ CLI_MODULES = [
     "core.runs_cli",
     "core.sweep_cli",
     "core.bench",
+    "core.ensemble",
     "core.summary",
     "core.inference",
     "core.export",

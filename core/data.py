@@ -510,7 +510,8 @@ def random_affine(images: torch.Tensor, aug: Augmentation, generator: torch.Gene
     theta = torch.stack(
         [torch.stack([cos, -sin, -shift_x], dim=1), torch.stack([sin, cos, -shift_y], dim=1)], dim=1
     )  # (B, 2, 3)
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    theta = theta.to(device=images.device, dtype=images.dtype)  # drawn on the CPU, applied where the images are
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     background = images.amin(dim=(1, 2, 3), keepdim=True)  # the normalized value of a black pixel
     shifted = images - background  # so zero padding outside the image means "black"
     return F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + background

@@ -67,7 +67,7 @@ OPTION_HELP = {
     "gamma": "step: learning-rate multiplier at each decay",
     "pct_start": "onecycle: share of all steps spent warming up",
     "device": "auto, cpu, cuda, cuda:N or mps",
-    "threads": "CPU threads for torch (0 = its default)",
+    "threads": "CPU threads for torch (0 = the cores other work leaves idle, checked every epoch)",
 }
 RESUME_OVERRIDES = ("epochs", "device", "threads")  # what `--resume` may change
 

@@ -31,6 +31,7 @@ def app_pages() -> list[st.Page]:
         st.Page(PAGES_DIR / "draw.py", title=_("Draw"), icon=":material/edit:"),
         st.Page(PAGES_DIR / "compare.py", title=_("Compare"), icon=":material/compare_arrows:"),
         st.Page(PAGES_DIR / "sweep.py", title=_("Sweep"), icon=":material/tune:"),
+        st.Page(PAGES_DIR / "speedrun.py", title=_("Speedrun"), icon=":material/speed:"),
     ]
 
 

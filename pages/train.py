@@ -177,7 +177,7 @@ def run_inputs() -> None:
     cuda = _("yes") if torch.cuda.is_available() else _("no")
     st.selectbox(_("Device"), DEVICES, key=PREFIX + "device",
                  help=_("auto picks CUDA, then Apple MPS, then the CPU. CUDA here: {cuda}.").format(cuda=cuda))
-    st.number_input(_("CPU threads (0 = PyTorch's default)"), 0, 256, key=PREFIX + "threads")
+    st.number_input(_("CPU threads (0 = the idle cores, checked every epoch)"), 0, 256, key=PREFIX + "threads")
     st.number_input(_("Processes (data-parallel)"), 1, 8, key=PREFIX + "processes",
                     help=_("Train one run in N local processes with torchrun and DistributedDataParallel; the "
                            "batch size stays the global batch, split evenly among them. On a 2-core machine two "

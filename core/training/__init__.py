@@ -30,6 +30,7 @@ from core.training.config import (
 )
 from core.training.engine import (
     AUGMENTATION,
+    AUTOCAST_DTYPE,
     EVAL_BATCH_SIZE,
     LOSS_SMOOTHING,
     MEMORY_FORMAT,
@@ -37,6 +38,7 @@ from core.training.engine import (
     StopFlag,
     TrainData,
     accuracy_of,
+    autocast,
     build_optimizer,
     build_scheduler,
     check_schedule,
@@ -48,6 +50,7 @@ from core.training.engine import (
     probabilities,
     resolve_device,
     train,
+    uses_cuda,
 )
 from core.training.events import (
     BatchEnd,
@@ -64,13 +67,14 @@ from core.training.events import (
 from core.training.presets import PRESET_DESCRIPTIONS, PRESETS, preset_config
 
 __all__ = [
-    "AUGMENTATION", "EVAL_BATCH_SIZE", "FLAT_FIELDS", "LOSS_SMOOTHING", "MEMORY_FORMAT", "OPTIMIZERS",
+    "AUGMENTATION", "AUTOCAST_DTYPE", "EVAL_BATCH_SIZE", "FLAT_FIELDS", "LOSS_SMOOTHING", "MEMORY_FORMAT",
+    "OPTIMIZERS",
     "PER_BATCH_SCHEDULERS",
     "PRESETS", "PRESET_DESCRIPTIONS", "SCHEDULERS", "SECTIONS", "TASKS", "BatchEnd", "CheckpointSaved",
     "ConfigError", "DataConfig", "Diverged", "EpochEnd", "Event", "Failed", "Finished", "ModelConfig",
     "OptimizerConfig", "Outcome", "RunStarted", "SchedulerConfig", "StopFlag", "Stopped", "TaskConfig",
-    "TrainConfig", "TrainData", "accuracy_of", "build_optimizer", "build_scheduler", "check_schedule",
+    "TrainConfig", "TrainData", "accuracy_of", "autocast", "build_optimizer", "build_scheduler", "check_schedule",
     "config_from_dict", "config_to_dict", "count_correct", "evaluate", "evaluation_of", "flat_values",
     "load_train_data", "loss_function", "num_outputs", "override", "preset_config", "probabilities",
-    "resolve_device", "train", "validate",
+    "resolve_device", "train", "uses_cuda", "validate",
 ]

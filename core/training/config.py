@@ -96,7 +96,7 @@ class TrainConfig:
     epochs: int = 1  # passes over the training set
     seed: int = 0  # model init, shuffling, augmentation and dropout all follow from it
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
-    threads: int = 0  # CPU threads for torch during the run (0 = torch's default)
+    threads: int = 0  # CPU threads for torch (0 = the idle cores, up to the queue slot's share, every epoch)
     preset: str = ""  # the preset this config started from ("" = none), for the record
 
 

@@ -7,6 +7,7 @@ parallel (core.distributed). Nothing here prints or imports streamlit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -90,6 +91,34 @@ class StopFlag(Protocol):
 
 class RunFolderGone(RuntimeError):
     """The run folder was deleted while the run trained: nothing more can be written."""
+
+
+def free_cores(ceiling: int, own_load: float = 0.0) -> int:
+    """CPU threads worth using now: the cores the rest of the machine leaves idle, from 1 up to `ceiling`.
+
+    The rest of the machine is the 1-minute load average less `own_load` (this process's threads
+    while it trained). Why not always every core: torch's OpenMP threads meet at a barrier after each
+    parallel op, and when other processes hold the cores every barrier waits for a descheduled thread.
+    Measured on 2 cores at load average 9-10: fastcnn 450-800 ms a step with 2 threads, 32-55 ms with 1
+    (seed002: 350-680 against 25-47 ms). On an idle machine it is every core up to the ceiling.
+    """
+    others = max(0.0, os.getloadavg()[0] - own_load)
+    return max(1, min(ceiling, round((os.cpu_count() or 1) - others)))
+
+
+AUTOCAST_DTYPE = torch.bfloat16  # forward passes on CUDA; no loss scaling needed, unlike float16
+
+
+def uses_cuda(device: torch.device) -> bool:
+    """Whether the GPU path applies (see core.gpu): a CUDA device, and torch sees CUDA."""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (weights and optimizer stay float32); nothing elsewhere: the CPU trains in float32."""
+    if uses_cuda(device):
+        return torch.autocast("cuda", dtype=AUTOCAST_DTYPE)
+    return contextlib.nullcontext()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -215,8 +244,8 @@ def _model_input(images: torch.Tensor, norm: Normalization, augment: torch.Gener
     """uint8 (B, 28, 28) on the run's device -> float (B, 1, 28, 28), augmented when a generator is given."""
     x = to_model_input(images, norm)
     if augment is not None:
-        # random_affine draws its parameters from a CPU generator, so it runs on the CPU.
-        x = random_affine(x.cpu(), AUGMENTATION, augment).to(images.device)
+        # Parameters drawn from a CPU generator (the same draws on any device), warped where the images are.
+        x = random_affine(x, AUGMENTATION, augment)
     return x.contiguous(memory_format=MEMORY_FORMAT)
 
 
@@ -232,7 +261,9 @@ def evaluate(
     try:
         for start in range(0, len(data.test_labels), EVAL_BATCH_SIZE):
             digits = data.test_labels[start : start + EVAL_BATCH_SIZE]
-            outputs = model(_model_input(data.test_images[start : start + EVAL_BATCH_SIZE], data.norm, None))
+            with autocast(digits.device):
+                outputs = model(_model_input(data.test_images[start : start + EVAL_BATCH_SIZE], data.norm, None))
+            outputs = outputs.float()  # bf16 under CUDA autocast
             total_loss += loss_fn(outputs, digits).double() * len(digits)
             chunks.append(probabilities(outputs, task, head).float().cpu())
     finally:
@@ -288,6 +319,8 @@ class _Run:
     smoothed_loss: float | None = None  # exponential moving average of the batch losses
     world: distributed.World = field(default_factory=distributed.World)  # rank 0 alone writes the folder
     net: nn.Module | None = None  # what trains: the model, or DistributedDataParallel around it
+    thread_ceiling: int = 0  # with config.threads 0 on a CPU: the most threads an epoch may use (0 = fixed)
+    threads_used: int = 0  # torch threads of the last epoch trained in this process
 
     @property
     def steps_per_epoch(self) -> int:
@@ -442,6 +475,11 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
     config, data, world = run.config, run.data, run.world
     net = run.net or run.model
     net.train()
+    if run.thread_ceiling:  # the idle cores, looked at again every epoch
+        torch.set_num_threads(free_cores(run.thread_ceiling, own_load=run.threads_used))
+        if run.status is not None:
+            run.status.note(threads=torch.get_num_threads())  # status.json says what this epoch uses
+    run.threads_used = torch.get_num_threads()
     seed = config.seed * 1000 + epoch  # dropout and augmentation draws depend on (seed, epoch): resumable
     torch.manual_seed(seed + 7919 * world.rank)
     augment = torch.Generator().manual_seed(seed + 7919 * world.rank) if config.data.augment else None
@@ -462,8 +500,9 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
             raise RunFolderGone(f"the run folder {run.run_dir} was deleted while the run trained")
         if stopping:
             return None
-        outputs = net(_model_input(images, data.norm, augment))
-        loss = run.loss_fn(outputs, digits)
+        with autocast(run.device):  # bf16 on CUDA, float32 on the CPU
+            outputs = net(_model_input(images, data.norm, augment))
+            loss = run.loss_fn(outputs, digits)
         loss_value, lr = loss.item(), run.lr()
         if world.distributed:  # the global batch's mean loss, the same number one process would see
             pair = distributed.sum_across(torch.tensor([loss_value * len(digits), float(len(digits))],
@@ -720,6 +759,8 @@ def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
     try:
         if run.config.threads:
             torch.set_num_threads(run.config.threads)
+        elif run.device.type == "cpu" and not run.world.distributed:
+            run.thread_ceiling = previous_threads  # the queue slot's share, or torch's default: every core
         if run.world.main:
             _open_record(run)
         yield RunStarted(

@@ -19,8 +19,9 @@ CHINESE_HEADINGS = {
     "draw": "写一个数字",
     "compare": "对比训练记录",
     "sweep": "超参数搜索",
+    "speedrun": "速通",
 }
-CHINESE_MENU = ["数据集", "网络结构", "教程", "训练", "手写识别", "对比", "超参数搜索"]
+CHINESE_MENU = ["数据集", "网络结构", "教程", "训练", "手写识别", "对比", "超参数搜索", "速通"]
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 

@@ -13,7 +13,8 @@ from tests.e2e.conftest import ARTIFACTS, screenshot, streamlit_server, wait_for
 
 pytestmark = pytest.mark.e2e
 
-MENU = ["Dataset", "Architecture", "Tutorials", "Train", "Draw", "Compare", "Sweep"]  # pages/__init__.py app_pages()
+# pages/__init__.py app_pages()
+MENU = ["Dataset", "Architecture", "Tutorials", "Train", "Draw", "Compare", "Sweep", "Speedrun"]
 HELPER_LABELS = ("app", "arch charts", "charts", "common", "export ui", "layer builder")  # what legacy mode would list
 USABLE_TARGET_S = 5.0  # fresh server to a usable Dataset page (README, "Measured")
 USABLE_BOUND_S = 40.0  # the assertion, loose for a shared, loaded machine; the figure is printed and saved
