@@ -165,7 +165,8 @@ def _check_comparable(a: Evaluation, b: Evaluation) -> int:
     """The number of test images both runs answered; CompareError if they answered different questions."""
     if a.task != b.task:
         raise CompareError(Message(N_("one run answers the %(task_a)s question and the other the %(task_b)s one"),
-                                   {"task_a": a.task, "task_b": b.task}))
+                                   {"task_a": Message(runs.TASK_LABELS.get(a.task, a.task)),
+                                    "task_b": Message(runs.TASK_LABELS.get(b.task, b.task))}))
     if a.binary is not None and b.binary is not None and a.binary.target_digit != b.binary.target_digit:
         raise CompareError(Message(N_("the runs look for different classes (%(a)d and %(b)d)"),
                                    {"a": a.binary.target_digit, "b": b.binary.target_digit}))

@@ -186,16 +186,29 @@ def as_rgba(image: np.ndarray) -> np.ndarray:
     return np.concatenate([colour, alpha], axis=-1)
 
 
+class ItemError(ValueError):
+    """What is wrong with one stored or imported item; `message` renders in any language, str() is English."""
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.message = Message(template, dict(params))
+        super().__init__(self.message.english())
+
+
+def reason_of(error: BaseException) -> Message | str:
+    """The reason to show for a refused item: its Message, or the system's own words (an OSError)."""
+    return error.message if isinstance(error, ItemError) else str(error)
+
+
 def _check_sizes(data: bytes) -> None:
     """Refuse an .npz whose arrays would unpack to more than MAX_ITEM_BYTES (a zip bomb), before unpacking."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except zipfile.BadZipFile as error:
-        raise ValueError(f"not a readable item ({error})") from error
+        raise ItemError(N_("not a readable item (%(error)s)"), error=str(error)) from error
     if unpacked > MAX_ITEM_BYTES:
-        raise ValueError(f"it would unpack to {unpacked / 1e6:.0f} MB; an item is at most "
-                         f"{MAX_ITEM_BYTES / 1e6:.0f} MB")
+        raise ItemError(N_("it would unpack to %(size).0f MB; an item is at most %(limit).0f MB"),
+                        size=unpacked / 1e6, limit=MAX_ITEM_BYTES / 1e6)
 
 
 def item_from_bytes(data: bytes, name: str) -> HardItem:
@@ -205,21 +218,22 @@ def item_from_bytes(data: bytes, name: str) -> HardItem:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             pixels, raw, meta_text = archive["pixels"], archive["raw"], str(archive["meta"])
     except Exception as error:  # np.load raises anything from BadZipFile to KeyError on a damaged file
-        raise ValueError(f"not a readable item ({type(error).__name__}: {error})") from error
+        raise ItemError(N_("not a readable item (%(error)s)"), error=f"{type(error).__name__}: {error}") from error
     if pixels.shape != (MNIST_SIZE, MNIST_SIZE) or pixels.dtype != np.uint8:
-        raise ValueError(f"its image is {pixels.dtype} {pixels.shape}, not uint8 28×28")
+        raise ItemError(N_("its image is %(kind)s, not uint8 28×28"), kind=f"{pixels.dtype} {pixels.shape}")
     if raw.ndim != 3 or raw.shape[2] != 4 or raw.dtype != np.uint8 or max(raw.shape[:2]) > MAX_RAW_SIDE:
-        raise ValueError(f"its raw drawing is {raw.dtype} {raw.shape}, not an RGBA image")
+        raise ItemError(N_("its raw drawing is %(kind)s, not an RGBA image"), kind=f"{raw.dtype} {raw.shape}")
     try:
         meta = json.loads(meta_text)
         dataset, label, source, saved_at = meta["dataset"], meta["label"], meta["source"], meta["saved_at"]
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"its metadata is damaged ({error})") from error
+        raise ItemError(N_("its metadata is damaged (%(error)s)"), error=str(error)) from error
     if dataset not in DATASETS or not isinstance(label, int) or not 0 <= label < len(DATASETS[dataset].classes):
-        raise ValueError(f"its label {label!r} is not a class of dataset {dataset!r}")
+        raise ItemError(N_("its label %(label)s is not a class of dataset %(dataset)s"), label=repr(label),
+                        dataset=repr(dataset))
     item_id = item_id_of(dataset, pixels)
     if item_id != name:
-        raise ValueError(f"its content does not match its name (expected {item_id})")
+        raise ItemError(N_("its content does not match its name (expected %(expected)s)"), expected=item_id)
     return HardItem(item_id, dataset, label, pixels, raw, str(source), str(saved_at))
 
 
@@ -250,7 +264,7 @@ def load_hardset(root: Path | str | None = None) -> HardSet:
         except (OSError, ValueError) as error:
             problems.append(Message(N_("%(file)s in the hard set cannot be read and was skipped: %(reason)s. "
                                        "It is left on disk; delete it there or import a good copy."),
-                                    {"file": str(path), "reason": str(error)}))
+                                    {"file": str(path), "reason": reason_of(error)}))
     return HardSet(tuple(sorted(items, key=lambda item: (item.saved_at, item.item_id))), tuple(problems))
 
 
@@ -345,11 +359,11 @@ def import_hardset(data: bytes, root: Path | str | None = None) -> ImportResult:
         stem = Path(name).stem
         try:
             if archive.getinfo(name).file_size > MAX_ITEM_BYTES:
-                raise ValueError(f"it is larger than an item can be ({MAX_ITEM_BYTES / 1e6:.0f} MB)")
+                raise ItemError(N_("it is larger than an item can be (%(limit).0f MB)"), limit=MAX_ITEM_BYTES / 1e6)
             item = item_from_bytes(archive.read(name), stem)
         except (ValueError, OSError, zipfile.BadZipFile) as error:
             problems.append(Message(N_("%(entry)s was not imported: %(reason)s"),
-                                    {"entry": name, "reason": str(error)}))
+                                    {"entry": name, "reason": reason_of(error)}))
             continue
         path = folder / f"{item.item_id}.npz"
         if path.is_file():

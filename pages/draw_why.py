@@ -167,8 +167,8 @@ def robustness_lines(sweep: Sweep, names: tuple[str, ...]) -> list[str]:
         if low == 0 and high == len(labels) - 1:
             lines.append(_("**{transform}**: still *{answer}* over the whole range, {low} to {high}.").format(**values))
             continue
-        beyond = [f"*{names[label]}* ({amount_text(kind, amount)})" for i, (amount, label)
-                  in enumerate(zip(amounts, labels, strict=True)) if not low <= i <= high]
+        beyond = [_("*{answer}* ({amount})").format(answer=names[label], amount=amount_text(kind, amount))
+                  for i, (amount, label) in enumerate(zip(amounts, labels, strict=True)) if not low <= i <= high]
         lines.append(_("**{transform}**: still *{answer}* from {low} to {high}; beyond: {beyond}.").format(
             beyond=_(", ").join(beyond), **values))
     return lines

@@ -155,7 +155,8 @@ def _on_import() -> None:
         return
     added = ngettext("Imported {count} new item.", "Imported {count} new items.", result.added)
     known = ngettext("{count} was already in your set.", "{count} were already in your set.", result.duplicates)
-    text = added.format(count=num(result.added)) + " " + known.format(count=num(result.duplicates))
+    text = _("{first} {second}").format(first=added.format(count=num(result.added)),
+                                        second=known.format(count=num(result.duplicates)))
     text += "".join("\n\n- " + say(problem) for problem in result.problems)
     st.session_state[NOTICE_KEY] = ("error" if result.problems else "success", text)
 

@@ -311,7 +311,7 @@ def test_different_questions_cannot_be_compared(tiny_runs):
     assert a is not None and b is not None
     with pytest.raises(CompareError, match="different images"):
         compare.compare_evaluations(a, replace(b, labels=[(y + 1) % 10 for y in b.labels]))
-    with pytest.raises(CompareError, match="binary"):
+    with pytest.raises(CompareError, match="one vs rest"):
         compare.compare_evaluations(a, replace(b, task="binary"))
 
 

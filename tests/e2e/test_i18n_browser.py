@@ -16,7 +16,7 @@ CHINESE_HEADINGS = {
     "architecture": "网络结构",
     "tutorials": "教程",
     "train": "训练网络",
-    "draw": "写一个数字",
+    "draw": "画一个数字",
     "compare": "对比训练记录",
     "sweep": "超参数搜索",
     "speedrun": "速通",
