@@ -20,6 +20,7 @@ CLI_MODULES = [
     "core.summary",
     "core.inference",
     "core.export",
+    "core.writers",
 ]
 
 

@@ -27,11 +27,13 @@ from core.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from core.data import (
     Augmentation,
     Dataset,
+    Distortion,
     Normalization,
     iterate_batches,
     load_dataset,
     normalization,
     random_affine,
+    random_distort,
     to_model_input,
 )
 from core.i18n import N_, Message
@@ -59,6 +61,7 @@ from core.training.events import (
 )
 
 AUGMENTATION = Augmentation()  # core.data's defaults: ±10°, ±10% shift, 0.9-1.1 zoom
+DISTORTION = Distortion()  # core.data's defaults: other writers' slant, wobble, pen width, coarse scans
 EVAL_BATCH_SIZE = 1000  # test images per forward pass when evaluating
 PER_BATCH_SCHEDULERS = ("onecycle",)  # stepped after every batch; the others after every epoch
 # NHWC activations: oneDNN's convolutions, pooling and batch norm run up to 2x faster in this layout
@@ -209,12 +212,16 @@ def build_scheduler(
     return None
 
 
-def _model_input(images: torch.Tensor, norm: Normalization, augment: torch.Generator | None) -> torch.Tensor:
+def _model_input(
+    images: torch.Tensor, norm: Normalization, augment: torch.Generator | None, distort: bool = False
+) -> torch.Tensor:
     """uint8 (B, 28, 28) on the run's device -> float (B, 1, 28, 28), augmented when a generator is given."""
     x = to_model_input(images, norm)
     if augment is not None:
-        # random_affine draws its parameters from a CPU generator, so it runs on the CPU.
-        x = random_affine(x.cpu(), AUGMENTATION, augment).to(images.device)
+        # The random draws come from a CPU generator, so augmentation runs on the CPU.
+        x = x.cpu()
+        x = (random_distort(x, DISTORTION, augment) if distort else random_affine(x, AUGMENTATION, augment)).to(
+            images.device)
     return x.contiguous(memory_format=MEMORY_FORMAT)
 
 
@@ -437,7 +444,8 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
     net.train()
     seed = config.seed * 1000 + epoch  # dropout and augmentation draws depend on (seed, epoch): resumable
     torch.manual_seed(seed + 7919 * world.rank)
-    augment = torch.Generator().manual_seed(seed + 7919 * world.rank) if config.data.augment else None
+    augmenting = config.data.augment or config.data.distort
+    augment = torch.Generator().manual_seed(seed + 7919 * world.rank) if augmenting else None
     batches = iterate_batches(
         data.train_images, data.train_labels, config.data.batch_size, shuffle=True, seed=config.seed, epoch=epoch
     )
@@ -455,7 +463,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
             raise RunFolderGone(f"the run folder {run.run_dir} was deleted while the run trained")
         if stopping:
             return None
-        outputs = net(_model_input(images, data.norm, augment))
+        outputs = net(_model_input(images, data.norm, augment, config.data.distort))
         loss = run.loss_fn(outputs, digits)
         loss_value, lr = loss.item(), run.lr()
         if world.distributed:  # the global batch's mean loss, the same number one process would see
