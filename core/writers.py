@@ -69,7 +69,7 @@ def redraw_with_pen(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     offset = -slant * height if slant > 0 else 0.0
     big = big.transform((width, height), Image.Transform.AFFINE, (1, slant, offset, 0, 1, 0),
                         Image.Resampling.BICUBIC)
-    pen = int(rng.integers(-2, 4)) * max(1, height // 50)  # thinner (<0) or thicker (>0), px per side
+    pen = int(rng.integers(-2, 3)) * max(1, height // 70)  # thinner (<0) or thicker (>0), px per side
     if pen > 0:
         big = big.filter(ImageFilter.MaxFilter(2 * pen + 1))
     ink = np.asarray(big) > 96  # a canvas stroke is solid ink, no grey

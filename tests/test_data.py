@@ -27,6 +27,7 @@ from core.data import (
     random_distort,
     raw_dir,
     to_model_input,
+    writing_styles,
 )
 
 MNIST = data.DATASETS["mnist"]
@@ -239,6 +240,24 @@ def testchange_stroke_width_thickens_and_thins_against_max_and_min_filters(mnist
     assert torch.allclose(out[0], dilated[0]) and torch.allclose(out[1], eroded[1])
     assert torch.allclose(out[2], ink[2]) and torch.allclose(out[3], (ink[3] + dilated[3]) / 2)
     assert float(out[1].sum()) < float(ink[1].sum()) < float(out[0].sum())
+
+
+def test_writing_styles_add_one_stroke_to_ones_sevens_and_nines_only(mnist):
+    images, labels = mnist.train_images[:300], mnist.train_labels[:300]
+    styled = writing_styles(images, labels, 1.0, torch.Generator().manual_seed(0))
+    changed = (styled != images).flatten(1).any(dim=1)
+    assert set(labels[changed].tolist()) == {1, 7, 9}  # every styled class, and no other
+    for index in torch.nonzero(changed).flatten().tolist():
+        added = (styled[index] != images[index]).nonzero()
+        assert bool((styled[index][added[:, 0], added[:, 1]] == 255).all())  # full ink, like a pen
+        rows = added[:, 0].float()
+        top = float(torch.nonzero((images[index] > 96).any(dim=1)).flatten()[0])
+        if labels[index] == 7:  # one horizontal bar below the top stroke
+            assert float(rows.max() - rows.min()) <= 1 and float(rows.min()) > top
+        elif labels[index] == 1:  # a flag hanging from the top, to the left of where the stroke starts
+            start = float(torch.nonzero(images[index][int(top)] > 96).flatten().float().mean())
+            assert float(rows.min()) >= top and float(added[:, 1].float().mean()) <= start + 1.5
+    assert torch.equal(writing_styles(images, labels, 0.0, torch.Generator()), images)
 
 
 def test_cli_info_json(capsys):
