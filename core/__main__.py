@@ -21,6 +21,7 @@ CLI_MODULES = [
     "core.summary",
     "core.inference",
     "core.export",
+    "core.writers",
 ]
 
 

@@ -1,11 +1,14 @@
 """Train the shipped default model with the project's own engine and write checkpoints/default/.
 
-    .venv/bin/python scripts/train_default_model.py [--threads N] [--seed N]
+    .venv/bin/python scripts/train_default_model.py [--threads N] [--seed N] [--from-run RUN_DIR]
 
-Trains RECIPE below (fastcnn, light random-affine augmentation, label smoothing, one-cycle AdamW,
-12 epochs) in a scratch runs folder, then copies the run's best checkpoint to
-checkpoints/default/model.pt, its config record to config.json, and writes metrics.json with the
-per-epoch numbers, the file size and the command that made it. The recipe is pinned here rather
+Trains RECIPE below (a wide bestcnn; core.data.Distortion and writing_styles: what other writers and pens
+do to a digit; label smoothing, one-cycle AdamW, 12 epochs) in a scratch runs folder (or takes a
+finished run of exactly RECIPE with --from-run), then copies the run's
+checkpoint of its last epoch (not the epoch that did best on the test set: that would pick on the
+test set) to checkpoints/default/model.pt, its config record to config.json, and writes
+metrics.json with the per-epoch numbers, the scores on the other-writers and other-pens check sets
+(core.writers), the file size and the command that made it. The recipe is pinned here rather
 than taken from a preset, so that changing a preset never changes what this command makes.
 """
 
@@ -22,13 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
-from core import runs  # noqa: E402
-from core.training import EpochEnd, Failed, Finished, Stopped, TrainConfig, override, train  # noqa: E402
+from core import runs, writers  # noqa: E402
+from core.checkpoints import build_from_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from core.training import EpochEnd, Failed, Finished, Stopped, TrainConfig, config_to_dict, override, train  # noqa: E402
 
 # The shipped model's recipe, as flat settings of core.training (see FLAT_FIELDS there).
 RECIPE = {
-    "arch": "fastcnn",  # 29k parameters: small, fast on a CPU, 99.4-99.5% with augmentation
-    "augment": True,  # random affine per image (+-10 degrees, +-10% shift, 0.9-1.1 zoom): drawn digits vary
+    "arch": "bestcnn",  # fastcnn with a second conv at 14x14 and dropout 0.1
+    "options": {"channels1": 32, "channels2": 64, "channels3": 128},  # twice the default widths: 142k parameters
+    "distort": True,  # per image: rotation, slant, zoom, stretch, wobble, pen width, coarse scans (core.data)
     "label_smoothing": 0.1,  # softer probabilities: fewer 100% answers to odd drawings
     "optimizer": "adamw",
     "lr": 3e-3,  # peak of the one-cycle schedule
@@ -41,7 +46,8 @@ RECIPE = {
 }
 TARGET = ROOT / "checkpoints" / "default"
 MAX_BYTES = 2 * 1024 * 1024  # the issue's size limit for the shipped model
-MIN_ACCURACY = 0.993  # the issue's accuracy floor
+MIN_ACCURACY = 0.994  # MNIST test accuracy floor
+MIN_WRITERS = 0.98  # accuracy floor on each core.writers check set
 
 
 def train_run(threads: int, seed: int, runs_root: Path) -> Finished:
@@ -58,21 +64,42 @@ def train_run(threads: int, seed: int, runs_root: Path) -> Finished:
     raise SystemExit("training ended without a Finished event")
 
 
-def export(finished: Finished, command: str) -> dict[str, object]:
-    """Copy the best checkpoint and config into checkpoints/default/ and write metrics.json."""
+def writers_scores(model_path: Path) -> dict[str, dict[str, object]]:
+    """Accuracy overall and per digit on core.writers' check sets, through the drawing pipeline."""
+    loaded = load_checkpoint(model_path)
+    scores: dict[str, dict[str, object]] = {}
+    for name in writers.SETS:
+        check = writers.check_set(name)
+        found = writers.score(loaded.model, writers.model_inputs(check, loaded.normalization), check)
+        scores[name] = {"accuracy": round(found.accuracy, 4), "count": found.count,
+                        "per_digit": [round(a, 4) for a in found.per_class]}
+        print(f"{name}: {found.accuracy:.2%} of {found.count}", flush=True)
+    return scores
+
+
+def export(run_dir: Path, command: str) -> dict[str, object]:
+    """Save a finished run's last epoch into checkpoints/default/ with its config; write metrics.json."""
+    saved = json.loads((run_dir / runs.CONFIG_FILE).read_text())["config"]
+    expected = config_to_dict(override(TrainConfig(), **RECIPE, seed=saved["seed"]))
+    ignored = ("device", "threads", "preset")  # where and how fast, not what
+    if {k: v for k, v in saved.items() if k not in ignored} != {k: v for k, v in expected.items() if k not in ignored}:
+        raise SystemExit(f"{run_dir} was not trained with RECIPE: its config differs")
+    rows = runs.read_metrics(run_dir).rows
+    if len(rows) != saved["epochs"]:
+        raise SystemExit(f"{run_dir} has {len(rows)} of its {saved['epochs']} epochs: not finished")
     TARGET.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(finished.best_checkpoint, TARGET / "model.pt")
-    shutil.copyfile(finished.run_dir / runs.CONFIG_FILE, TARGET / "config.json")
-    size = (TARGET / "model.pt").stat().st_size
+    last = read_checkpoint(run_dir / runs.LAST_CHECKPOINT)  # weights + meta, without the optimizer
+    save_checkpoint(TARGET / "model.pt", build_from_checkpoint(last), last["meta"])
+    shutil.copyfile(run_dir / runs.CONFIG_FILE, TARGET / "config.json")
     metrics: dict[str, object] = {
         "recipe": RECIPE,
-        "test_accuracy": finished.best_test_accuracy,  # of the saved (best) epoch, on all 10,000 test images
-        "best_epoch": finished.best_epoch,
-        "epochs": finished.epochs,
-        "train_seconds": round(finished.train_seconds, 1),
-        "model_bytes": size,
+        "test_accuracy": rows[-1].test_accuracy,  # of the last epoch (the shipped one), all 10,000 test images
+        "epochs": len(rows),
+        "train_seconds": round(rows[-1].elapsed_seconds or 0.0, 1),
+        "model_bytes": (TARGET / "model.pt").stat().st_size,
+        "writers": writers_scores(TARGET / "model.pt"),
         "command": command,
-        "per_epoch": [asdict(row) for row in runs.read_metrics(finished.run_dir).rows],
+        "per_epoch": [asdict(row) for row in rows],
     }
     (TARGET / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
@@ -82,15 +109,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    parser.add_argument("--from-run", type=Path, metavar="RUN_DIR",
+                        help="export this finished run of RECIPE (e.g. one trained with `python -m core train`) "
+                        "instead of training a new one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="default-model-") as scratch:
-        finished = train_run(args.threads, args.seed, Path(scratch))
-        export(finished, " ".join(["python scripts/train_default_model.py", *sys.argv[1:]]))
-    size = (TARGET / "model.pt").stat().st_size
-    print(f"checkpoints/default/model.pt: {size} bytes, "
-          f"test accuracy {finished.best_test_accuracy:.2%} (epoch {finished.best_epoch})")
-    if finished.best_test_accuracy < MIN_ACCURACY or size > MAX_BYTES:
-        print(f"warning: below {MIN_ACCURACY:.1%} or above {MAX_BYTES} bytes", file=sys.stderr)
+    command = " ".join(["python scripts/train_default_model.py", *sys.argv[1:]])
+    if args.from_run:
+        metrics = export(args.from_run, command)
+    else:
+        with tempfile.TemporaryDirectory(prefix="default-model-") as scratch:
+            metrics = export(train_run(args.threads, args.seed, Path(scratch)).run_dir, command)
+    accuracy, size, scores = metrics["test_accuracy"], metrics["model_bytes"], metrics["writers"]
+    assert isinstance(accuracy, float) and isinstance(size, int) and isinstance(scores, dict)
+    print(f"checkpoints/default/model.pt: {size} bytes, MNIST test accuracy {accuracy:.2%} (last epoch)")
+    weak = [name for name, found in scores.items() if found["accuracy"] < MIN_WRITERS]
+    if accuracy < MIN_ACCURACY or size > MAX_BYTES or weak:
+        print(f"warning: below {MIN_ACCURACY:.1%} on MNIST, below {MIN_WRITERS:.0%} on {weak or 'no check set'}, "
+              f"or above {MAX_BYTES} bytes", file=sys.stderr)
         return 1
     return 0
 

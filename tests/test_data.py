@@ -10,19 +10,24 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from core import data
 from core.data import (
     IDX_FILES,
     Augmentation,
     DataError,
+    Distortion,
+    change_stroke_width,
     ensure_files,
     iterate_batches,
     load_dataset,
     normalization,
     random_affine,
+    random_distort,
     raw_dir,
     to_model_input,
+    writing_styles,
 )
 
 MNIST = data.DATASETS["mnist"]
@@ -224,6 +229,48 @@ def test_random_affine_moves_each_image_differently_and_keeps_background(mnist):
     assert float(moved[:, :, 0, 0].max()) == pytest.approx(black, abs=1e-5)  # corners stay background
     still = random_affine(digit, Augmentation(degrees=0, translate=0, scale=(1, 1)), torch.Generator())
     assert torch.allclose(still, digit, atol=1e-4)
+
+
+def test_random_distort_draws_per_image_keeps_background_and_is_identity_when_off(mnist):
+    norm = normalization("dataset", mnist)
+    digit = to_model_input(mnist.test_images[:1], norm).expand(8, 1, 28, 28)
+    moved = random_distort(digit, Distortion(), torch.Generator().manual_seed(0))
+    assert moved.shape == digit.shape
+    assert len({round(float(m.sum()), 3) for m in moved}) == 8  # eight different draws
+    black = norm.value_range()[0]
+    assert float(moved[:, :, 0, 0].max()) == pytest.approx(black, abs=1e-4)  # corners stay background
+    off = Distortion(degrees=0, shear=0, translate=0, scale=(1, 1), aspect=0, elastic=0, thicker=0, thinner=0,
+                     low_res=0)
+    assert torch.allclose(random_distort(digit, off, torch.Generator()), digit, atol=1e-4)
+
+
+def testchange_stroke_width_thickens_and_thins_against_max_and_min_filters(mnist):
+    ink = mnist.test_images[:4].unsqueeze(1).float() / 255
+    dilated = F.max_pool2d(ink, 3, stride=1, padding=1)
+    eroded = -F.max_pool2d(-ink, 3, stride=1, padding=1)
+    amount = torch.tensor([1.0, -1.0, 0.0, 0.5])
+    out = change_stroke_width(ink, amount)
+    assert torch.allclose(out[0], dilated[0]) and torch.allclose(out[1], eroded[1])
+    assert torch.allclose(out[2], ink[2]) and torch.allclose(out[3], (ink[3] + dilated[3]) / 2)
+    assert float(out[1].sum()) < float(ink[1].sum()) < float(out[0].sum())
+
+
+def test_writing_styles_add_one_stroke_to_ones_sevens_and_nines_only(mnist):
+    images, labels = mnist.train_images[:300], mnist.train_labels[:300]
+    styled = writing_styles(images, labels, 1.0, torch.Generator().manual_seed(0))
+    changed = (styled != images).flatten(1).any(dim=1)
+    assert set(labels[changed].tolist()) == {1, 7, 9}  # every styled class, and no other
+    for index in torch.nonzero(changed).flatten().tolist():
+        added = (styled[index] != images[index]).nonzero()
+        assert bool((styled[index][added[:, 0], added[:, 1]] == 255).all())  # full ink, like a pen
+        rows = added[:, 0].float()
+        top = float(torch.nonzero((images[index] > 96).any(dim=1)).flatten()[0])
+        if labels[index] == 7:  # one horizontal bar below the top stroke
+            assert float(rows.max() - rows.min()) <= 1 and float(rows.min()) > top
+        elif labels[index] == 1:  # a flag hanging from the top, to the left of where the stroke starts
+            start = float(torch.nonzero(images[index][int(top)] > 96).flatten().float().mean())
+            assert float(rows.min()) >= top and float(added[:, 1].float().mean()) <= start + 1.5
+    assert torch.equal(writing_styles(images, labels, 0.0, torch.Generator()), images)
 
 
 def test_cli_info_json(capsys):

@@ -315,10 +315,10 @@ def test_default_model_files_and_claimed_accuracy(mnist: Dataset, default_model:
     assert DEFAULT_CHECKPOINT.stat().st_size <= 2 * 1024 * 1024
     metrics = json.loads((folder / "metrics.json").read_text())
     config = json.loads((folder / "config.json").read_text())
-    assert config["config"]["data"]["augment"] is True and default_model.task == "multiclass"
+    assert config["config"]["data"]["distort"] is True and default_model.task == "multiclass"
     accuracy = plain_accuracy(default_model, mnist.test_images, mnist.test_labels)  # all 10,000
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-4)
-    assert accuracy >= 0.993
+    assert accuracy >= 0.994  # the floor for the default model
 
 
 @pytest.mark.slow
@@ -342,7 +342,8 @@ def test_default_model_feature_maps_and_saliency(mnist: Dataset, default_model: 
     )
     assert prediction is not None and stages.model_input is not None
     blocks = feature_maps(default_model.model, stages.model_input)
-    assert [tuple(b.maps.shape) for b in blocks] == [(16, 28, 28), (32, 14, 14), (64, 7, 7)]  # fastcnn
+    # bestcnn at twice its widths: 32 at 28x28, two convolutions of 64 at 14x14, 128 at 7x7
+    assert [tuple(b.maps.shape) for b in blocks] == [(32, 28, 28), (64, 14, 14), (64, 14, 14), (128, 7, 7)]
     assert saliency(default_model.model, stages.model_input).shape == (28, 28)
     assert hook_count(default_model.model) == 0 and not default_model.model.training
 
