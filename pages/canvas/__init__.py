@@ -21,6 +21,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
 from streamlit.components.v2.manifest_scanner import ComponentConfig, ComponentManifest
+from streamlit.components.v2.types import ComponentRenderer
 
 PACKAGE = "mnist-lab-canvas"  # stands where an installed component's distribution name would
 COMPONENT = "canvas"
@@ -61,7 +62,7 @@ def declare_assets() -> None:
 
 
 @functools.cache
-def mount_component() -> Any:
+def mount_component() -> ComponentRenderer:
     """The component's mount function, created once per process (the files are globs inside ASSET_DIR)."""
     declare_assets()
     return st.components.v2.component(NAME, js="index-*.js", css="index-*.css",
