@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APP_FILES = sorted([ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "core").glob("*.py")])
+APP_FILES = sorted([ROOT / "app.py", *(ROOT / "pages").rglob("*.py"), *(ROOT / "core").glob("*.py")])
 CORE_FILES = sorted((ROOT / "core").glob("*.py"))
 INTERNALS = ("streamlit.runtime", "streamlit.web")
 

@@ -1,9 +1,10 @@
 """Browser: draw digits with the mouse on the Draw page's canvas; check and time each prediction.
 
 The latency measured is from the mouse-up that ends a stroke to the predicted digit on screen:
-the canvas encodes its PNG, Streamlit reruns the page (preprocess, predict, saliency, feature maps,
-charts) and the browser renders it. Each digit is drawn on a cleared canvas, so the answer that
-appears can only come from the stroke just finished.
+the canvas encodes its PNG and sends it (pages/canvas: at once, not after the package's 200 ms),
+Streamlit reruns the page's fragment (preprocess, predict, the open tab) and the browser renders it.
+Each digit is drawn on a cleared canvas, so the answer that appears can only come from the stroke
+just finished.
 """
 
 from __future__ import annotations
@@ -26,8 +27,34 @@ pytestmark = pytest.mark.e2e
 
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
 LATENCY_TARGET_S = 0.5
-IDLE_P95_TARGET_S = 0.3  # the goal; 0.2 s of it is the canvas's own debounce
-IDLE_P95_BOUND_S = 1.5  # asserted: p95 was 0.43-0.92 s at load average 10-14 on 2 cores; catches gross regressions
+IDLE_P95_TARGET_S = 0.3  # the goal, in the browser; asserted while the load average is at most one per core
+CANVAS_SEND_BOUND_MS = 100  # mouse-up to the drawing sent, every stroke: 8-23 ms measured, 204-208 with the 200 ms wait
+
+# In the page from its first script on: browser-clock times of each mouse-up, of each message the page sends to
+# the server and receives from it, and of the moment an answer enters the page after a mouse-up.
+TIMELINE_SCRIPT = """
+window.__timeline = {up: [], sent: [], received: [], answer: []};
+addEventListener('mouseup', () => window.__timeline.up.push(performance.now()), true);
+const NativeSocket = window.WebSocket;
+const nativeSend = NativeSocket.prototype.send;
+NativeSocket.prototype.send = function (data) {
+    window.__timeline.sent.push(performance.now());
+    return nativeSend.call(this, data);
+};
+window.WebSocket = function (...args) {
+    const socket = new NativeSocket(...args);
+    socket.addEventListener('message', () => window.__timeline.received.push(performance.now()));
+    return socket;
+};
+Object.assign(window.WebSocket, NativeSocket);
+window.WebSocket.prototype = NativeSocket.prototype;
+let answered = false;
+new MutationObserver(() => {
+    const shown = document.querySelector('.big-answer') !== null;
+    if (shown && !answered) window.__timeline.answer.push(performance.now());
+    answered = shown;
+}).observe(document, {childList: true, subtree: true});
+"""
 
 # Strokes in canvas pixels (the canvas is 280x280), each a list of points the mouse moves through.
 DIGITS: dict[str, list[list[tuple[float, float]]]] = {
@@ -192,9 +219,8 @@ def test_draw_digits_and_clear(server, page) -> None:
         assert page.get_by_text("Traceback").count() == 0
         screenshot(page, f"draw-7-{caption}")
     report = ", ".join(f"{digit}: {seconds * 1000:.0f} ms" for digit, seconds in latencies.items())
-    # The canvas component itself waits 200 ms after mouse-up before sending (its debounce).
     print(f"\nDraw page, mouse-up to prediction on screen: {report} (target {LATENCY_TARGET_S * 1000:.0f} ms)")
-    # The target holds on a machine that is not overloaded (median 338 ms, README); with more runnable processes
+    # The target holds on a machine that is not overloaded (README's measured table); with more runnable processes
     # than cores, every process gets its share of them, so the bound grows by the load per core (measured: median
     # 813 ms at load 13 on 2 cores). It still fails a page that reruns twice or predicts slowly.
     bound = LATENCY_TARGET_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
@@ -202,36 +228,71 @@ def test_draw_digits_and_clear(server, page) -> None:
     assert max(latencies.values()) < 2 * bound, f"one stroke took over {2 * bound * 1000:.0f} ms: {report}"
 
 
-def latencies_of_rounds(page, rounds: int) -> list[float]:
-    """Stroke-to-answer seconds for every digit, `rounds` times over, each on a cleared canvas."""
+def latencies_of_rounds(page, rounds: int, phases: list[dict[str, float]] | None = None) -> list[float]:
+    """Stroke-to-answer seconds for every digit, `rounds` times over, each on a cleared canvas.
+
+    With `phases` (and TIMELINE_SCRIPT in the page), each stroke's phases are appended to it.
+    """
     latencies = []
     for _ in range(rounds):
         for digit in DIGITS:
             latencies.append(stroke_latency(page, digit))
+            if phases is not None:
+                phases.append(stroke_phases(page))
             clear(page)
     return latencies
 
 
-def test_stroke_to_answer_idle(server, page) -> None:
-    """21 strokes on an idle server: median and p95 from mouse-up to the answer on screen, saved and asserted.
+def stroke_phases(page) -> dict[str, float]:
+    """Where the last stroke's time went, in ms of the browser's clock, from TIMELINE_SCRIPT's record.
 
-    The canvas waits 200 ms after a mouse-up before it sends (a fixed debounce in streamlit-drawable-canvas
-    0.13.0, not an option), so the page has about 100 ms for the target p95 of 300 ms. The assertion is a bound
-    this shared 2-core machine holds; the figures are printed and saved in test-artifacts/.
+    canvas: mouse-up to the drawing sent (the canvas's wait, then its PNG); server: sent to the first message
+    back (the fragment's rerun starts); render: that message to the answer in the page (the rest of the
+    script up to the answer, the messages, React).
     """
+    timeline = page.evaluate("window.__timeline")
+    up = timeline["up"][-1]
+    sent = next(t for t in timeline["sent"] if t >= up)
+    received = next(t for t in timeline["received"] if t >= sent)
+    answer = next(t for t in timeline["answer"] if t >= up)
+    return {"canvas": sent - up, "server": received - sent, "render": answer - received, "total": answer - up}
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least `share` of them at or below it."""
+    ordered = sorted(values)
+    return ordered[math.ceil(share * len(ordered)) - 1]
+
+
+def test_stroke_to_answer_idle(server, page) -> None:
+    """21 strokes: median and p95 from mouse-up to the answer on screen, and where the time went; saved and asserted.
+
+    The canvas sends at mouse-up (pages/canvas; streamlit-drawable-canvas itself waits 200 ms first): asserted on
+    every stroke, in the browser's own clock, which load hardly moves. The target p95 is asserted as it is when
+    the load average is at most one per core (this test's server and browser alone make about 1.5); above that,
+    every process gets its share of the cores, so the bound grows by the load per core, as in
+    test_draw_digits_and_clear. The figures, with the load average, are printed and saved in test-artifacts/.
+    """
+    page.add_init_script(TIMELINE_SCRIPT)
     open_draw_page(server, page)
     warm_up(page)
-    latencies = latencies_of_rounds(page, rounds=7)
-    ordered = sorted(latencies)
-    median, p95 = statistics.median(ordered), ordered[math.ceil(0.95 * len(ordered)) - 1]
+    phases: list[dict[str, float]] = []
+    latencies = latencies_of_rounds(page, rounds=7, phases=phases)
+    median, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+    where = {name: {"median": round(statistics.median(p[name] for p in phases), 1),
+                    "p95": round(percentile([p[name] for p in phases], 0.95), 1)} for name in phases[0]}
     record = {"strokes": len(latencies), "median_ms": round(median * 1000, 1), "p95_ms": round(p95 * 1000, 1),
               "target_p95_ms": IDLE_P95_TARGET_S * 1000, "load_average": os.getloadavg(),
-              "ms": [round(s * 1000, 1) for s in latencies]}
+              "ms": [round(s * 1000, 1) for s in latencies], "phases_ms": where,
+              "phases_each_ms": [{name: round(value, 1) for name, value in p.items()} for p in phases]}
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "draw-latency-idle.json").write_text(json.dumps(record, indent=1))
     print(f"\nDraw page, mouse-up to answer over {len(latencies)} strokes: median {median * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms (target p95 {IDLE_P95_TARGET_S * 1000:.0f} ms), load {os.getloadavg()}")
-    assert p95 < IDLE_P95_BOUND_S, f"p95 {p95 * 1000:.0f} ms: slower than even a loaded machine explains"
+          f"p95 {p95 * 1000:.0f} ms (target p95 {IDLE_P95_TARGET_S * 1000:.0f} ms), load {os.getloadavg()}; "
+          f"in the browser, median/p95 ms: {where}")
+    assert max(p["canvas"] for p in phases) < CANVAS_SEND_BOUND_MS, f"the canvas waits to send: {where['canvas']}"
+    bound = IDLE_P95_TARGET_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert p95 < bound, f"p95 {p95 * 1000:.0f} ms, over {bound * 1000:.0f} ms at load {os.getloadavg()[0]:.1f}"
 
 
 def test_stroke_to_answer_beside_a_training_process(server, page) -> None:
