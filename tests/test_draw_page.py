@@ -105,7 +105,7 @@ def test_saliency_and_feature_map_tabs(runs_dir: Path, seven: np.ndarray) -> Non
     at.session_state["view"] = "Feature maps"
     at.run()
     page = texts(at)
-    assert "*conv1 → bn1 → relu1*: 16 maps of 28×28" in page and "*conv3 → bn3 → relu3*: 64 maps of 7×7" in page
+    assert "*conv1 → bn1 → relu1*: 32 maps of 28×28" in page and "*conv4 → bn4 → relu4*: 128 maps of 7×7" in page
 
 
 def test_switching_a_step_off_changes_the_input(runs_dir: Path, seven: np.ndarray) -> None:
