@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -48,7 +49,8 @@ def test_the_files_are_built_verified_and_cached(monkeypatch):
     export_ui.export_file.clear()
     modified = DEFAULT_CHECKPOINT.stat().st_mtime_ns
     script = export_ui.export_file(str(DEFAULT_CHECKPOINT), modified, None, "script")
-    assert script.startswith(b'"""Train fastcnn on MNIST with the recipe of run 20261122-060315-default-model.')
+    shipped_run = json.loads((DEFAULT_CHECKPOINT.parent / "config.json").read_text())["run_id"]
+    assert script.startswith(f'"""Train bestcnn on MNIST with the recipe of run {shipped_run}.'.encode())
     assert export_ui.export_file(str(DEFAULT_CHECKPOINT), modified, None, "script") == script
     assert len(built) == 1  # the second click came from the cache
     export_ui.export_file(str(DEFAULT_CHECKPOINT), modified + 1, None, "script")  # a new checkpoint version
