@@ -43,11 +43,12 @@ PRESETS: dict[str, TrainConfig] = {
         "fastcnn", preset="fast", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
         scheduler="onecycle", pct_start=0.25, batch_size=64, epochs=1, normalization="dataset",
     ),
-    # best: bestcnn reached 99.59% in 8 epochs; fastcnn with the same recipe stalls at 99.45% after 15.
+    # best: bestcnn at twice its widths, 15 epochs: 99.73% / 99.69% final (seeds 0 / 1) in about 12.6 minutes
+    # on one thread each; at its default widths 8 epochs gave 99.59%, 15 epochs 99.62% final.
     "best": _preset(
-        "bestcnn", preset="best", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        scheduler="onecycle", pct_start=0.2, batch_size=64, epochs=8, augment=True, label_smoothing=0.1,
-        normalization="dataset",
+        "bestcnn", preset="best", options={"channels1": 32, "channels2": 64, "channels3": 128}, optimizer="sgd",
+        lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, scheduler="onecycle", pct_start=0.2, batch_size=64,
+        epochs=15, augment=True, label_smoothing=0.1, normalization="dataset",
     ),
 }
 
@@ -77,9 +78,10 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
         "conv-BatchNorm CNN (fastcnn) with Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
     ),
     "best": N_(
-        "At least 99.5% test accuracy within 5 minutes on a 2-core CPU: bestcnn (fastcnn with a second "
-        "convolution at 14x14 and a little dropout), 8 epochs of random affine augmentation, label "
-        "smoothing 0.1 and Nesterov SGD on a one-cycle schedule peaking at lr 0.1, batch 64."
+        "At least 99.65% test accuracy (its last epoch) within 20 minutes on a 2-core CPU: bestcnn (fastcnn "
+        "with a second convolution at 14x14 and a little dropout) at twice its widths (32, 64, 128 channels), "
+        "15 epochs of random affine augmentation, label smoothing 0.1 and Nesterov SGD on a one-cycle schedule "
+        "peaking at lr 0.1, batch 64."
     ),
 }
 
