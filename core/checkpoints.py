@@ -17,9 +17,10 @@ import pickle
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -121,11 +122,21 @@ def save_checkpoint(
     }
     if training_state is not None:
         payload["training_state"] = training_state
+    return write_atomically(path, lambda f: torch.save(payload, f))
+
+
+def write_atomically(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
+    """Call `write(file)` on a temp file beside `path`, fsync it, then rename it over `path`.
+
+    Readers never see half a file: a crash mid-write leaves the previous file intact and at most a hidden
+    `.NAME.*.tmp` beside it.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp_name, path)

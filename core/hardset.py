@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.checkpoints import load_checkpoint
+from core.checkpoints import load_checkpoint, write_atomically
 from core.data import DATASETS, Normalization, to_model_input
 from core.i18n import N_, Message
 from core.inference import DEFAULT_CHECKPOINT
@@ -160,19 +158,9 @@ def _item_bytes(item: HardItem) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename over it: a reader never sees half an item."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """`data` into `path` so that a reader never sees half an item (core.checkpoints.write_atomically)."""
+    write_atomically(path, lambda f: f.write(data))
 
 
 def as_rgba(image: np.ndarray) -> np.ndarray:
@@ -285,7 +273,7 @@ def save_item(raw: np.ndarray, dataset: str, label: int, source: str = "draw",
             pass  # a damaged copy of the same drawing: the good one replaces it
     item = HardItem(item_id, dataset, label, pixels, as_rgba(raw), source if source in SOURCES else "draw",
                     datetime.now().astimezone().isoformat(timespec="microseconds"))
-    _write_atomic(path, _item_bytes(item))
+    write_bytes_atomically(path, _item_bytes(item))
     return SaveResult(item, duplicate_of=None)
 
 
@@ -369,7 +357,7 @@ def import_hardset(data: bytes, root: Path | str | None = None) -> ImportResult:
         if path.is_file():
             duplicates += 1
             continue
-        _write_atomic(path, _item_bytes(item))
+        write_bytes_atomically(path, _item_bytes(item))
         added += 1
     return ImportResult(added, duplicates, tuple(problems))
 

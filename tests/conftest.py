@@ -56,3 +56,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("e2e") is not None:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture()
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty runs folder, so the user's own runs do not change what the page lists."""
+    folder = tmp_path / "runs"
+    monkeypatch.setenv("DIGITS_RUNS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture()
+def seven(mnist):
+    """The first 7 of the test set, as the canvas would send it."""
+    from core.preprocess import render_as_canvas
+
+    return render_as_canvas(mnist.test_images[int((mnist.test_labels == 7).nonzero()[0])])

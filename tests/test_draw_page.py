@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image as PILImage
 from streamlit.testing.v1 import AppTest
@@ -43,20 +42,6 @@ def canvas_state(rgba: np.ndarray) -> dict[str, object]:
     url = "data:image/png;base64," + base64.b64encode(png(rgba)).decode()
     return {"drawing": {"raw": {"objects": [{"type": "path"}], "background": "#000000"}, "data": url},
             "backgroundFit": None}
-
-
-@pytest.fixture()
-def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty runs folder, so the user's own runs do not change what the page lists."""
-    folder = tmp_path / "runs"
-    monkeypatch.setenv("DIGITS_RUNS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture()
-def seven(mnist: Dataset) -> np.ndarray:
-    """The first 7 of the test set, as the canvas would send it."""
-    return render_as_canvas(mnist.test_images[int((mnist.test_labels == 7).nonzero()[0])])
 
 
 def start(runs_dir: Path) -> AppTest:

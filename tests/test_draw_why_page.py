@@ -6,34 +6,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 from core.checkpoints import load_checkpoint, save_checkpoint
-from core.data import Dataset
 from core.explain import SWEEP, blank_value, robustness_sweep
 from core.inference import DEFAULT_CHECKPOINT
 from core.models import arch_config, build_model
-from core.preprocess import preprocess, render_as_canvas
+from core.preprocess import preprocess
 from tests.apptest_helpers import images_of
 from tests.test_draw_page import PAGE, TIMEOUT_S, add_run, canvas_state, png, texts
 from tests.test_i18n_pages import english_runs, shown_texts
 
 TINY_CNN = [{"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "stride": 1, "padding": 1}, {"type": "ReLU"},
             {"type": "MaxPool2d", "kernel_size": 4}, {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]
-
-
-@pytest.fixture()
-def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "runs"
-    monkeypatch.setenv("DIGITS_RUNS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture()
-def seven(mnist: Dataset) -> np.ndarray:
-    return render_as_canvas(mnist.test_images[int((mnist.test_labels == 7).nonzero()[0])])
 
 
 def drawn(seven: np.ndarray, view: str | None = None, lang: str | None = None) -> AppTest:
