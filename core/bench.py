@@ -503,7 +503,7 @@ def _cmd_gpu(args: argparse.Namespace) -> int:
     overrides = {name: value for name, value in (("batch_size", args.batch_size), ("lr", args.lr)) if value}
     result = bench_gpu(args.preset, args.warm_runs, args.compile, **overrides)
     if args.cold:
-        result.update(cold_run(args.preset, args.compile))
+        result.update(cold_run(args.preset, args.compile, batch_size=args.batch_size, lr=args.lr))
     if args.json:
         print(json.dumps(result))
         return 0

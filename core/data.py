@@ -610,8 +610,8 @@ def random_distort(images: torch.Tensor, aug: Distortion, generator: torch.Gener
     """Apply an independent random `Distortion` to each image of a float batch (B, 1, H, W), vectorized."""
     batch, _, height, width = images.shape
 
-    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
-        return torch.rand(shape or (batch,), generator=generator) * (high - low) + low
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:  # drawn on the CPU, used where the images are
+        return (torch.rand(shape or (batch,), generator=generator) * (high - low) + low).to(images.device)
 
     background = images.amin(dim=(1, 2, 3), keepdim=True)  # the normalized value of a black pixel
     ink = change_stroke_width(images - background, uniform(-aug.thinner, aug.thicker))
@@ -627,13 +627,13 @@ def random_distort(images: torch.Tensor, aug: Distortion, generator: torch.Gener
     ], dim=1)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(images.dtype), [batch, 1, height, width], align_corners=False)
     if aug.elastic > 0:  # a smooth field: coarse Gaussian control points, upsampled; px -> grid units
-        control = torch.randn(batch, 2, aug.elastic_grid, aug.elastic_grid, generator=generator)
+        control = torch.randn(batch, 2, aug.elastic_grid, aug.elastic_grid, generator=generator).to(images.device)
         field = F.interpolate(control * aug.elastic * 2 / height, size=(height, width), mode="bilinear",
                               align_corners=True)
         grid = grid + field.permute(0, 2, 3, 1).to(images.dtype)
     moved = F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if aug.low_res > 0:
-        coarse = torch.rand(batch, generator=generator) < aug.low_res
+        coarse = (torch.rand(batch, generator=generator) < aug.low_res).to(images.device)
         side = int(torch.randint(aug.low_res_sizes[0], aug.low_res_sizes[1] + 1, (1,), generator=generator))
         scanned = F.interpolate(F.interpolate(moved, size=(side, side), mode="area"), size=(height, width),
                                 mode="bilinear", align_corners=False)

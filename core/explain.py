@@ -16,7 +16,6 @@ import hashlib
 import math
 import os
 import pickle
-import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoints import write_atomically
 from core.data import Normalization, to_model_input
 from core.inference import conv_blocks, evaluating, hook_lock, require_eval
 from core.models import output_kind, probabilities
@@ -151,14 +151,6 @@ class Sweep:
         return ([self.transforms[i].amount for i in rows], [float(self.probabilities[i, self.answer]) for i in rows],
                 [int(self.labels[i]) for i in rows])
 
-    def first_change(self, kind: str) -> tuple[float | None, float | None]:
-        """The amounts closest to the identity, below and above it, at which the answer changes (None: never)."""
-        amounts, _, labels = self.curve(kind)
-        start = IDENTITY[kind]
-        changed = [a for a, label in zip(amounts, labels, strict=True) if label != self.answer]
-        below = [a for a in changed if a < start]
-        above = [a for a in changed if a > start]
-        return (max(below) if below else None, min(above) if above else None)
 
 
 def class_probabilities(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -292,36 +284,40 @@ class NeighbourIndex:
         return Neighbours(tuple(indices), tuple(top.values.tolist()), tuple(self.labels[indices].tolist()))
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, in hex: a checkpoint's identity, whatever its name or mtime."""
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's weights in memory, in hex: the identity of what was loaded, whatever its file does since."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def cached_index(checkpoint_path: Path, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                 norm: Normalization, cache_dir: Path, tag: str) -> NeighbourIndex:
-    """`NeighbourIndex.build`, kept on disk under `cache_dir` by the checkpoint's SHA-256 and `tag` (the images).
+KEPT_INDEXES = 4  # index files kept per cache folder, newest first (one is ~66 MiB for 60,000 images)
+
+
+def cached_index(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norm: Normalization,
+                 cache_dir: Path, tag: str) -> NeighbourIndex:
+    """`NeighbourIndex.build`, kept on disk under `cache_dir` by the weights' SHA-256 and `tag` (the images).
 
     A file that cannot be read or does not fit is rebuilt; a folder that cannot be written only means
-    no cache. Read back with weights_only=True, like every checkpoint.
+    no cache; only the KEPT_INDEXES newest files are kept. Read back with weights_only=True, like every checkpoint.
     """
-    file = cache_dir / f"{file_digest(checkpoint_path)[:32]}-{tag}.pt"
+    file = cache_dir / f"{weights_digest(model)[:32]}-{tag}.pt"
     try:
         saved = torch.load(file, weights_only=True)
         if saved["unit"].shape[0] == len(labels) and torch.equal(saved["labels"], labels):
+            os.utime(file)  # used now: the last to be pruned
             return NeighbourIndex(saved["unit"], saved["labels"])
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
         pass
     index = NeighbourIndex.build(model, images, labels, norm)
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tmp", delete=False) as handle:
-            torch.save({"unit": index.unit, "labels": index.labels}, handle)
-        os.replace(handle.name, file)
-    except OSError:
+        write_atomically(file, lambda handle: torch.save({"unit": index.unit, "labels": index.labels}, handle))
+        older = sorted(cache_dir.glob("*.pt"), key=lambda path: path.stat().st_mtime, reverse=True)[KEPT_INDEXES:]
+        for stale in older:
+            stale.unlink(missing_ok=True)
+    except (OSError, RuntimeError):  # a full disk or a read-only folder: the index works without its copy
         pass
     return index
 

@@ -26,6 +26,7 @@ from core.data import iterate_batches, load_dataset, to_model_input
 from core.training import (
     AUTOCAST_DTYPE,
     MEMORY_FORMAT,
+    PER_BATCH_SCHEDULERS,
     ConfigError,
     TrainConfig,
     TrainData,
@@ -79,7 +80,11 @@ def train_to_99(config: TrainConfig, data: TrainData, device: torch.device, comp
     net: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compile_model else model
     loss_fn = loss_function(config.task, models.output_kind(model))
     optimizer = build_optimizer(config.optimizer, model.parameters(), device)
+    if config.data.augment or config.data.distort:
+        raise ConfigError(f"bench gpu times a recipe without augmentation (as `fast`); {config.preset or 'this'} "
+                          "augments")
     scheduler = build_scheduler(config, optimizer, -(-len(data.train_labels) // config.data.batch_size))
+    per_batch = config.scheduler.name in PER_BATCH_SCHEDULERS
     watch, accuracy = Stopwatch(device), 0.0
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -91,8 +96,10 @@ def train_to_99(config: TrainConfig, data: TrainData, device: torch.device, comp
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if scheduler is not None:
+            if scheduler is not None and per_batch:
                 scheduler.step()
+        if scheduler is not None and not per_batch:
+            scheduler.step()
         accuracy = _accuracy(net, model, data, config, device)  # a host sync: the epoch's answer is needed
         if accuracy >= target:
             return GpuRun(watch.seconds(), epoch, accuracy)
@@ -138,11 +145,16 @@ def bench_gpu(preset: str = "fast", warm_runs: int = 3, compile_model: bool = Fa
     }
 
 
-def cold_run(preset: str, compile_model: bool, timeout: float = 600.0) -> dict[str, Any]:
-    """A fresh `python -m core bench gpu --warm-runs 0` process: seconds from its start to its answer."""
+def cold_run(preset: str, compile_model: bool, timeout: float = 600.0, batch_size: int | None = None,
+             lr: float | None = None) -> dict[str, Any]:
+    """A fresh `python -m core bench gpu --warm-runs 0` process with the same settings: seconds to its answer."""
     command = [sys.executable, "-m", "core", "bench", "gpu", "--preset", preset, "--warm-runs", "0", "--json"]
     if compile_model:
         command.append("--compile")
+    if batch_size:
+        command += ["--batch-size", str(batch_size)]
+    if lr:
+        command += ["--lr", repr(lr)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     seconds = time.perf_counter() - started

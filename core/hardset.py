@@ -282,9 +282,10 @@ def delete_item(item_id: str, root: Path | str | None = None) -> bool:
     if len(item_id) != 16 or any(char not in "0123456789abcdef" for char in item_id):
         raise HardSetError(Message(N_("%(id)s is not the id of a hard-set item"), {"id": item_id}))
     path = hardset_dir(root) / f"{item_id}.npz"
-    if not path.is_file():
+    try:
+        path.unlink()
+    except FileNotFoundError:  # never there, or deleted a moment ago by another session or a double click
         return False
-    path.unlink()
     return True
 
 

@@ -31,7 +31,9 @@ def smooth(values: Sequence[float], weight: float = CHART_SMOOTHING) -> list[flo
 
 
 def most_confident_mistakes(evaluation: Evaluation, count: int) -> list[int]:
-    """Test-set positions of up to `count` wrong answers, the surest first (ties keep test order)."""
+    """Test-set positions of up to `count` wrong answers, the surest first (ties keep test order); multiclass only."""
+    if evaluation.binary is not None:
+        raise ValueError("most_confident_mistakes compares classes; a one-vs-rest evaluation answers yes or no")
     wrong = [i for i, (label, prediction) in enumerate(zip(evaluation.labels, evaluation.predictions, strict=True))
              if label != prediction]
     return sorted(wrong, key=lambda i: -evaluation.confidences[i])[:count]

@@ -43,7 +43,7 @@ from core.training import (
 )
 
 TARGET_ACCURACY = 0.99  # the "time to 99%" threshold
-DEFAULT_OUTPUT = Path("docs/speedrun-ladder.json")
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "speedrun-ladder.json"  # wherever it runs from
 EVAL_BATCH = 1000  # test images per forward pass once the data is in memory
 
 
@@ -294,15 +294,27 @@ def write_ladder(result: dict[str, Any], path: Path = DEFAULT_OUTPUT) -> Path:
     return path
 
 
+# What the Speedrun page reads from a ladder file: a file without any of them is refused with a message.
+LADDER_KEYS = ("rungs", "target_accuracy", "machine", "measured_at", "train_size", "test_size",
+               "load_average_1min_after", "fast_rung")
+MACHINE_KEYS = ("cpu", "cores", "torch", "load_average_1min")
+RUNG_KEYS = ("key", "title", "seconds_to_99", "test_accuracy", "epochs", "error")
+
+
 def read_ladder(path: Path = DEFAULT_OUTPUT) -> dict[str, Any] | None:
     """A written ladder, or None when there is none yet; LadderError if the file is not a ladder."""
     if not path.is_file():
         return None
     try:
         result = json.loads(path.read_text())
-        rungs = result["rungs"]
-        if not isinstance(rungs, list) or not all("key" in row and "seconds_to_99" in row for row in rungs):
-            raise TypeError("rungs")
+        missing = [key for key in LADDER_KEYS if key not in result]
+        missing += [f"machine.{key}" for key in MACHINE_KEYS if key not in result.get("machine", {})]
+        rungs = result.get("rungs")
+        if not isinstance(rungs, list) or not all(isinstance(row, dict) for row in rungs):
+            raise TypeError("its rungs are not a list of rows")
+        missing += sorted({f"rung.{key}" for row in rungs for key in RUNG_KEYS if key not in row})
+        if missing:
+            raise KeyError(", ".join(missing))
     except (OSError, ValueError, KeyError, TypeError) as error:
         template = N_("%(path)s is not a speedrun ladder result (%(error)s); measure it again with "
                       "python -m core bench ladder")

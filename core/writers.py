@@ -30,6 +30,7 @@ from PIL import Image, ImageFilter
 
 from core.checkpoints import load_checkpoint
 from core.data import Normalization, load_dataset
+from core.inference import DEFAULT_CHECKPOINT, evaluating, hook_lock
 from core.preprocess import preprocess
 
 UCI_UPSCALE = 10  # 8x8 -> 80x80, like a scan at a usable resolution
@@ -128,9 +129,12 @@ def model_inputs(check: CheckSet, norm: Normalization) -> torch.Tensor:
 
 @torch.inference_mode()
 def score(model: torch.nn.Module, inputs: torch.Tensor, check: CheckSet, batch: int = 500) -> Score:
-    """Accuracy overall and per true label of `model` (eval mode) on preprocessed `inputs`."""
-    model.eval()
-    answers = torch.cat([model(inputs[i : i + batch]).argmax(1) for i in range(0, len(inputs), batch)]).numpy()
+    """Accuracy overall and per true label of a 10-digit `model` on preprocessed `inputs` (in eval mode)."""
+    with hook_lock(model), evaluating(model):
+        outputs = [model(inputs[i : i + batch]) for i in range(0, len(inputs), batch)]
+    if outputs[0].shape[1] != 10:
+        raise ValueError(f"the check sets need a model with the ten digits as outputs, not {outputs[0].shape[1]}")
+    answers = torch.cat([out.argmax(1) for out in outputs]).numpy()
     right = answers == check.labels
     per_class = [float(right[check.labels == c].mean()) for c in range(10)]
     return Score(check.name, float(right.mean()), per_class, len(right), answers)
@@ -151,6 +155,10 @@ def export(folder: Path, names: tuple[str, ...] | list[str] = SETS) -> dict[str,
 
 def _cmd_score(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.checkpoint)
+    if loaded.dataset != "mnist" or loaded.task != "multiclass":
+        print(f"error: {args.checkpoint} answers {loaded.task} on {loaded.dataset}; the check sets are handwritten "
+              "digits, scored by a 10-digit MNIST model", file=sys.stderr)
+        return 2
     result = {}
     for name in args.sets:
         check = check_set(name)
@@ -176,7 +184,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     writers = subparsers.add_parser("writers", help="digits from other writers and pens: score a model, export PNGs")
     actions = writers.add_subparsers(dest="action", required=True)
     scoring = actions.add_parser("score", help="per-digit accuracy of a checkpoint on the check sets")
-    scoring.add_argument("--checkpoint", default="checkpoints/default/model.pt")
+    scoring.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
     scoring.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     scoring.add_argument("--json", action="store_true", help="one JSON object on stdout")
     scoring.set_defaults(func=_cmd_score)

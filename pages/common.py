@@ -61,6 +61,14 @@ def class_names(dataset: str | None = None) -> tuple[str, ...]:
     return tuple(_(name) for name in get_spec(dataset or current_dataset_name()).classes)
 
 
+def answer_names(dataset: str, task: str, target: int) -> tuple[str, ...]:
+    """What each of a model's outputs means: its dataset's classes, or (not X, X) for a one-vs-rest model."""
+    names = class_names(dataset)
+    if task == "binary":
+        return (_("not {target}").format(target=names[target]), names[target])
+    return names
+
+
 @st.cache_resource(show_spinner=False)
 def _cached_dataset(name: str) -> Dataset:
     return load_dataset(name)

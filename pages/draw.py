@@ -30,7 +30,7 @@ from core.preprocess import MAX_IMAGE_BYTES, ImageError, Prepared, PreprocessOpt
 from core.runs import BEST_CHECKPOINT, list_runs
 from pages.canvas import st_canvas
 from pages.charts import feature_maps_figure, probability_figure, saliency_figure
-from pages.common import _, current_dataset_name, num, pct, translator, upscale
+from pages.common import _, answer_names, current_dataset_name, num, pct, translator, upscale
 from pages.common import class_names as dataset_class_names
 from pages.draw_why import why_sections
 from pages.hardset_ui import hard_set_panel
@@ -121,7 +121,7 @@ def dataset_notes(models: list[tuple[str, LoadedCheckpoint]], sidebar: str) -> l
     notes = []
     for label, checkpoint in models:
         spec = get_spec(checkpoint.dataset)
-        classes = _(", ").join(spec.classes)
+        classes = _(", ").join(dataset_class_names(checkpoint.dataset))
         if checkpoint.dataset == "mnist" and sidebar != "mnist":
             answers = (_("one of the digits 0–9") if checkpoint.task != "binary"
                        else _("a {digit} or not a {digit}").format(digit=checkpoint.target_digit))
@@ -143,10 +143,8 @@ def dataset_notes(models: list[tuple[str, LoadedCheckpoint]], sidebar: str) -> l
 
 
 def class_names(checkpoint: LoadedCheckpoint) -> tuple[str, ...]:
-    """What each probability is about: the classes, or (not N, N) for a one-vs-rest model."""
-    if checkpoint.task == "binary":
-        return (_("not {target}").format(target=checkpoint.target_digit), str(checkpoint.target_digit))
-    return dataset_class_names(checkpoint.dataset)
+    """What each probability is about: the classes, or (not X, X) for a one-vs-rest model."""
+    return answer_names(checkpoint.dataset, checkpoint.task, checkpoint.target_digit)
 
 
 # ---------------------------------------------------------------------------------------------

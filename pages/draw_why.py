@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,12 +41,13 @@ from core.explain import (
     robustness_sweep,
     subsample,
     tsne_place,
+    weights_digest,
 )
 from core.i18n import N_
 from core.inference import SMOOTHGRAD_SAMPLES, Prediction, saliency, smoothgrad
 from core.preprocess import PreprocessOptions
 from core.runs import runs_root
-from pages.common import _, class_names, get_dataset, num, pct, upscale
+from pages.common import _, answer_names, class_names, get_dataset, num, pct, upscale
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -86,10 +86,7 @@ class Explained:
     @property
     def names(self) -> tuple[str, ...]:
         """The model's answers: its dataset's classes, or (not N, N) for a one-vs-rest model."""
-        if self.checkpoint.task == "binary":
-            target = self.checkpoint.target_digit
-            return (_("not {target}").format(target=target), str(target))
-        return class_names(self.checkpoint.dataset)
+        return answer_names(self.checkpoint.dataset, self.checkpoint.task, self.checkpoint.target_digit)
 
     @property
     def answer(self) -> str:
@@ -110,9 +107,12 @@ def why_sections(checkpoint: LoadedCheckpoint, model_input: torch.Tensor, predic
      "embedding": show_embedding}[view](explained)
 
 
-def model_key(checkpoint: LoadedCheckpoint) -> tuple[str, float]:
-    """What the caches below are keyed by: the checkpoint's path and its file's mtime."""
-    return str(checkpoint.path), checkpoint.path.stat().st_mtime
+def model_key(checkpoint: LoadedCheckpoint) -> tuple[str, str]:
+    """What the caches below are keyed by: the checkpoint's path and the weights the page loaded from it.
+
+    Not the file's mtime: a run still training rewrites best.pt while the page shows the model it loaded.
+    """
+    return str(checkpoint.path), weights_digest(checkpoint.model)
 
 
 def dataset_for(checkpoint: LoadedCheckpoint) -> Dataset:
@@ -227,15 +227,15 @@ def robustness_grid(sweep: Sweep, tiles: np.ndarray, names: tuple[str, ...]) -> 
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def training_index(path: str, modified: float, _checkpoint: LoadedCheckpoint,
+def training_index(path: str, weights: str, _checkpoint: LoadedCheckpoint,
                    _dataset: Dataset) -> tuple[NeighbourIndex, float]:
-    """Every training image's penultimate features, once per checkpoint file version (`path`, `modified`).
+    """Every training image's penultimate features, once per loaded model (`path`, `weights` digest).
 
     Kept on disk as well (by the checkpoint's hash, beside the runs), so a restarted server reads them back.
     Returns the index and the seconds it took to get it.
     """
     start = time.perf_counter()
-    index = cached_index(Path(path), _checkpoint.model, _dataset.train_images, _dataset.train_labels,
+    index = cached_index(_checkpoint.model, _dataset.train_images, _dataset.train_labels,
                          _checkpoint.normalization, runs_root() / FEATURES_DIR, f"{_dataset.spec.key}-train")
     return index, time.perf_counter() - start
 
@@ -254,7 +254,7 @@ def show_neighbours(explained: Explained) -> None:
     start = time.perf_counter()
     found = index.query(features[0], NEIGHBOURS)
     elapsed = time.perf_counter() - start
-    classes = dataset.classes
+    classes = class_names(checkpoint.dataset)
     if checkpoint.task == "binary":  # "7" or "not 7": is the neighbour's label the target or not
         same = sum((label == checkpoint.target_digit) == bool(explained.prediction.label) for label in found.labels)
     else:
@@ -339,8 +339,8 @@ class TestEmbedding:
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def test_embedding(path: str, modified: float, _checkpoint: LoadedCheckpoint, _dataset: Dataset) -> TestEmbedding:
-    """The test set's features, the model's answers and their PCA, once per checkpoint file version."""
+def test_embedding(path: str, weights: str, _checkpoint: LoadedCheckpoint, _dataset: Dataset) -> TestEmbedding:
+    """The test set's features, the model's answers and their PCA, once per loaded model."""
     features, probs = image_features(_checkpoint.model, _dataset.test_images, _checkpoint.normalization)
     pca, points = fit_pca(features)
     correct = correct_mask(probs, _dataset.test_labels, _checkpoint).numpy()
@@ -348,7 +348,7 @@ def test_embedding(path: str, modified: float, _checkpoint: LoadedCheckpoint, _d
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def tsne_map(path: str, modified: float, _embedding: TestEmbedding) -> tuple[np.ndarray, np.ndarray, float]:
+def tsne_map(path: str, weights: str, _embedding: TestEmbedding) -> tuple[np.ndarray, np.ndarray, float]:
     """(test-set indices, their t-SNE positions, seconds taken) for a fixed random sample of TSNE_POINTS test images."""
     start = time.perf_counter()
     sample = subsample(len(_embedding.features), TSNE_POINTS, seed=0)
@@ -405,7 +405,7 @@ def embedding_figure(points: np.ndarray, indices: np.ndarray, dataset: Dataset, 
     figure = go.Figure()
     hover = _("test image {index}: {label}, the model says {answer}").format(
         index="%{customdata[0]}", label="%{customdata[1]}", answer="%{customdata[2]}") + "<extra></extra>"
-    for label, name in enumerate(dataset.classes):
+    for label, name in enumerate(class_names(explained.checkpoint.dataset)):
         rows = np.flatnonzero(labels == label)
         figure.add_trace(go.Scattergl(
             x=points[rows, 0], y=points[rows, 1], mode="markers", name=name,
@@ -438,7 +438,7 @@ def show_picked(event: object, dataset: Dataset, embedding: TestEmbedding, expla
     if index is None:
         column.caption(_("No image picked yet."))
         return
-    label = dataset.classes[int(dataset.test_labels[index])]
+    label = class_names(explained.checkpoint.dataset)[int(dataset.test_labels[index])]
     answer = explained.names[int(embedding.predicted[index])]
     column.image(upscale(dataset.test_images[index], 6), width="stretch",
                  caption=_("Test image {index}: {label}; the model says {answer}").format(

@@ -189,7 +189,7 @@ def hard_set_panel(image: np.ndarray, dataset: str, source: str, guess: int,
         show_scores(loaded.items, results)
         first = next((score for model, score, _problem in results if model.key == first_score_key), None)
         own = loaded.of_dataset(dataset)
-        show_items(own, first, get_spec(dataset).classes, answer_names)
+        show_items(own, first, class_names(dataset), answer_names)
     export_import(loaded.items)
 
 

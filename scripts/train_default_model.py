@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from dataclasses import asdict
@@ -26,7 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
 from core import runs, writers  # noqa: E402
-from core.checkpoints import build_from_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from core.checkpoints import (  # noqa: E402
+    build_from_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    write_atomically,
+)
 from core.training import EpochEnd, Failed, Finished, Stopped, TrainConfig, config_to_dict, override, train  # noqa: E402
 
 # The shipped model's recipe, as flat settings of core.training (see FLAT_FIELDS there).
@@ -90,7 +95,8 @@ def export(run_dir: Path, command: str) -> dict[str, object]:
     TARGET.mkdir(parents=True, exist_ok=True)
     last = read_checkpoint(run_dir / runs.LAST_CHECKPOINT)  # weights + meta, without the optimizer
     save_checkpoint(TARGET / "model.pt", build_from_checkpoint(last), last["meta"])
-    shutil.copyfile(run_dir / runs.CONFIG_FILE, TARGET / "config.json")
+    config_bytes = (run_dir / runs.CONFIG_FILE).read_bytes()
+    write_atomically(TARGET / "config.json", lambda f: f.write(config_bytes))
     metrics: dict[str, object] = {
         "recipe": RECIPE,
         "test_accuracy": rows[-1].test_accuracy,  # of the last epoch (the shipped one), all 10,000 test images
@@ -101,7 +107,8 @@ def export(run_dir: Path, command: str) -> dict[str, object]:
         "command": command,
         "per_epoch": [asdict(row) for row in rows],
     }
-    (TARGET / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    text = (json.dumps(metrics, indent=1) + "\n").encode()
+    write_atomically(TARGET / "metrics.json", lambda f: f.write(text))
     return metrics
 
 

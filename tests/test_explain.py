@@ -3,6 +3,7 @@ a hand-built network whose Grad-CAM is known, and a plain forward pass of the re
 
 from __future__ import annotations
 
+from copy import deepcopy as copy_module
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from core.explain import (
     apply_transform,
     blank_value,
     cached_index,
-    file_digest,
     fit_pca,
     fit_tsne,
     grad_cam,
@@ -35,6 +35,7 @@ from core.explain import (
     subsample,
     tsne_place,
     unit_rows,
+    weights_digest,
 )
 from core.inference import DEFAULT_CHECKPOINT, feature_maps, predict
 from core.models import build_model
@@ -158,20 +159,28 @@ def test_nearest_neighbours_match_brute_force_cosine(default: LoadedCheckpoint, 
 def test_the_index_is_cached_on_disk_by_the_checkpoints_hash(
         default: LoadedCheckpoint, mnist: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images, labels, norm = mnist.train_images[:300], mnist.train_labels[:300], default.normalization
-    built = cached_index(DEFAULT_CHECKPOINT, default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
+    built = cached_index(default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
     (saved,) = (tmp_path / "cache").iterdir()
-    assert saved.name == f"{file_digest(DEFAULT_CHECKPOINT)[:32]}-mnist-300.pt"
+    assert saved.name == f"{weights_digest(default.model)[:32]}-mnist-300.pt"
 
     def no_build(*args: object, **kwargs: object) -> NeighbourIndex:
         raise AssertionError("rebuilt although cached")
 
     monkeypatch.setattr(NeighbourIndex, "build", no_build)
-    again = cached_index(DEFAULT_CHECKPOINT, default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
+    again = cached_index(default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
     assert torch.equal(again.unit, built.unit) and torch.equal(again.labels, built.labels)
     monkeypatch.undo()
     saved.write_bytes(b"damaged")  # a damaged cache file is rebuilt and replaced
-    rebuilt = cached_index(DEFAULT_CHECKPOINT, default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
+    rebuilt = cached_index(default.model, images, labels, norm, tmp_path / "cache", "mnist-300")
     assert torch.equal(rebuilt.unit, built.unit) and saved.stat().st_size > 1000
+
+
+def test_the_weights_digest_follows_the_weights_not_the_file(default: LoadedCheckpoint) -> None:
+    copy = copy_module(default.model)
+    assert weights_digest(copy) == weights_digest(default.model)
+    with torch.no_grad():
+        next(copy.parameters()).add_(1e-6)  # a run that trained on: same file name, other weights
+    assert weights_digest(copy) != weights_digest(default.model)
 
 
 def test_an_all_zero_feature_has_zero_similarity() -> None:

@@ -117,8 +117,10 @@ def test_scores_match_the_draw_pages_prediction(mnist: Dataset, tmp_path: Path) 
         assert answer.predicted == reference.label and answer.confidence == pytest.approx(reference.confidence)
         right += reference.label == index // 2
     assert score.right == right and score.accuracy == right / 20
-    fashion = hardset.score_model(loaded.model, loaded.normalization, "fashion-mnist", "multiclass", 8, ())
-    assert fashion.accuracy is None
+    fashion = hardset.score_model(loaded.model, loaded.normalization, "fashion-mnist", "multiclass", 8, items)
+    assert [answer.label for answer in fashion.answers] == [1]  # a Fashion-MNIST model gets its one item only
+    one_vs_rest = hardset.score_model(loaded.model, loaded.normalization, "mnist", "binary", 3, items)
+    assert one_vs_rest.accuracy is not None and len(one_vs_rest.answers) == 20
     assert hardset.set_fingerprint(items) != hardset.set_fingerprint(items[1:])
 
 

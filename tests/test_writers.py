@@ -81,3 +81,13 @@ def test_cli_exports_pngs_per_label_and_scores_as_json(tmp_path, capsys):
     assert main(["writers", "score", "--sets", "uci", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["sets"]["uci"]
     assert result["count"] == 1797 and len(result["per_class"]) == 10
+
+
+def test_score_refuses_a_model_without_ten_digit_outputs(uci):
+    import torch
+
+    one_logit = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 1))  # a one-vs-rest head
+    subset = writers.CheckSet("uci", uci.images[:5], uci.labels[:5])
+    with pytest.raises(ValueError, match="ten digits"):
+        writers.score(one_logit, torch.zeros(5, 1, 28, 28), subset)
+    assert one_logit.training  # its mode is given back

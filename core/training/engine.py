@@ -251,10 +251,8 @@ def _model_input(
     """uint8 (B, 28, 28) on the run's device -> float (B, 1, 28, 28), augmented when a generator is given."""
     x = to_model_input(images, norm)
     if augment is not None:
-        # Parameters drawn from a CPU generator (the same draws on any device), warped where the images are;
-        # the distortion (the default model's recipe) runs on the CPU.
-        x = (random_distort(x.cpu(), DISTORTION, augment).to(images.device) if distort
-             else random_affine(x, AUGMENTATION, augment))
+        # Parameters drawn from a CPU generator (the same draws on any device), warped where the images are.
+        x = random_distort(x, DISTORTION, augment) if distort else random_affine(x, AUGMENTATION, augment)
     return x.contiguous(memory_format=MEMORY_FORMAT)
 
 
