@@ -63,6 +63,11 @@ def test_fashion_mnist_class_pills_fit_and_a_first_click_shows_one_class(server,
     pills.get_by_role("button", name="Shirt", exact=True).click()  # the first click shows only that class
     page.get_by_text("Showing 1 class: Shirt").wait_for(timeout=30_000)
     wait_for_app_idle(page)
+    # The grid's 64 images are replaced one element at a time: wait until every caption has changed.
+    page.wait_for_function(
+        "() => { const c = [...document.querySelectorAll('[data-testid=stImage] [data-testid=stImageCaption]')]"
+        ".slice(0, 64).map(e => e.innerText); return c.length === 64 && c.every(t => t === 'Shirt'); }",
+        timeout=30_000)
     captions = page.locator("[data-testid=stImage] [data-testid=stImageCaption]").all_inner_texts()[:64]
     assert captions and set(captions) == {"Shirt"}
     page.wait_for_function(  # the new pictures have replaced the old ones, not just their captions
