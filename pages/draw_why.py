@@ -63,7 +63,7 @@ TRANSFORM_NAMES = {
     "shift_y": N_("Shift down (px)"),
     "rotate": N_("Rotate clockwise (°)"),
     "scale": N_("Scale (×)"),
-    "stroke": N_("Stroke width (px, − thinner)"),
+    "stroke": N_("Stroke width (±px)"),
 }
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
                 "#17becf")
