@@ -265,8 +265,9 @@ _REGISTRY: dict[str, Architecture] = {
         "per image). Meant for the quick training preset: the aim is 99% test accuracy in 1-2 epochs.")),
     "bestcnn": Architecture(SmallCNNOptions, _best_layers, N_(
         "A somewhat bigger version of fastcnn with two convolutions at 14x14 and a little dropout: about "
-        "twice the compute, meant for the best-accuracy preset: the aim is 99.5% within a few epochs "
-        "with augmentation."), {"dropout": 0.1}),
+        "twice the compute. The best-accuracy preset uses it at twice these widths (32, 64, 128 channels) with "
+        "augmentation: about 99.7% in 15 epochs; the shipped default model is the same wide network."),
+        {"dropout": 0.1}),
     "custom": Architecture(CustomOptions, _custom_layers, N_(
         "Your own stack of layers. The first Linear's in-features are computed from the shapes, and the "
         "last Linear always outputs as many values as the task needs (10 classes or 1 logit).")),
