@@ -26,6 +26,7 @@ from core import distributed, jobs, runs
 from core.training import (
     FLAT_FIELDS,
     OPTIMIZERS,
+    PRECISIONS,
     PRESET_DESCRIPTIONS,
     PRESETS,
     SCHEDULERS,
@@ -70,6 +71,8 @@ OPTION_HELP = {
     "pct_start": "onecycle: share of all steps spent warming up",
     "device": "auto, cpu, cuda, cuda:N or mps",
     "threads": "CPU threads for torch (0 = the cores other work leaves idle, checked every epoch)",
+    "precision": "auto (bfloat16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, else float32), float32 or "
+    "bfloat16; weights, optimizer and test scoring stay float32",
 }
 RESUME_OVERRIDES = ("epochs", "device", "threads")  # what `--resume` may change
 
@@ -98,7 +101,7 @@ class ProgressReporter:
             self._line(
                 f"run {event.run_id}: {event.config.model.arch}, {event.train_size} training images, "
                 f"epochs {event.start_epoch + 1}-{event.total_epochs}, {event.param_count:,} parameters, "
-                f"{event.device}"
+                f"{event.device}, {event.precision}"
             )
         elif isinstance(event, BatchEnd) and self.interactive:
             self._bar(event)
@@ -304,7 +307,7 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
 
     choices: dict[str, Sequence[str]] = {
         "task": TASKS, "dataset": sorted(DATASETS), "normalization": list(NORMALIZATIONS),
-        "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+        "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "precision": PRECISIONS,
     }
     numbers = {"int": int, "float": float, "str": str}
     for name in OVERRIDES:

@@ -48,6 +48,7 @@ RECIPE = {
     "batch_size": 128,
     "epochs": 12,
     "normalization": "dataset",  # (x - 0.1307) / 0.3081
+    "precision": "float32",  # as it was trained; bfloat16 autocast (the "auto" default on CPUs that have it) is faster
 }
 TARGET = ROOT / "checkpoints" / "default"
 MAX_BYTES = 2 * 1024 * 1024  # the issue's size limit for the shipped model
@@ -85,6 +86,7 @@ def writers_scores(model_path: Path) -> dict[str, dict[str, object]]:
 def export(run_dir: Path, command: str) -> dict[str, object]:
     """Save a finished run's last epoch into checkpoints/default/ with its config; write metrics.json."""
     saved = json.loads((run_dir / runs.CONFIG_FILE).read_text())["config"]
+    saved.setdefault("precision", "float32")  # a run from before the setting: CPUs then always trained in float32
     expected = config_to_dict(override(TrainConfig(), **RECIPE, seed=saved["seed"]))
     ignored = ("device", "threads", "preset")  # where and how fast, not what
     if {k: v for k, v in saved.items() if k not in ignored} != {k: v for k, v in expected.items() if k not in ignored}:

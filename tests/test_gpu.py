@@ -25,17 +25,15 @@ def test_auto_picks_cuda_only_when_torch_sees_it(monkeypatch):
         resolve_device("cuda")
 
 
-def test_autocast_is_bf16_on_cuda_and_nothing_on_the_cpu(monkeypatch):
+def test_autocast_is_bf16_on_cuda_and_nothing_for_float32(monkeypatch):
     layer, x = torch.nn.Linear(4, 3), torch.randn(2, 4)
-    with autocast(torch.device("cpu")):
-        assert layer(x).dtype == torch.float32  # the CPU trains in float32
+    with autocast(torch.device("cpu"), "float32"):
+        assert layer(x).dtype == torch.float32
     made = []  # torch.autocast("cuda") itself initializes CUDA, which this machine has not: record the call
     monkeypatch.setattr(torch, "autocast", lambda device_type, dtype: made.append((device_type, dtype)) or "ctx")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert autocast(torch.device("cuda")) == "ctx"
+    assert autocast(torch.device("cuda"), "bfloat16") == "ctx"
     assert made == [("cuda", torch.bfloat16)]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with autocast(torch.device("cuda")):  # asked for CUDA without it: no autocast, plain float32
+    with autocast(torch.device("cuda"), "float32"):  # a float32 run: no autocast
         assert layer(x).dtype == torch.float32
 
 

@@ -29,6 +29,7 @@ class ConfigError(ValueError):
 TASKS = ("multiclass", "binary")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -98,6 +99,9 @@ class TrainConfig:
     seed: int = 0  # model init, shuffling, augmentation and dropout all follow from it
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
     threads: int = 0  # CPU threads for torch (0 = the idle cores, up to the queue slot's share, every epoch)
+    # The training steps' arithmetic: "auto" is bfloat16 autocast where the hardware multiplies bf16 natively
+    # (CUDA; CPUs with AVX512-BF16 or AMX), float32 elsewhere. Weights, optimizer and test scoring stay float32.
+    precision: str = "auto"
     preset: str = ""  # the preset this config started from ("" = none), for the record
 
 
@@ -140,6 +144,7 @@ FLAT_FIELDS: dict[str, tuple[str | None, str]] = {
     "seed": (None, "seed"),
     "device": (None, "device"),
     "threads": (None, "threads"),
+    "precision": (None, "precision"),
     "preset": (None, "preset"),
 }
 
@@ -273,6 +278,8 @@ def _config_errors(config: TrainConfig) -> list[Message]:
     _check(errors, config.seed >= 0, N_("seed must be 0 or more, got %(value)s"), value=config.seed)
     _check(errors, config.threads >= 0, N_("threads must be 0 (torch's default) or more, got %(value)s"),
            value=config.threads)
+    _check(errors, config.precision in PRECISIONS, N_("precision must be one of %(choices)s, got %(value)r"),
+           choices=", ".join(PRECISIONS), value=config.precision)
     _check(errors, _device_name_ok(config.device), N_("device must be auto, cpu, cuda, cuda:N or mps, got %(value)r"),
            value=config.device)
     errors += _model_errors(config)

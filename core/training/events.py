@@ -28,6 +28,7 @@ class RunStarted:
     test_size: int  # test images evaluated per epoch
     param_count: int  # trainable parameters
     device: str  # where the run computes, e.g. "cpu" or "cuda:0"
+    precision: str = "float32"  # the training steps' arithmetic: "float32" or "bfloat16" (autocast)
     world_size: int = 1  # processes training together under torchrun (DDP); batches are split among them
 
 

@@ -49,6 +49,7 @@ PRESETS: dict[str, TrainConfig] = {
         "bestcnn", preset="best", options={"channels1": 32, "channels2": 64, "channels3": 128}, optimizer="sgd",
         lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, scheduler="onecycle", pct_start=0.2, batch_size=64,
         epochs=15, augment=True, label_smoothing=0.1, normalization="dataset",
+        precision="float32",  # at 99.7% every image counts: bfloat16 gave seed 0 99.64% against float32's 99.73%
     ),
 }
 
@@ -81,7 +82,7 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
         "At least 99.65% test accuracy (its last epoch) within 20 minutes on a 2-core CPU: bestcnn (fastcnn "
         "with a second convolution at 14x14 and a little dropout) at twice its widths (32, 64, 128 channels), "
         "15 epochs of random affine augmentation, label smoothing 0.1 and Nesterov SGD on a one-cycle schedule "
-        "peaking at lr 0.1, batch 64."
+        "peaking at lr 0.1, batch 64, in float32 (bfloat16 is faster but cost seed 0 0.09 points)."
     ),
 }
 

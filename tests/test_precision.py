@@ -1,0 +1,164 @@
+"""Training precision (bfloat16 autocast where the hardware has it), the exact ReLU/pool rewrite, own-load threads."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core import models, runs
+from core.checkpoints import load_checkpoint
+from core.training import (
+    ConfigError,
+    EpochEnd,
+    RunStarted,
+    autocast,
+    engine,
+    evaluate,
+    load_train_data,
+    loss_function,
+    preset_config,
+    resolve_precision,
+    train,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_auto_is_bfloat16_only_where_the_cpu_multiplies_it_natively(monkeypatch, native, expected):
+    monkeypatch.setattr(engine, "cpu_computes_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision("auto", CPU) == expected
+    assert resolve_precision("float32", CPU) == "float32"  # asked for: kept, whatever the hardware
+    assert resolve_precision("bfloat16", CPU) == "bfloat16"
+    assert resolve_precision("auto", torch.device("mps")) == "float32"
+
+
+def test_auto_is_bfloat16_on_cuda(monkeypatch):
+    monkeypatch.setattr(engine, "cpu_computes_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_precision("auto", torch.device("cuda")) == "bfloat16"
+
+
+def test_the_probe_reads_torchs_cpu_capabilities(monkeypatch):
+    monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: {"avx512_bf16": False, "amx_bf16": True})
+    assert engine.cpu_computes_bf16()
+    monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: {"avx512_bf16": False})
+    assert not engine.cpu_computes_bf16()
+    monkeypatch.delattr(torch._C._cpu, "_get_cpu_capability")  # an older or other torch: assume not
+    assert not engine.cpu_computes_bf16()
+
+
+def test_autocast_follows_the_precision_on_the_cpu():
+    layer, x = torch.nn.Linear(4, 3), torch.randn(2, 4)
+    with autocast(CPU, "bfloat16"):
+        assert layer(x).dtype == torch.bfloat16
+    with autocast(CPU, "float32"):
+        assert layer(x).dtype == torch.float32
+    assert layer.weight.dtype == torch.float32  # the weights themselves stay float32
+
+
+def test_an_unknown_precision_is_refused_by_name():
+    with pytest.raises(ConfigError, match="precision must be one of auto, float32, bfloat16, got 'float16'"):
+        preset_config("fast", precision="float16")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_a_run_records_its_precision_and_scores_the_test_set_in_float32(mnist, tmp_path, precision):
+    """The accuracy a run reports is the one its saved weights give later, in float32, whatever it trained in."""
+    config = preset_config("seed002", device="cpu", train_subset=2560, test_subset=400, epochs=1, precision=precision)
+    events = list(train(config, runs_root=tmp_path, dataset=mnist))
+    started = next(event for event in events if isinstance(event, RunStarted))
+    end = next(event for event in events if isinstance(event, EpochEnd))
+    assert started.precision == precision
+    assert runs.read_status(started.run_dir)["precision"] == precision
+    loaded = load_checkpoint(started.run_dir / runs.LAST_CHECKPOINT)
+    data = load_train_data(config, CPU, mnist)
+    head = loaded.meta["head"]
+    _, probs = evaluate(loaded.model, data, config.task, head, loss_function(config.task, head))
+    assert probs.dtype == torch.float32
+    assert float((probs.argmax(1) == data.test_labels).float().mean()) == pytest.approx(end.test_accuracy)
+    assert end.test_accuracy > 0.8
+
+
+def test_bfloat16_training_learns_as_float32_does(mnist, tmp_path):
+    """One epoch of seed002's recipe on 6,400 images: the two precisions end within a point of each other."""
+    accuracies = {}
+    for precision in ("float32", "bfloat16"):
+        config = preset_config("seed002", device="cpu", train_subset=6400, test_subset=2000, epochs=1,
+                               precision=precision)
+        accuracies[precision] = next(e for e in train(config, runs_root=tmp_path, dataset=mnist)
+                                     if isinstance(e, EpochEnd)).test_accuracy
+    assert accuracies["float32"] > 0.9
+    assert abs(accuracies["bfloat16"] - accuracies["float32"]) < 0.01
+
+
+@pytest.mark.parametrize("arch", ["seed002", "seed003", "fastcnn", "bestcnn"])
+def test_pooling_before_relu_is_exact(arch):
+    """The rewrite swaps ReLU and MaxPool2d: same outputs, same gradients, same state_dict keys."""
+    torch.manual_seed(0)
+    model = models.build_model(arch, 10)
+    rewritten = engine.pool_before_relu(models.build_model(arch, 10))
+    rewritten.load_state_dict(model.state_dict())
+    assert list(rewritten.state_dict()) == list(model.state_dict())
+    x = torch.randn(16, 1, 28, 28)
+    x[0, 0, :4, :4] = 0.0  # flat patches: ties inside pooling windows
+    labels = torch.randint(0, 10, (16,))
+    for net in (model, rewritten):
+        net.train()
+        torch.manual_seed(1)  # the same dropout masks
+        F.cross_entropy(net(x).float(), labels).backward()
+    for (name, a), (_, b) in zip(model.named_parameters(), rewritten.named_parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad), name
+    model.eval(), rewritten.eval()
+    assert torch.equal(model(x), rewritten(x))
+
+
+def test_the_rewrite_moves_relu_after_the_pool_and_nothing_else():
+    model = engine.pool_before_relu(models.build_model("seed002", 10))
+    order = [type(module).__name__ for module in model]
+    assert order[:5] == ["Conv2d", "MaxPool2d", "ReLU", "Conv2d", "ReLU"]  # relu2 has no pool after it
+    assert len(order) == len(models.build_model("seed002", 10))
+
+
+def test_own_load_averages_this_processs_cpu_time_as_the_load_average_does(monkeypatch):
+    clock = {"wall": 100.0, "cpu": 5.0}
+    monkeypatch.setattr(time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(time, "process_time", lambda: clock["cpu"])
+    own = engine.OwnLoad()
+    clock["wall"] += 60
+    clock["cpu"] += 120  # two cores busy for one time constant
+    assert own() == pytest.approx(2 * (1 - math.exp(-1)))
+    clock["wall"] += 60  # then idle for one more
+    assert own() == pytest.approx(2 * (1 - math.exp(-1)) * math.exp(-1))
+
+
+def test_free_cores_does_not_count_this_processs_own_work_as_others(monkeypatch):
+    """bench train runs the tutorial's loop in the same process: its threads are not another program's."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.9, 1.9))
+    assert engine.free_cores(2) == 1  # seen as someone else's load
+    assert engine.free_cores(2, own_load=1.8) == 2  # it was this process
+
+
+@pytest.mark.slow
+def test_the_bench_reports_the_floor_of_our_precision(capsys):
+    from core.__main__ import main
+
+    code = main(["bench", "train", "--preset", "seed002", "--train-subset", "640", "--test-subset", "300", "--json",
+                 "--our-threads", "1", "--threads", "1"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["our_precision"] == resolve_precision("auto", CPU)
+    if result["our_precision"] == "bfloat16":  # native bf16 multiplies faster: a lower floor
+        assert 0 < result["our_floor_epoch_seconds"] < result["floor_epoch_seconds"]
+    else:
+        assert result["our_floor_epoch_seconds"] == result["floor_epoch_seconds"]
+    floor, baseline = result["our_floor_epoch_seconds"], result["baseline_epoch_seconds"]
+    assert result["our_floor_ratio"] == pytest.approx(floor / baseline)
