@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
@@ -127,24 +126,46 @@ def test_the_rewrite_moves_relu_after_the_pool_and_nothing_else():
     assert len(order) == len(models.build_model("seed002", 10))
 
 
-def test_own_load_averages_this_processs_cpu_time_as_the_load_average_does(monkeypatch):
-    clock = {"wall": 100.0, "cpu": 5.0}
+def test_other_work_is_the_machines_busy_time_less_this_processs(monkeypatch):
+    clock = {"wall": 100.0, "busy": 1000.0, "own": 5.0}
     monkeypatch.setattr(time, "monotonic", lambda: clock["wall"])
-    monkeypatch.setattr(time, "process_time", lambda: clock["cpu"])
-    own = engine.OwnLoad()
-    clock["wall"] += 60
-    clock["cpu"] += 120  # two cores busy for one time constant
-    assert own() == pytest.approx(2 * (1 - math.exp(-1)))
-    clock["wall"] += 60  # then idle for one more
-    assert own() == pytest.approx(2 * (1 - math.exp(-1)) * math.exp(-1))
+    monkeypatch.setattr(time, "process_time", lambda: clock["own"])
+    monkeypatch.setattr(engine, "machine_busy_seconds", lambda: clock["busy"])
+    other = engine.OtherWork()
+    clock["wall"] += 10
+    clock["busy"] += 20  # both cores busy for 10 s ...
+    clock["own"] += 19  # ... nearly all of it this process (bench train's tutorial loop, say)
+    assert other() == pytest.approx(0.1)
+    clock["wall"] += 0.1
+    clock["busy"] += 0.2
+    assert other() == pytest.approx(0.1)  # too short a look: the last estimate stands
+    clock["wall"] += 10
+    clock["busy"] += 15  # another program: 1.5 cores
+    assert other() == pytest.approx((0.2 + 15) / (0.1 + 10))  # the short look is counted in the next one
+    monkeypatch.setattr(engine, "machine_busy_seconds", lambda: None)  # no /proc/stat
+    assert other() is None
 
 
-def test_free_cores_does_not_count_this_processs_own_work_as_others(monkeypatch):
-    """bench train runs the tutorial's loop in the same process: its threads are not another program's."""
+def test_free_cores_takes_the_other_work_and_falls_back_to_the_load_average(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.9, 1.9))
-    assert engine.free_cores(2) == 1  # seen as someone else's load
-    assert engine.free_cores(2, own_load=1.8) == 2  # it was this process
+    assert engine.free_cores(2) == 1  # the load average: this process's own threads would count as others'
+    assert engine.free_cores(2, others=0.1) == 2
+    assert engine.free_cores(2, others=1.5) == 1
+    assert engine.free_cores(2, others=7.0) == 1  # never below one
+
+
+def test_machine_busy_seconds_reads_proc_stat():
+    busy = engine.machine_busy_seconds()
+    if not os.path.exists("/proc/stat"):
+        assert busy is None
+        return
+    assert busy is not None and busy > 0
+    start = time.process_time()
+    while time.process_time() - start < 0.2:  # this process busy: the machine's busy time grows with it
+        pass
+    later = engine.machine_busy_seconds()
+    assert later is not None and later - busy >= 0.1
 
 
 @pytest.mark.slow

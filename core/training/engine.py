@@ -98,45 +98,61 @@ class RunFolderGone(RuntimeError):
     """The run folder was deleted while the run trained: nothing more can be written."""
 
 
-LOAD_AVERAGE_WINDOW = 60.0  # seconds: the time constant of the kernel's 1-minute load average
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot, from Linux's /proc/stat; None where it is not there.
 
-
-class OwnLoad:
-    """This process's part of the 1-minute load average: its CPU time, averaged the way the kernel averages.
-
-    The load average counts every process, this one too, and its threads may have been another pipeline
-    (`bench train` runs the tutorial's loop in the same process) or the previous epoch, so free_cores
-    takes this process's own recent work out before it judges what the rest of the machine is doing.
+    Busy is user, nice, system, irq, softirq and steal time (steal: taken by the hypervisor, not ours).
     """
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        ticks = [int(value) for value in fields[1:9]]
+        if fields[0] != "cpu" or len(ticks) < 8:
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class OtherWork:
+    """How many cores the rest of the machine kept busy since the last look: all busy time less this process's.
+
+    Unlike the load average, it does not count this process's own threads (`bench train` runs the
+    tutorial's loop in the same process) nor remember, for a minute, a process that has already ended.
+    """
+
+    MIN_INTERVAL = 0.5  # seconds: a shorter look says too little; the last estimate stands
 
     def __init__(self) -> None:
-        self.wall, self.cpu, self.value = time.monotonic(), time.process_time(), 0.0
+        self.wall, self.busy, self.own = time.monotonic(), machine_busy_seconds(), time.process_time()
+        self.cores: float | None = None
 
-    def __call__(self) -> float:
-        """The estimate now: an exponential average of CPU seconds per second (all threads) since the last call."""
-        wall, cpu = time.monotonic(), time.process_time()
-        elapsed = wall - self.wall
-        if elapsed > 0:
-            decay = math.exp(-elapsed / LOAD_AVERAGE_WINDOW)
-            self.value = self.value * decay + (cpu - self.cpu) / elapsed * (1 - decay)
-            self.wall, self.cpu = wall, cpu
-        return self.value
-
-
-OWN_LOAD = OwnLoad()  # counting from when the engine was imported, near the process's start
+    def __call__(self) -> float | None:
+        """Mean busy cores of other processes since the last call (None where /proc/stat is missing)."""
+        wall, busy, own = time.monotonic(), machine_busy_seconds(), time.process_time()
+        if busy is None or self.busy is None:
+            return None
+        if wall - self.wall >= self.MIN_INTERVAL:
+            self.cores = max(0.0, (busy - self.busy - (own - self.own)) / (wall - self.wall))
+            self.wall, self.busy, self.own = wall, busy, own
+        return self.cores
 
 
-def free_cores(ceiling: int, own_load: float = 0.0) -> int:
+OTHER_WORK = OtherWork()  # counting from when the engine was imported, near the process's start
+
+
+def free_cores(ceiling: int, others: float | None = None) -> int:
     """CPU threads worth using now: the cores the rest of the machine leaves idle, from 1 up to `ceiling`.
 
-    The rest of the machine is the 1-minute load average less `own_load` (this process's part of it,
-    see OwnLoad). Why not always every core: torch's OpenMP threads meet at a barrier after each
-    parallel op, and when other processes hold the cores every barrier waits for a descheduled thread.
-    Measured on 2 cores at load average 9-10: fastcnn 450-800 ms a step with 2 threads, 32-55 ms with 1
-    (seed002: 350-680 against 25-47 ms). On an idle machine it is every core up to the ceiling.
+    `others` is the busy cores of other processes (OtherWork); without it (no /proc/stat), the 1-minute
+    load average stands in. Why not always every core: torch's OpenMP threads meet at a barrier after
+    each parallel op, and when other processes hold the cores every barrier waits for a descheduled
+    thread. Measured on 2 cores at load average 9-10: fastcnn 450-800 ms a step with 2 threads, 32-55 ms
+    with 1 (seed002: 350-680 against 25-47 ms). On an idle machine it is every core up to the ceiling.
     """
-    others = max(0.0, os.getloadavg()[0] - own_load)
-    return max(1, min(ceiling, round((os.cpu_count() or 1) - others)))
+    busy = os.getloadavg()[0] if others is None else others
+    return max(1, min(ceiling, round((os.cpu_count() or 1) - busy)))
 
 
 AUTOCAST_DTYPE = torch.bfloat16  # forward passes on CUDA; no loss scaling needed, unlike float16
@@ -553,7 +569,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
     net = run.net or run.model
     net.train()
     if run.thread_ceiling:  # the idle cores, looked at again every epoch
-        torch.set_num_threads(free_cores(run.thread_ceiling, own_load=OWN_LOAD()))
+        torch.set_num_threads(free_cores(run.thread_ceiling, others=OTHER_WORK()))
         if run.status is not None:
             run.status.note(threads=torch.get_num_threads())  # status.json says what this epoch uses
     seed = config.seed * 1000 + epoch  # dropout and augmentation draws depend on (seed, epoch): resumable
