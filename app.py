@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-import core  # noqa: F401  (first: it sets OMP_WAIT_POLICY before any module loads torch)
+import core  # noqa: F401  (first: it sets GOMP_SPINCOUNT before any module loads torch)
 from pages import app_pages
 from pages.lang import lang_query, language_switch
 

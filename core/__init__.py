@@ -2,9 +2,12 @@
 
 import os
 
-# OpenMP worker threads that spin while they wait collapse torch's CPU throughput 10-25x when other
-# processes share the cores (measured: fastcnn, batch 64, 2 threads, load ~8 on 2 cores: ~1000 ms
-# vs ~75 ms a step). Sleeping waits cost little on an idle machine. It only takes effect if set
-# before torch is first imported, so entry points (python -m core, app.py, tests) should import
-# core first or set it themselves.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How long torch's OpenMP threads (GNU libgomp) spin before they sleep, waiting for the next parallel op.
+# libgomp's default spins 300,000 times: when other processes hold the cores, every barrier then waits
+# for a descheduled spinner (measured: seed002 with 2 threads beside two busy processes, 6.8 s for 200
+# steps, 3.5 s never spinning). Never spinning costs as much on an idle machine, where small ops follow
+# each other closely (seed002's epoch 7.1-7.6 s against 4.1-4.5 s). 20,000 spins keeps both: 4.2 s idle,
+# 4.7 s beside the two busy processes. Runs with threads 0 take one thread on a busy machine anyway
+# (core.training.engine.free_cores). It only takes effect if set before torch is first imported, so
+# entry points (python -m core, app.py, tests) import core first; a value already set wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
 
-import core  # noqa: E402,F401  (first: it sets OMP_WAIT_POLICY before torch loads)
+import core  # noqa: E402,F401  (first: it sets GOMP_SPINCOUNT before torch loads)
 from core.data import load_dataset  # noqa: E402
 from core.tutorials import RESULTS_PATH, Budget, measure, write_results  # noqa: E402
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import core  # noqa: F401  (before any test module loads torch: it sets OMP_WAIT_POLICY)
+import core  # noqa: F401  (before any test module loads torch: it sets GOMP_SPINCOUNT)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "datasets"

@@ -49,6 +49,7 @@ from core.training.engine import (
     evaluation_of,
     load_train_data,
     loss_function,
+    pool_before_relu,
     probabilities,
     resolve_device,
     resolve_precision,
@@ -79,6 +80,7 @@ __all__ = [
     "TrainConfig", "TrainData", "accuracy_of", "autocast", "build_optimizer", "build_scheduler", "check_schedule",
     "config_from_dict", "config_to_dict", "count_correct", "cpu_computes_bf16", "evaluate", "evaluation_of",
     "flat_values",
-    "load_train_data", "loss_function", "num_outputs", "override", "preset_config", "probabilities",
+    "load_train_data", "loss_function", "num_outputs", "override", "pool_before_relu", "preset_config",
+    "probabilities",
     "resolve_device", "resolve_precision", "train", "uses_cuda", "validate",
 ]
