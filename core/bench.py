@@ -174,7 +174,7 @@ def matmul_flops_per_second(size: int = 1024, repeats: int = 3, trials: int = 5,
 
 
 def floor_epoch_seconds(
-    config: TrainConfig, train_size: int, test_size: int, flops_per_second: float, train_flops: float = 0.0
+    config: TrainConfig, train_size: int, test_size: int, flops_per_second: float, train_flops: float | None = None
 ) -> float:
     """The epoch time if every multiply-accumulate ran at matmul peak: 3x the forward for training, 1x for test.
 
@@ -185,7 +185,8 @@ def floor_epoch_seconds(
 
     num_outputs = 1 if config.task.kind == "binary" else 10
     macs = summarize_architecture(config.model.arch, num_outputs, config.model.options).total_macs
-    return 2 * macs * (3 * train_size / (train_flops or flops_per_second) + test_size / flops_per_second)
+    training = flops_per_second if train_flops is None else train_flops
+    return 2 * macs * (3 * train_size / training + test_size / flops_per_second)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,12 @@ from core.training import (
 TARGET_ACCURACY = 0.99
 EVAL_BATCH = 10_000  # the whole test set in one forward pass fits any GPU's memory
 GPU_PRECISION = "bfloat16"  # the lean loop autocasts on CUDA; on the CPU (tests) it runs float32
+
+
+def loop_precision(device: torch.device) -> str:
+    """bf16 autocast on CUDA, float32 elsewhere: the lean loop's arithmetic, training and scoring alike."""
+    return GPU_PRECISION if uses_cuda(device) else "float32"
+
 class Stopwatch:
     """Elapsed seconds of GPU work: CUDA events on CUDA (no host sync until read), perf_counter elsewhere."""
 
@@ -85,13 +91,14 @@ def train_to_99(config: TrainConfig, data: TrainData, device: torch.device, comp
         raise ConfigError(f"bench gpu times a recipe without augmentation (as `fast`); {config.preset or 'this'} "
                           "augments")
     scheduler = build_scheduler(config, optimizer, -(-len(data.train_labels) // config.data.batch_size))
+    precision = loop_precision(device)
     per_batch = config.scheduler.name in PER_BATCH_SCHEDULERS
     watch, accuracy = Stopwatch(device), 0.0
     for epoch in range(1, config.epochs + 1):
         model.train()
         for images, labels in iterate_batches(data.train_images, data.train_labels, config.data.batch_size,
                                               seed=config.seed, epoch=epoch):
-            with autocast(device, GPU_PRECISION if uses_cuda(device) else "float32"):
+            with autocast(device, precision):
                 loss = loss_fn(net(to_model_input(images, data.norm).contiguous(memory_format=MEMORY_FORMAT)),
                                labels)
             optimizer.zero_grad(set_to_none=True)
@@ -114,7 +121,7 @@ def _accuracy(net: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, dat
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(data.test_labels), EVAL_BATCH):
         images = to_model_input(data.test_images[start : start + EVAL_BATCH], data.norm)
-        with autocast(device, GPU_PRECISION if uses_cuda(device) else "float32"):
+        with autocast(device, loop_precision(device)):
             outputs = net(images.contiguous(memory_format=MEMORY_FORMAT))
         correct += count_correct(outputs, data.test_labels[start : start + EVAL_BATCH], config.task)
     return int(correct) / len(data.test_labels)

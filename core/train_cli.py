@@ -71,8 +71,8 @@ OPTION_HELP = {
     "pct_start": "onecycle: share of all steps spent warming up",
     "device": "auto, cpu, cuda, cuda:N or mps",
     "threads": "CPU threads for torch (0 = the cores other work leaves idle, checked every epoch)",
-    "precision": "auto (bfloat16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, else float32), float32 or "
-    "bfloat16; weights, optimizer and test scoring stay float32",
+    "precision": "auto (bfloat16 autocast where the hardware multiplies it natively: CUDA from Ampere on, CPUs with "
+    "AVX512-BF16 or AMX; else float32), float32 or bfloat16; weights, optimizer and test scoring stay float32",
 }
 RESUME_OVERRIDES = ("epochs", "device", "threads")  # what `--resume` may change
 

@@ -186,9 +186,10 @@ def run_inputs() -> None:
     st.number_input(_("CPU threads (0 = the idle cores, checked every epoch)"), 0, 256, key=PREFIX + "threads")
     native = _("yes") if cpu_computes_bf16() else _("no")
     st.selectbox(_("Precision"), list(PRECISIONS), key=PREFIX + "precision",
-                 help=_("The arithmetic of the training steps. auto is bfloat16 (autocast) on CUDA and on CPUs that "
-                        "multiply bfloat16 natively (AVX512-BF16 or AMX), float32 elsewhere; weights, the optimizer "
-                        "and the test-set scores stay float32. bfloat16 here: {native}.").format(native=native))
+                 help=_("The arithmetic of the training steps. auto is bfloat16 (autocast) where the hardware "
+                        "multiplies it natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX), float32 "
+                        "elsewhere; weights, the optimizer and the test-set scores stay float32. This CPU "
+                        "multiplies bfloat16 natively: {native}.").format(native=native))
     st.number_input(_("Processes (data-parallel)"), 1, 8, key=PREFIX + "processes",
                     help=_("Train one run in N local processes with torchrun and DistributedDataParallel; the "
                            "batch size stays the global batch, split evenly among them. On a 2-core machine two "

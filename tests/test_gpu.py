@@ -58,14 +58,19 @@ def test_a_run_on_auto_without_cuda_trains_on_the_cpu(mnist, tmp_path, monkeypat
     assert type(events[-1]).__name__ == "Finished"
 
 
-def test_the_lean_gpu_loop_runs_on_the_cpu_too(mnist):
+def test_the_lean_gpu_loop_runs_on_the_cpu_too(mnist, monkeypatch):
     """train_to_99 is device-agnostic: on the CPU it trains in float32 and reports its accuracy."""
     from core.training import load_train_data
 
     config = preset_config("fast", device="cpu", train_subset=3200, test_subset=500)
     data = load_train_data(config, torch.device("cpu"), mnist)
+    precisions = []
+    real_autocast = gpu.autocast
+    monkeypatch.setattr(gpu, "autocast", lambda device, precision: precisions.append(precision)
+                        or real_autocast(device, precision))
     run = gpu.train_to_99(config, data, torch.device("cpu"), target=0.5)
     assert run.epochs == 1 and run.test_accuracy >= 0.5 and run.seconds_to_99 is not None
+    assert precisions and set(precisions) == {"float32"}  # bf16 autocast is for CUDA only in this loop
 
 
 def test_augmentation_warps_on_the_images_device_with_the_same_draws():

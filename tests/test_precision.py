@@ -36,13 +36,18 @@ def test_auto_is_bfloat16_only_where_the_cpu_multiplies_it_natively(monkeypatch,
     assert resolve_precision("auto", CPU) == expected
     assert resolve_precision("float32", CPU) == "float32"  # asked for: kept, whatever the hardware
     assert resolve_precision("bfloat16", CPU) == "bfloat16"
-    assert resolve_precision("auto", torch.device("mps")) == "float32"
 
 
-def test_auto_is_bfloat16_on_cuda(monkeypatch):
+@pytest.mark.parametrize(("native", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_auto_is_bfloat16_on_gpus_that_multiply_it_natively(monkeypatch, native, expected):
     monkeypatch.setattr(engine, "cpu_computes_bf16", lambda: False)
+    monkeypatch.setattr(engine, "cuda_computes_bf16", lambda: native)  # pre-Ampere GPUs only emulate it
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_precision("auto", torch.device("cuda")) == "bfloat16"
+    assert resolve_precision("auto", torch.device("cuda")) == expected
+
+
+def test_where_autocast_does_not_exist_a_run_is_float32_whatever_it_asked():
+    assert resolve_precision("bfloat16", torch.device("mps")) == "float32"
 
 
 def test_the_probe_reads_torchs_cpu_capabilities(monkeypatch):
@@ -71,7 +76,8 @@ def test_an_unknown_precision_is_refused_by_name():
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_a_run_records_its_precision_and_scores_the_test_set_in_float32(mnist, tmp_path, precision):
     """The accuracy a run reports is the one its saved weights give later, in float32, whatever it trained in."""
-    config = preset_config("seed002", device="cpu", train_subset=2560, test_subset=400, epochs=1, precision=precision)
+    config = preset_config("seed002", device="cpu", train_subset=2560, test_subset=400, epochs=1, threads=1,
+                           precision=precision)
     events = list(train(config, runs_root=tmp_path, dataset=mnist))
     started = next(event for event in events if isinstance(event, RunStarted))
     end = next(event for event in events if isinstance(event, EpochEnd))
@@ -90,7 +96,7 @@ def test_bfloat16_training_learns_as_float32_does(mnist, tmp_path):
     """One epoch of seed002's recipe on 6,400 images: the two precisions end within a point of each other."""
     accuracies = {}
     for precision in ("float32", "bfloat16"):
-        config = preset_config("seed002", device="cpu", train_subset=6400, test_subset=2000, epochs=1,
+        config = preset_config("seed002", device="cpu", train_subset=6400, test_subset=2000, epochs=1, threads=1,
                                precision=precision)
         accuracies[precision] = next(e for e in train(config, runs_root=tmp_path, dataset=mnist)
                                      if isinstance(e, EpochEnd)).test_accuracy
@@ -115,8 +121,24 @@ def test_pooling_before_relu_is_exact(arch):
         F.cross_entropy(net(x).float(), labels).backward()
     for (name, a), (_, b) in zip(model.named_parameters(), rewritten.named_parameters(), strict=True):
         assert torch.equal(a.grad, b.grad), name
-    model.eval(), rewritten.eval()
+    model.eval()
+    rewritten.eval()
     assert torch.equal(model(x), rewritten(x))
+
+
+def test_the_rewrite_reaches_nested_sequentials_and_keeps_pools_that_return_indices():
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2, padding=1,
+                                                                                              ceil_mode=True))
+    model = torch.nn.Sequential(inner, torch.nn.ReLU(), torch.nn.MaxPool2d(2, return_indices=True))
+    reference = torch.nn.Sequential(*[torch.nn.Sequential(*m) if isinstance(m, torch.nn.Sequential) else m
+                                      for m in model])
+    reference.load_state_dict(model.state_dict())
+    engine.pool_before_relu(model)
+    assert [type(m).__name__ for m in model[0]] == ["Conv2d", "MaxPool2d", "ReLU"]  # padded, ceil_mode: still exact
+    assert [type(m).__name__ for m in model][1:] == ["ReLU", "MaxPool2d"]  # a pool that returns indices stays
+    x = torch.randn(3, 1, 13, 13)
+    assert torch.equal(model[0](x), reference[0](x))
 
 
 def test_the_rewrite_moves_relu_after_the_pool_and_nothing_else():
@@ -142,8 +164,25 @@ def test_other_work_is_the_machines_busy_time_less_this_processs(monkeypatch):
     clock["wall"] += 10
     clock["busy"] += 15  # another program: 1.5 cores
     assert other() == pytest.approx((0.2 + 15) / (0.1 + 10))  # the short look is counted in the next one
-    monkeypatch.setattr(engine, "machine_busy_seconds", lambda: None)  # no /proc/stat
-    assert other() is None
+    clock["wall"] += 10
+    clock["busy"] -= 50  # the counters went back (a CPU taken offline): the last estimate stands
+    assert other() == pytest.approx((0.2 + 15) / (0.1 + 10))
+    clock["wall"] += 10
+    clock["busy"] += 5
+    assert other() == pytest.approx(0.5)  # measured again from the look after
+
+
+def test_without_proc_stat_other_work_is_the_load_average_less_this_processs_own(monkeypatch):
+    clock = {"wall": 100.0, "own": 5.0}
+    monkeypatch.setattr(time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(time, "process_time", lambda: clock["own"])
+    monkeypatch.setattr(engine, "machine_busy_seconds", lambda: None)  # macOS, say
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.9, 1.9))
+    other = engine.OtherWork()
+    clock["wall"] += 10
+    clock["own"] += 18  # this process kept 1.8 cores busy: most of the load is its own
+    assert other() == pytest.approx(0.1)
+    assert engine.free_cores(2, others=other()) == 2  # not stuck at one thread by its own work
 
 
 def test_free_cores_takes_the_other_work_and_falls_back_to_the_load_average(monkeypatch):
@@ -183,3 +222,20 @@ def test_the_bench_reports_the_floor_of_our_precision(capsys):
         assert result["our_floor_epoch_seconds"] == result["floor_epoch_seconds"]
     floor, baseline = result["our_floor_epoch_seconds"], result["baseline_epoch_seconds"]
     assert result["our_floor_ratio"] == pytest.approx(floor / baseline)
+
+
+def test_a_run_records_the_precision_it_resolved_and_an_old_record_resumes_in_float32(mnist, tmp_path, monkeypatch):
+    """config.json keeps what "auto" became, so a resumed run never changes arithmetic halfway; a run recorded
+    before the setting existed trained in float32 on a CPU and goes on that way."""
+    monkeypatch.setattr(engine, "cpu_computes_bf16", lambda: True)
+    config = preset_config("seed002", device="cpu", train_subset=640, test_subset=100, epochs=1, threads=1)
+    started = next(e for e in list(train(config, runs_root=tmp_path, dataset=mnist)) if isinstance(e, RunStarted))
+    record = json.loads((started.run_dir / runs.CONFIG_FILE).read_text())
+    assert record["config"]["precision"] == "bfloat16"
+    del record["config"]["precision"]  # as a run folder from before the setting
+    (started.run_dir / runs.CONFIG_FILE).write_text(json.dumps(record))
+    longer = preset_config("seed002", device="cpu", train_subset=640, test_subset=100, epochs=2, threads=1)
+    events = list(train(longer, resume=started.run_id, runs_root=tmp_path, dataset=mnist))
+    resumed = next(e for e in events if isinstance(e, RunStarted))
+    assert resumed.start_epoch == 1 and resumed.precision == "float32"
+    assert runs.read_config(started.run_dir)["config"]["precision"] == "float32"

@@ -126,17 +126,26 @@ class OtherWork:
 
     def __init__(self) -> None:
         self.wall, self.busy, self.own = time.monotonic(), machine_busy_seconds(), time.process_time()
-        self.cores: float | None = None
+        self.cores: float | None = None  # the last estimate
 
-    def __call__(self) -> float | None:
-        """Mean busy cores of other processes since the last call (None where /proc/stat is missing)."""
+    def __call__(self) -> float:
+        """Mean busy cores of other processes since the last look.
+
+        Without /proc/stat (macOS, say), the 1-minute load average less this process's own CPU use
+        over the same look, a rougher stand-in that still does not count its own threads as others'.
+        """
         wall, busy, own = time.monotonic(), machine_busy_seconds(), time.process_time()
-        if busy is None or self.busy is None:
-            return None
-        if wall - self.wall >= self.MIN_INTERVAL:
-            self.cores = max(0.0, (busy - self.busy - (own - self.own)) / (wall - self.wall))
-            self.wall, self.busy, self.own = wall, busy, own
-        return self.cores
+        elapsed = wall - self.wall
+        if elapsed < self.MIN_INTERVAL and self.cores is not None:
+            return self.cores
+        own_cores = (own - self.own) / elapsed if elapsed > 0 else 0.0
+        if busy is not None and self.busy is not None and busy >= self.busy:
+            self.cores = max(0.0, (busy - self.busy) / elapsed - own_cores) if elapsed > 0 else 0.0
+        elif busy is None:
+            self.cores = max(0.0, os.getloadavg()[0] - own_cores)
+        # busy counters that went back (a CPU taken offline): keep the last estimate, look again from now
+        self.wall, self.busy, self.own = wall, busy, own
+        return self.cores if self.cores is not None else max(0.0, os.getloadavg()[0] - own_cores)
 
 
 OTHER_WORK = OtherWork()  # counting from when the engine was imported, near the process's start
@@ -145,11 +154,11 @@ OTHER_WORK = OtherWork()  # counting from when the engine was imported, near the
 def free_cores(ceiling: int, others: float | None = None) -> int:
     """CPU threads worth using now: the cores the rest of the machine leaves idle, from 1 up to `ceiling`.
 
-    `others` is the busy cores of other processes (OtherWork); without it (no /proc/stat), the 1-minute
-    load average stands in. Why not always every core: torch's OpenMP threads meet at a barrier after
-    each parallel op, and when other processes hold the cores every barrier waits for a descheduled
-    thread. Measured on 2 cores at load average 9-10: fastcnn 450-800 ms a step with 2 threads, 32-55 ms
-    with 1 (seed002: 350-680 against 25-47 ms). On an idle machine it is every core up to the ceiling.
+    `others` is the busy cores of other processes (OtherWork); without it, the 1-minute load average.
+    Why not always every core: torch's OpenMP threads meet at a barrier after each parallel op, and when
+    other processes hold the cores every barrier waits for a descheduled thread. Measured on 2 cores at
+    load average 9-10: fastcnn 450-800 ms a step with 2 threads, 32-55 ms with 1 (seed002: 350-680
+    against 25-47 ms). On an idle machine it is every core up to the ceiling.
     """
     busy = os.getloadavg()[0] if others is None else others
     return max(1, min(ceiling, round((os.cpu_count() or 1) - busy)))
@@ -176,11 +185,25 @@ def cpu_computes_bf16() -> bool:
     return bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
 
 
+def cuda_computes_bf16() -> bool:
+    """Whether the CUDA GPU multiplies bfloat16 natively (Ampere and later), not by emulation."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # an older torch without the argument
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
-    """The precision a run's training steps use: "auto" is bfloat16 on CUDA and on bf16 CPUs, else float32."""
+    """The precision a run's training steps use: "float32" or "bfloat16".
+
+    "auto" is bfloat16 on GPUs and CPUs that multiply it natively, else float32. Autocast exists here for
+    CUDA and the CPU only, so elsewhere (MPS) every run is float32, whatever it asked for.
+    """
+    if device.type not in ("cpu", "cuda"):
+        return "float32"
     if name != "auto":
         return name
-    native = uses_cuda(device) or (device.type == "cpu" and cpu_computes_bf16())
+    native = (uses_cuda(device) and cuda_computes_bf16()) or (device.type == "cpu" and cpu_computes_bf16())
     return "bfloat16" if native else "float32"
 
 
@@ -447,7 +470,9 @@ def pool_before_relu(model: nn.Module) -> nn.Module:
     max(relu(x)) = relu(max(x)), since ReLU never changes which of two numbers is larger, and the gradient
     reaches the same element (or is 0 both ways), so training follows the same numbers; the ReLU just runs
     on the pooled map, a quarter of the size. Names are kept, so the state_dict is the saved model's.
-    Measured on 2 cores: seed002's pass over the test set 0.35 -> 0.23 s.
+    Measured on 2 cores: seed002's pass over the test set 0.35 -> 0.23 s. Positions change (model[1] is
+    now the pool), so only name-based access works on the rewritten copy; nothing indexes it. A ReLU
+    that ends an inner Sequential stays before a pool that follows it outside: left as it is.
     """
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
@@ -495,6 +520,7 @@ def _new_run(config: TrainConfig, run_name: str | None, root: Path | str | None,
     """Check everything, then make the run folder."""
     runs.slugify(run_name or "")  # reject a bad name before anything is loaded or written
     parts = _prepare(config, dataset)
+    config = replace(config, precision=resolve_precision(config.precision, parts.device))  # the record says which
     run_id, folder = runs.new_run(
         config_to_dict(config), name=run_name, arch_config=parts.arch_config, param_count=parts.param_count,
         root=root,
@@ -523,13 +549,19 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
         raise runs.RunError(Message(N_("run %(run)s is still %(status)s in another process; stop it there first"),
                                     {"run": run_id, "status": Message(runs.STATUS_LABELS.get(str(status["status"]),
                                                                                            str(status["status"])))}))
-    saved = config_from_dict(runs.read_config(folder)["config"])
+    recorded = runs.read_config(folder)["config"]
+    if isinstance(recorded, dict) and "precision" not in recorded:  # from before the setting: as it trained then
+        legacy = "bfloat16" if str(status.get("device", "")).startswith("cuda") else "float32"
+        recorded = {**recorded, "precision": legacy}
+    saved = config_from_dict(recorded)
     last = folder / runs.LAST_CHECKPOINT
     payload = read_checkpoint(last) if last.is_file() else None  # none: stopped in its first epoch
     epoch = int(payload["meta"]["epoch"]) if payload else 0
     state = payload.get("training_state", {}) if payload else {}
     config = _resumed_config(saved, given, state, epoch)
     parts = _prepare(config, dataset)
+    # A queued run starting: "auto" becomes what this machine does, and the record keeps it from then on.
+    config = replace(config, precision=resolve_precision(config.precision, parts.device))
     run = _assemble(config, run_id, folder, parts)
     if config != saved and main:
         runs.update_config(folder, config_to_dict(config))
