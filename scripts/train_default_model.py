@@ -32,7 +32,17 @@ from core.checkpoints import (  # noqa: E402
     save_checkpoint,
     write_atomically,
 )
-from core.training import EpochEnd, Failed, Finished, Stopped, TrainConfig, config_to_dict, override, train  # noqa: E402
+from core.training import (  # noqa: E402
+    EpochEnd,
+    Failed,
+    Finished,
+    Stopped,
+    TrainConfig,
+    config_to_dict,
+    override,
+    train,
+    with_precision_recorded,
+)
 
 # The shipped model's recipe, as flat settings of core.training (see FLAT_FIELDS there).
 RECIPE = {
@@ -86,7 +96,7 @@ def writers_scores(model_path: Path) -> dict[str, dict[str, object]]:
 def export(run_dir: Path, command: str) -> dict[str, object]:
     """Save a finished run's last epoch into checkpoints/default/ with its config; write metrics.json."""
     saved = json.loads((run_dir / runs.CONFIG_FILE).read_text())["config"]
-    saved.setdefault("precision", "float32")  # a run from before the setting: CPUs then always trained in float32
+    saved = with_precision_recorded(saved)  # a CPU run from before the setting trained in float32
     expected = config_to_dict(override(TrainConfig(), **RECIPE, seed=saved["seed"]))
     ignored = ("device", "threads", "preset")  # where and how fast, not what
     if {k: v for k, v in saved.items() if k not in ignored} != {k: v for k, v in expected.items() if k not in ignored}:

@@ -33,7 +33,7 @@ from core.inference import (
     unsure_reason,
 )
 from core.preprocess import render_as_canvas
-from core.training import TrainConfig, config_to_dict, override
+from core.training import TrainConfig, config_to_dict, override, with_precision_recorded
 
 
 def small_cnn(outputs: int = 10, head: nn.Module | None = None) -> nn.Sequential:
@@ -387,7 +387,7 @@ def test_default_model_was_made_by_the_script_recipe() -> None:
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     saved = json.loads((DEFAULT_CHECKPOINT.parent / "config.json").read_text())["config"]
-    saved.setdefault("precision", "float32")  # trained before the setting existed, when the CPU always used float32
+    saved = with_precision_recorded(saved)  # trained on the CPU before the setting existed: float32
     rebuilt = config_to_dict(override(TrainConfig(), **script.RECIPE, seed=saved["seed"]))
     ignored = ("device", "threads", "preset")  # where and how fast, not what
     assert {k: v for k, v in rebuilt.items() if k not in ignored} == {

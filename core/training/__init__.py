@@ -28,6 +28,7 @@ from core.training.config import (
     num_outputs,
     override,
     validate,
+    with_precision_recorded,
 )
 from core.training.engine import (
     AUGMENTATION,
@@ -130,4 +131,5 @@ __all__ = [
     "train",
     "uses_cuda",
     "validate",
+    "with_precision_recorded",
 ]

@@ -198,6 +198,17 @@ def _section_from_dict(name: str, cls: type, values: Any) -> Any:
     return cls(**{key: _coerce(f"{name}.{key}", str(known[key].type), value) for key, value in values.items()})
 
 
+def with_precision_recorded(record: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """A config record from before `precision` existed, given the precision it trained in.
+
+    Then the CPU always trained in float32 and CUDA under bf16 autocast; `device` is where it ran.
+    A record that names its precision is returned as it is.
+    """
+    if "precision" in record:
+        return record
+    return {**record, "precision": "bfloat16" if device.startswith("cuda") else "float32"}
+
+
 def config_from_dict(data: Any) -> TrainConfig:
     """Build and validate a TrainConfig from `config_to_dict` output; missing fields take defaults."""
     if not isinstance(data, dict):

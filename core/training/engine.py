@@ -49,6 +49,7 @@ from core.training.config import (
     config_to_dict,
     num_outputs,
     validate,
+    with_precision_recorded,
 )
 from core.training.events import (
     BatchEnd,
@@ -139,13 +140,15 @@ class OtherWork:
         if elapsed < self.MIN_INTERVAL and self.cores is not None:
             return self.cores
         own_cores = (own - self.own) / elapsed if elapsed > 0 else 0.0
-        if busy is not None and self.busy is not None and busy >= self.busy:
-            self.cores = max(0.0, (busy - self.busy) / elapsed - own_cores) if elapsed > 0 else 0.0
-        elif busy is None:
-            self.cores = max(0.0, os.getloadavg()[0] - own_cores)
-        # busy counters that went back (a CPU taken offline): keep the last estimate, look again from now
+        if busy is None:
+            estimate = os.getloadavg()[0] - own_cores
+        elif self.busy is not None and busy >= self.busy and elapsed > 0:
+            estimate = (busy - self.busy) / elapsed - own_cores
+        else:  # no baseline yet, or busy counters that went back (a CPU taken offline): the last estimate stands
+            estimate = self.cores if self.cores is not None else os.getloadavg()[0] - own_cores
         self.wall, self.busy, self.own = wall, busy, own
-        return self.cores if self.cores is not None else max(0.0, os.getloadavg()[0] - own_cores)
+        self.cores = max(0.0, estimate)
+        return self.cores
 
 
 OTHER_WORK = OtherWork()  # counting from when the engine was imported, near the process's start
@@ -414,7 +417,6 @@ class _Run:
     world: distributed.World = field(default_factory=distributed.World)  # rank 0 alone writes the folder
     net: nn.Module | None = None  # what trains: the model, or DistributedDataParallel around it
     thread_ceiling: int = 0  # with config.threads 0 on a CPU: the most threads an epoch may use (0 = fixed)
-    precision: str = "float32"  # the config's precision, resolved for the device: "float32" or "bfloat16"
 
     @property
     def steps_per_epoch(self) -> int:
@@ -428,6 +430,7 @@ class _Run:
 class _Parts:
     """What a run is built from, checked before any run folder is made."""
 
+    config: TrainConfig  # as given, with "auto" precision resolved for the device: what the record keeps
     device: torch.device
     data: TrainData
     model: nn.Module  # freshly initialized from the config's seed, on `device`
@@ -440,7 +443,7 @@ class _Parts:
 
 
 def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
-    """Validate, pick the device, load the data and build the seeded network; raise on any user error."""
+    """Validate, pick the device and precision, load the data and build the seeded network; raise on user errors."""
     validate(config)
     world = distributed.current()
     if config.data.batch_size % world.size:
@@ -461,7 +464,8 @@ def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
                "architecture (or its option that drops the softmax)"), {"arch": config.model.arch, "head": head}))
     check_schedule(config, math.ceil(len(data.train_labels) / config.data.batch_size))
     model = pool_before_relu(model.to(device).to(memory_format=MEMORY_FORMAT))
-    return _Parts(device, data, model, head, arch_config)
+    config = replace(config, precision=resolve_precision(config.precision, device))
+    return _Parts(config, device, data, model, head, arch_config)
 
 
 def pool_before_relu(model: nn.Module) -> nn.Module:
@@ -505,7 +509,6 @@ def _assemble(config: TrainConfig, run_id: str, folder: Path, parts: _Parts) -> 
         loss_fn=loss_function(config.task, parts.head),
     )
     run.scheduler = build_scheduler(config, optimizer, run.steps_per_epoch)
-    run.precision = resolve_precision(config.precision, parts.device)
     run.world = distributed.current()
     run.net = run.model
     if run.world.distributed:
@@ -520,7 +523,7 @@ def _new_run(config: TrainConfig, run_name: str | None, root: Path | str | None,
     """Check everything, then make the run folder."""
     runs.slugify(run_name or "")  # reject a bad name before anything is loaded or written
     parts = _prepare(config, dataset)
-    config = replace(config, precision=resolve_precision(config.precision, parts.device))  # the record says which
+    config = parts.config  # the record says which precision "auto" became
     run_id, folder = runs.new_run(
         config_to_dict(config), name=run_name, arch_config=parts.arch_config, param_count=parts.param_count,
         root=root,
@@ -550,9 +553,8 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
                                     {"run": run_id, "status": Message(runs.STATUS_LABELS.get(str(status["status"]),
                                                                                            str(status["status"])))}))
     recorded = runs.read_config(folder)["config"]
-    if isinstance(recorded, dict) and "precision" not in recorded:  # from before the setting: as it trained then
-        legacy = "bfloat16" if str(status.get("device", "")).startswith("cuda") else "float32"
-        recorded = {**recorded, "precision": legacy}
+    if isinstance(recorded, dict):  # a record from before the precision setting resumes as it trained
+        recorded = with_precision_recorded(recorded, str(status.get("device", "")))
     saved = config_from_dict(recorded)
     last = folder / runs.LAST_CHECKPOINT
     payload = read_checkpoint(last) if last.is_file() else None  # none: stopped in its first epoch
@@ -560,8 +562,7 @@ def _resume_run(run_id: str, given: TrainConfig | None, root: Path | str | None,
     state = payload.get("training_state", {}) if payload else {}
     config = _resumed_config(saved, given, state, epoch)
     parts = _prepare(config, dataset)
-    # A queued run starting: "auto" becomes what this machine does, and the record keeps it from then on.
-    config = replace(config, precision=resolve_precision(config.precision, parts.device))
+    config = parts.config  # a queued run starting: "auto" becomes what this machine does, kept from then on
     run = _assemble(config, run_id, folder, parts)
     if config != saved and main:
         runs.update_config(folder, config_to_dict(config))
@@ -627,7 +628,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
             return None
         if augment is not None and config.data.distort and config.data.dataset == "mnist":
             images = writing_styles(images.cpu(), digits.cpu(), WRITING_STYLES, augment).to(images.device)
-        with autocast(run.device, run.precision):  # see resolve_precision
+        with autocast(run.device, run.config.precision):  # see resolve_precision
             outputs = net(_model_input(images, data.norm, augment, config.data.distort))
             loss = run.loss_fn(outputs, digits)
         loss_value, lr = loss.item(), run.lr()
@@ -872,7 +873,7 @@ def _open_record(run: _Run) -> None:
         run.run_dir, "running", message=Message(N_("starting epoch %(epoch)d of %(total)d"),
                                                   {"epoch": run.epoch + 1, "total": run.config.epochs}),
         epoch=run.epoch, total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch, step=0,
-        threads=torch.get_num_threads(), device=str(run.device), precision=run.precision, world_size=world.size,
+        threads=torch.get_num_threads(), device=str(run.device), precision=run.config.precision, world_size=world.size,
     ).start()
     run.batches = runs.BatchLog(run.run_dir)
     batch = run.config.data.batch_size
@@ -895,7 +896,7 @@ def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
             total_epochs=run.config.epochs, steps_per_epoch=run.steps_per_epoch,
             train_size=len(run.data.train_labels), test_size=len(run.data.test_labels),
             param_count=sum(p.numel() for p in run.model.parameters() if p.requires_grad),
-            device=str(run.device), precision=run.precision, world_size=run.world.size,
+            device=str(run.device), precision=run.config.precision, world_size=run.world.size,
         )
         for epoch in range(run.epoch + 1, run.config.epochs + 1):
             started = time.perf_counter()
