@@ -40,8 +40,8 @@ from core.training import (
     loss_function,
     num_outputs,
     override,
-    pool_before_relu,
     preset_config,
+    relu_later,
     resolve_precision,
 )
 
@@ -66,13 +66,13 @@ class RungSettings:
     pipeline: str = "dataloader"  # "dataloader": torchvision dataset, per-image ToTensor/Normalize; "tensors": slices
     fused: bool = False  # fused optimizer kernels instead of torch's per-parameter loop
     channels_last: bool = False  # NHWC activations and weights
-    pool_first: bool = False  # the engine's exact rewrite: MaxPool2d before ReLU (core.training.pool_before_relu)
+    relu_later: bool = False  # the engine's exact rewrite: ReLU after the MaxPool2d or Flatten that follows it
     compile: bool = False  # torch.compile the network (its compile time counts)
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its flat name: what the ladder's test compares rung to rung."""
         knobs = {"pipeline": self.pipeline, "fused": self.fused, "channels_last": self.channels_last,
-                 "pool_first": self.pool_first, "compile": self.compile}
+                 "relu_later": self.relu_later, "compile": self.compile}
         return {**flat_values(self.config), **knobs}
 
 
@@ -106,8 +106,8 @@ def ladder_rungs(train_subset: int = 0, test_subset: int = 0, max_epochs: int = 
           "epochs": 1}),
         ("fused", N_("fused optimizer update"), {"fused": True}),
         ("channels_last", N_("channels-last memory format"), {"channels_last": True}),
-        ("pool_first", N_("max-pooling before ReLU: the same numbers, a quarter of the ReLU work"),
-         {"pool_first": True}),
+        ("relu_later", N_("ReLU after max-pooling and flattening: the same numbers, less work"),
+         {"relu_later": True}),
         ("precision", N_("bfloat16 autocast where the CPU multiplies it natively (precision auto)"),
          {"precision": "auto"}),
         ("compile", N_("torch.compile (its compile time counts)"), {"compile": True}),
@@ -125,7 +125,7 @@ def ladder_rungs(train_subset: int = 0, test_subset: int = 0, max_epochs: int = 
     return rungs
 
 
-KNOBS = ("pipeline", "fused", "channels_last", "pool_first", "compile")  # RungSettings' own switches
+KNOBS = ("pipeline", "fused", "channels_last", "relu_later", "compile")  # RungSettings' own switches
 FAST_RUNG = "precision"  # the rung whose settings are the `fast` preset's (the engine's)
 
 
@@ -196,8 +196,8 @@ def measure_rung(rung: Rung, data: TrainData, target: float = TARGET_ACCURACY) -
         torch.manual_seed(config.seed)
         model: nn.Module = models.build_model(config.model.arch, num_outputs(config), config.model.options)
         model = model.to(memory_format=memory_format)
-        if settings.pool_first:
-            model = pool_before_relu(model)
+        if settings.relu_later:
+            model = relu_later(model)
         net: Callable[[torch.Tensor], torch.Tensor] = model
         if settings.compile:
             net = torch.compile(model)

@@ -105,14 +105,15 @@ def test_bfloat16_training_learns_as_float32_does(mnist, tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["seed002", "seed003", "fastcnn", "bestcnn"])
-def test_pooling_before_relu_is_exact(arch):
-    """The rewrite swaps ReLU and MaxPool2d: same outputs, same gradients, same state_dict keys."""
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_relu_later_is_exact(arch, memory_format):
+    """The rewrite moves ReLU after MaxPool2d and Flatten: same outputs, gradients and state_dict keys."""
     torch.manual_seed(0)
-    model = models.build_model(arch, 10)
-    rewritten = engine.pool_before_relu(models.build_model(arch, 10))
+    model = models.build_model(arch, 10).to(memory_format=memory_format)
+    rewritten = engine.relu_later(models.build_model(arch, 10).to(memory_format=memory_format))
     rewritten.load_state_dict(model.state_dict())
     assert list(rewritten.state_dict()) == list(model.state_dict())
-    x = torch.randn(16, 1, 28, 28)
+    x = torch.randn(16, 1, 28, 28).contiguous(memory_format=memory_format)
     x[0, 0, :4, :4] = 0.0  # flat patches: ties inside pooling windows
     labels = torch.randint(0, 10, (16,))
     for net in (model, rewritten):
@@ -134,18 +135,21 @@ def test_the_rewrite_reaches_nested_sequentials_and_keeps_pools_that_return_indi
     reference = torch.nn.Sequential(*[torch.nn.Sequential(*m) if isinstance(m, torch.nn.Sequential) else m
                                       for m in model])
     reference.load_state_dict(model.state_dict())
-    engine.pool_before_relu(model)
+    engine.relu_later(model)
     assert [type(m).__name__ for m in model[0]] == ["Conv2d", "MaxPool2d", "ReLU"]  # padded, ceil_mode: still exact
     assert [type(m).__name__ for m in model][1:] == ["ReLU", "MaxPool2d"]  # a pool that returns indices stays
     x = torch.randn(3, 1, 13, 13)
     assert torch.equal(model[0](x), reference[0](x))
 
 
-def test_the_rewrite_moves_relu_after_the_pool_and_nothing_else():
-    model = engine.pool_before_relu(models.build_model("seed002", 10))
-    order = [type(module).__name__ for module in model]
-    assert order[:5] == ["Conv2d", "MaxPool2d", "ReLU", "Conv2d", "ReLU"]  # relu2 has no pool after it
-    assert len(order) == len(models.build_model("seed002", 10))
+def test_the_rewrite_moves_relu_after_the_pool_and_the_flatten_and_nothing_else():
+    model = engine.relu_later(models.build_model("seed002", 10))
+    assert [name for name, _ in model.named_children()] == [
+        "conv1", "pool1", "relu1", "conv2", "flatten1", "relu2", "fc1", "relu3", "fc2", "logsoftmax1"]
+    fastcnn = engine.relu_later(models.build_model("fastcnn", 10))
+    assert [name for name, _ in fastcnn.named_children()][-4:] == ["pool3", "flatten1", "relu3", "fc1"]
+    dropout = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Flatten())
+    assert [type(m).__name__ for m in engine.relu_later(dropout)] == ["ReLU", "Dropout", "Flatten"]
 
 
 def test_other_work_is_the_machines_busy_time_less_this_processs(monkeypatch):

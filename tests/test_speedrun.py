@@ -28,7 +28,7 @@ def test_each_rung_changes_exactly_the_settings_it_names():
     assert by_key["threads"] == {"threads"}
     assert by_key["fused"] == {"fused"}
     assert by_key["channels_last"] == {"channels_last"}
-    assert by_key["pool_first"] == {"pool_first"}
+    assert by_key["relu_later"] == {"relu_later"}
     assert by_key["precision"] == {"precision"}
     assert by_key["compile"] == {"compile"}
     assert by_key["schedule"] == {"optimizer", "lr", "nesterov", "weight_decay", "scheduler", "epochs"}
@@ -42,8 +42,8 @@ def test_the_first_rung_is_the_tutorial_pipeline_and_the_fast_rung_is_the_fast_p
     assert (tutorial.config.optimizer.name, tutorial.config.optimizer.lr, tutorial.config.scheduler.name) == (
         "adam", 1e-3, "none")
     fast = rungs[FAST_RUNG]
-    assert (fast.pipeline, fast.fused, fast.channels_last, fast.pool_first, fast.compile) == (
-        "tensors", True, True, True, False)  # the engine rewrites pooling before ReLU too
+    assert (fast.pipeline, fast.fused, fast.channels_last, fast.relu_later, fast.compile) == (
+        "tensors", True, True, True, False)  # the engine moves ReLU after pooling and flattening too
     assert tutorial.config.precision == "float32" and fast.config.precision == "auto"
     ours = flat_values(fast.config) | {"preset": ""}
     assert ours == flat_values(preset_config("fast", device="cpu", threads=2)) | {"preset": ""}
