@@ -36,11 +36,12 @@ def ladder_figure(result: dict) -> go.Figure:
     reached = [row for row in result["rungs"] if row["seconds_to_99"] is not None]
     figure = go.Figure(go.Bar(
         y=[_(row["title"]) for row in reached], x=[row["seconds_to_99"] for row in reached], orientation="h",
-        text=[num(row["seconds_to_99"], 1) + " s" for row in reached], textposition="auto", marker_color="#2563eb",
+        text=[num(row["seconds_to_99"], 1) + " s" for row in reached], textposition="outside", marker_color="#2563eb",
+        cliponaxis=False,  # beside each bar, readable on the shortest too (the right margin leaves it room)
     ))
     title = _("Time to {target} test accuracy, one change per rung").format(target=pct(result["target_accuracy"], 0))
     figure.update_layout(title=title, xaxis_title=_("seconds"),
-                         height=120 + 45 * len(reached), margin=dict(l=10, r=10, t=40, b=10))
+                         height=120 + 45 * len(reached), margin=dict(l=10, r=60, t=40, b=10))
     figure.update_yaxes(autorange="reversed")
     return figure
 
