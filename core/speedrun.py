@@ -66,7 +66,7 @@ class RungSettings:
     pipeline: str = "dataloader"  # "dataloader": torchvision dataset, per-image ToTensor/Normalize; "tensors": slices
     fused: bool = False  # fused optimizer kernels instead of torch's per-parameter loop
     channels_last: bool = False  # NHWC activations and weights
-    relu_later: bool = False  # the engine's exact rewrite: ReLU after the MaxPool2d or Flatten that follows it
+    relu_later: bool = False  # the engine's exact rewrite: ReLU past the MaxPool2d and Flatten that follow it
     compile: bool = False  # torch.compile the network (its compile time counts)
 
     def flat(self) -> dict[str, Any]:

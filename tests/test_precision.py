@@ -105,21 +105,26 @@ def test_bfloat16_training_learns_as_float32_does(mnist, tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["seed002", "seed003", "fastcnn", "bestcnn"])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_relu_later_is_exact(arch, memory_format):
-    """The rewrite moves ReLU after MaxPool2d and Flatten: same outputs, gradients and state_dict keys."""
+@pytest.mark.parametrize(("memory_format", "precision"), [(torch.contiguous_format, "float32"),
+                                                          (torch.channels_last, "float32"),
+                                                          (torch.channels_last, "bfloat16")])
+def test_relu_later_is_exact(arch, memory_format, precision):
+    """The rewrite moves ReLU after MaxPool2d and Flatten: same outputs, gradients and state_dict keys,
+    in float32 and under the bfloat16 autocast `fast` trains with."""
     torch.manual_seed(0)
     model = models.build_model(arch, 10).to(memory_format=memory_format)
     rewritten = engine.relu_later(models.build_model(arch, 10).to(memory_format=memory_format))
     rewritten.load_state_dict(model.state_dict())
     assert list(rewritten.state_dict()) == list(model.state_dict())
     x = torch.randn(16, 1, 28, 28).contiguous(memory_format=memory_format)
-    x[0, 0, :4, :4] = 0.0  # flat patches: ties inside pooling windows
+    x[0, 0, :8, :8] = 0.0  # a flat patch wider than any first kernel: ties inside pooling windows
     labels = torch.randint(0, 10, (16,))
     for net in (model, rewritten):
         net.train()
         torch.manual_seed(1)  # the same dropout masks
-        F.cross_entropy(net(x).float(), labels).backward()
+        with engine.autocast(torch.device("cpu"), precision):
+            outputs = net(x)
+        F.cross_entropy(outputs.float(), labels).backward()
     for (name, a), (_, b) in zip(model.named_parameters(), rewritten.named_parameters(), strict=True):
         assert torch.equal(a.grad, b.grad), name
     model.eval()
@@ -148,8 +153,19 @@ def test_the_rewrite_moves_relu_after_the_pool_and_the_flatten_and_nothing_else(
         "conv1", "pool1", "relu1", "conv2", "flatten1", "relu2", "fc1", "relu3", "fc2", "logsoftmax1"]
     fastcnn = engine.relu_later(models.build_model("fastcnn", 10))
     assert [name for name, _ in fastcnn.named_children()][-4:] == ["pool3", "flatten1", "relu3", "fc1"]
-    dropout = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Flatten())
-    assert [type(m).__name__ for m in engine.relu_later(dropout)] == ["ReLU", "Dropout", "Flatten"]
+    for other in (torch.nn.Dropout(0.5), torch.nn.AvgPool2d(2), torch.nn.AdaptiveAvgPool2d(1),
+                  torch.nn.Unflatten(1, (1, 4))):  # none of these commute with ReLU as the rewrite needs
+        stack = engine.relu_later(torch.nn.Sequential(torch.nn.ReLU(), other, torch.nn.Flatten()))
+        assert [type(m) for m in stack] == [torch.nn.ReLU, type(other), torch.nn.Flatten]
+
+
+def test_the_engine_trains_the_rewritten_copy_and_saves_the_network_as_defined(mnist):
+    config = preset_config("seed002", device="cpu", train_subset=640, test_subset=200)
+    parts = engine._prepare(config, mnist)
+    assert [name for name, _ in parts.model.named_children()][3:6] == ["conv2", "flatten1", "relu2"]
+    rebuilt = models.build_model(**parts.arch_config)
+    rebuilt.load_state_dict(parts.model.state_dict())  # the same keys: a checkpoint loads into the plain network
+    assert [name for name, _ in rebuilt.named_children()][3:6] == ["conv2", "relu2", "flatten1"]
 
 
 def test_other_work_is_the_machines_busy_time_less_this_processs(monkeypatch):

@@ -469,7 +469,7 @@ def _prepare(config: TrainConfig, dataset: Dataset | None) -> _Parts:
 
 
 def relu_later(model: nn.Module) -> nn.Module:
-    """Exact rewrites for speed: in every Sequential, a ReLU moves after the MaxPool2d or Flatten right after it.
+    """Exact rewrites for speed: in every Sequential, a ReLU moves past every MaxPool2d and Flatten right after it.
 
     - ReLU then max-pooling: max(relu(x)) = relu(max(x)), since ReLU never changes which of two numbers
       is larger, and the gradient reaches the same element (or is 0 both ways); the ReLU runs on the
@@ -481,8 +481,8 @@ def relu_later(model: nn.Module) -> nn.Module:
 
     Names are kept, so the state_dict is the saved model's. Positions change (model[1] is now the pool),
     so only name-based access works on the rewritten copy; nothing indexes it. A ReLU that ends an inner
-    Sequential stays before a pool that follows it outside: left as it is. A pool that returns its
-    indices stays where it is.
+    Sequential stays before a pool or Flatten that follows it outside: left as it is. A pool that returns
+    its indices stays where it is, and nothing else moves (an average pool would change the numbers).
     """
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
