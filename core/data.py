@@ -536,6 +536,8 @@ class Distortion:
     thinner: float = 0.5  # largest thinning, in 3x3 erosion steps (more erases thin strokes)
     low_res: float = 0.15  # share of images re-sampled through a coarse grid, like a low-resolution scan
     low_res_sizes: tuple[int, int] = (10, 16)  # side of the coarse 28x28 frame, px (the digit is ~5/7 of it)
+    box_aspect: float = 0.5  # share of images widened to a set width/height of their ink, like a box-filling scan
+    box_aspect_range: tuple[float, float] = (0.5, 0.8)  # that width/height, drawn per image (see random_distort)
 
 
 def _max_3x3(images: torch.Tensor) -> torch.Tensor:
@@ -606,8 +608,33 @@ def writing_styles(
     return images
 
 
+def ink_extent(images: torch.Tensor, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Width and height in px of each image's ink box, (B,) floats: pixels over 30% of its own brightest.
+
+    `images` is a float batch (B, 1, H, W) of bright strokes on `background` (B, 1, 1, 1); an image
+    without ink measures 1 x 1.
+    """
+    ink = images - background
+    inked = ink > 0.3 * ink.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+
+    def extent(lines: torch.Tensor) -> torch.Tensor:  # (B, N) bools -> last - first inked index + 1
+        index = torch.arange(lines.shape[1], device=lines.device).expand_as(lines)
+        last = torch.where(lines, index, -1).amax(dim=1)
+        first = torch.where(lines, index, lines.shape[1]).amin(dim=1)
+        return (last - first + 1).clamp(min=1).to(images.dtype)
+
+    return extent(inked.any(dim=2).squeeze(1)), extent(inked.any(dim=3).squeeze(1))
+
+
 def random_distort(images: torch.Tensor, aug: Distortion, generator: torch.Generator) -> torch.Tensor:
-    """Apply an independent random `Distortion` to each image of a float batch (B, 1, H, W), vectorized."""
+    """Apply an independent random `Distortion` to each image of a float batch (B, 1, H, W), vectorized.
+
+    The box aspect: some scanning pipelines scale every digit to fill a box of set proportions (the UCI
+    digits of core.writers are all 8 px tall and mostly 5-6 px wide, 1s included), which widens a thin 1
+    into a bar with a long flag; MNIST kept each digit's own proportions. A share `box_aspect` of the
+    images is widened so that its ink's width/height becomes a draw from `box_aspect_range`: never
+    narrowed, at most 4x as wide, and never wider than the frame.
+    """
     batch, _, height, width = images.shape
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:  # drawn on the CPU, used where the images are
@@ -618,6 +645,12 @@ def random_distort(images: torch.Tensor, aug: Distortion, generator: torch.Gener
     angle = torch.deg2rad(uniform(-aug.degrees, aug.degrees))
     shear, stretch = uniform(-aug.shear, aug.shear), uniform(1 - aug.aspect, 1 + aug.aspect)
     zoom_x, zoom_y = uniform(*aug.scale) * stretch, uniform(*aug.scale) / stretch
+    if aug.box_aspect > 0:  # sideways only: the width follows the drawn proportions, the height stays
+        ink_width, ink_height = ink_extent(images, background)
+        boxed = (uniform(0, 1) < aug.box_aspect).to(images.dtype)
+        wanted = (uniform(*aug.box_aspect_range) * ink_height / ink_width).clamp(1.0, 4.0)
+        wanted = torch.minimum(wanted, ((width - 2) / ink_width).clamp(min=1.0))  # it still fits the frame
+        zoom_x = zoom_x * (1 + boxed * (wanted - 1))
     shift_x, shift_y = (uniform(-aug.translate, aug.translate) * 2 for _ in range(2))
     cos, sin = torch.cos(angle), torch.sin(angle)
     # affine_grid maps output coordinates to input ones (the inverse transform): rotate, slant, zoom.

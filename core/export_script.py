@@ -104,8 +104,9 @@ def _augmentation_source(augment: bool, distort: bool = False) -> str:
         warp = Distortion()
         shear = round(math.degrees(math.atan(warp.shear)), 1)
         return ("# MNIST Lab's Distortion (core.data) also stretches, wobbles, thickens or thins the strokes,\n"
-                "# re-samples some images through a coarse grid and, on MNIST, adds other writers' strokes to\n"
-                "# 1s, 7s and 9s: not reproduced here, so expect somewhat different accuracy on other writers.\n"
+                "# re-samples some images through a coarse grid, widens narrow digits as a box-filling scan does\n"
+                "# and, on MNIST, adds other writers' strokes to 1s, 7s and 9s: not reproduced here, so expect\n"
+                "# somewhat different accuracy on other writers.\n"
                 f"augment = [transforms.RandomAffine(degrees={warp.degrees!r}, translate=({warp.translate!r}, "
                 f"{warp.translate!r}), scale={tuple(warp.scale)!r}, shear={shear!r})]")
     if not augment:

@@ -55,8 +55,8 @@ OPTION_HELP = {
     "task": "10-class, or one class against the rest",
     "target_digit": "binary task: the class to recognise, 0-9 (default 8)",
     "augment": "random affine per image",
-    "distort": "instead of --augment: slant, wobble, pen width, coarse scans (and on MNIST crossed 7s, flagged 1s, "
-    "hooked 9s), as the default model trains",
+    "distort": "instead of --augment: slant, wobble, pen width, coarse and box-filling scans (and on MNIST crossed "
+    "7s, flagged 1s, hooked 9s), as the default model trains",
     "batch_size": "the global batch (split over processes under torchrun)",
     "train_subset": "train on the first N images (0 = all)",
     "test_subset": "evaluate on the first N test images (0 = all)",

@@ -140,8 +140,8 @@ def data_inputs() -> None:
            format_func=lambda preset: _(NORMALIZATION_LABELS[preset]),
            help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
     st.checkbox(_("Augment (random rotation, shift, scale per image)"), key=PREFIX + "augment")
-    st.checkbox(_("Distort like other writers (slant, wobble, pen width, coarse scans; MNIST: crossed 7s, "
-                  "flagged 1s, hooked 9s)"), key=PREFIX + "distort",
+    st.checkbox(_("Distort like other writers (slant, wobble, pen width, coarse and box-filling scans; MNIST: "
+                  "crossed 7s, flagged 1s, hooked 9s)"), key=PREFIX + "distort",
                 help=_("Stronger than Augment and used instead of it: what the shipped default model trains with "
                        "so that it reads digits written outside MNIST. Slower to learn: give it more epochs."))
     st.number_input(_("Batch size"), 1, 4096, key=PREFIX + "batch_size")

@@ -6,6 +6,7 @@ import gzip
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from core.data import (
     Distortion,
     change_stroke_width,
     ensure_files,
+    ink_extent,
     iterate_batches,
     load_dataset,
     normalization,
@@ -240,8 +242,38 @@ def test_random_distort_draws_per_image_keeps_background_and_is_identity_when_of
     black = norm.value_range()[0]
     assert float(moved[:, :, 0, 0].max()) == pytest.approx(black, abs=1e-4)  # corners stay background
     off = Distortion(degrees=0, shear=0, translate=0, scale=(1, 1), aspect=0, elastic=0, thicker=0, thinner=0,
-                     low_res=0)
+                     low_res=0, box_aspect=0)
     assert torch.allclose(random_distort(digit, off, torch.Generator()), digit, atol=1e-4)
+
+
+def test_the_box_aspect_widens_narrow_digits_to_the_drawn_proportions_and_leaves_wide_ones(mnist):
+    """Every image boxed to width/height 0.6-0.7: narrower digits widen into that range, wider ones stay."""
+    norm = normalization("dataset", mnist)
+    digits = to_model_input(mnist.test_images[:300], norm)
+    background = digits.amin(dim=(1, 2, 3), keepdim=True)
+    only_box = Distortion(degrees=0, shear=0, translate=0, scale=(1, 1), aspect=0, elastic=0, thicker=0,
+                          thinner=0, low_res=0, box_aspect=1.0, box_aspect_range=(0.6, 0.7))
+    boxed = random_distort(digits, only_box, torch.Generator().manual_seed(0))
+    width, height = ink_extent(digits, background)
+    new_width, new_height = ink_extent(boxed, background)
+    assert float((new_height - height).abs().max()) <= 1  # sideways only (resampling may move the 30% line a row)
+    narrow = (width / height < 0.55) & (width / height > 0.7 / 4) & (0.7 * height <= 24)
+    wide = width / height > 0.75
+    assert narrow.sum() > 30 and wide.sum() > 30
+    ratio = new_width / new_height
+    assert bool(((ratio[narrow] >= 0.6 - 0.1) & (ratio[narrow] <= 0.7 + 0.1)).all())  # within 2 px of the range
+    assert float((new_width[wide] - width[wide]).abs().max()) <= 1  # never narrowed
+    ones = mnist.test_labels[:300] == 1
+    assert float(new_width[ones].mean()) > 2 * float(width[ones].mean())  # a thin 1 becomes a bar
+    none = replace(only_box, box_aspect=0.0)
+    assert torch.allclose(random_distort(digits, none, torch.Generator().manual_seed(0)), digits, atol=1e-4)
+
+
+def test_ink_extent_measures_the_box_and_an_empty_image_as_one_pixel():
+    images = torch.zeros(2, 1, 28, 28)
+    images[0, 0, 5:25, 10:14] = 1.0
+    width, height = ink_extent(images, torch.zeros(2, 1, 1, 1))
+    assert width.tolist() == [4.0, 1.0] and height.tolist() == [20.0, 1.0]
 
 
 def testchange_stroke_width_thickens_and_thins_against_max_and_min_filters(mnist):

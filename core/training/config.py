@@ -56,7 +56,7 @@ class DataConfig:
     dataset: str = "mnist"  # "mnist" or "fashion-mnist"
     normalization: str = "dataset"  # "none": [0, 1]; "half": [-1, 1]; "dataset": training mean/std
     augment: bool = False  # a small random affine per training image (core.data.Augmentation)
-    distort: bool = False  # instead: slant, wobble, pen width and coarse scans too (core.data.Distortion)
+    distort: bool = False  # instead: slant, wobble, pen width, coarse and box-filling scans (core.data.Distortion)
     batch_size: int = 64  # training images per optimizer step
     train_subset: int = 0  # train on the first N training images (0 = all 60,000)
     test_subset: int = 0  # evaluate on the first N test images (0 = all 10,000)

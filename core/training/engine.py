@@ -64,7 +64,7 @@ from core.training.events import (
 )
 
 AUGMENTATION = Augmentation()  # core.data's defaults: ±10°, ±10% shift, 0.9-1.1 zoom
-DISTORTION = Distortion()  # core.data's defaults: other writers' slant, wobble, pen width, coarse scans
+DISTORTION = Distortion()  # core.data's defaults: other writers' slant, wobble, pen width, other scans
 WRITING_STYLES = 0.3  # with distort on MNIST: share of 1s, 7s, 9s given another writer's stroke (core.data)
 EVAL_BATCH_SIZE = 1000  # test images per forward pass when evaluating
 PER_BATCH_SCHEDULERS = ("onecycle",)  # stepped after every batch; the others after every epoch
