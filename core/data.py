@@ -519,7 +519,8 @@ def random_affine(images: torch.Tensor, aug: Augmentation, generator: torch.Gene
 
 @dataclass(frozen=True)
 class Distortion:
-    """What other writers and pens do to a digit beyond a small affine: slant, wobble, pen width, blur.
+    """What other writers, pens and scanners do to a digit beyond a small affine: slant, wobble, pen width,
+    coarse scans and scans that fill a box.
 
     The shipped model trains with it so that it reads digits written and scanned outside MNIST
     (core.writers measures that). Every draw is per image; see `random_distort`.
@@ -536,7 +537,7 @@ class Distortion:
     thinner: float = 0.5  # largest thinning, in 3x3 erosion steps (more erases thin strokes)
     low_res: float = 0.15  # share of images re-sampled through a coarse grid, like a low-resolution scan
     low_res_sizes: tuple[int, int] = (10, 16)  # side of the coarse 28x28 frame, px (the digit is ~5/7 of it)
-    box_aspect: float = 0.5  # share of images widened to a set width/height of their ink, like a box-filling scan
+    box_aspect: float = 0.5  # share of images widened to a set width/height of their ink (before the rest of the warp)
     box_aspect_range: tuple[float, float] = (0.5, 0.8)  # that width/height, drawn per image (see random_distort)
 
 
@@ -632,8 +633,9 @@ def random_distort(images: torch.Tensor, aug: Distortion, generator: torch.Gener
     The box aspect: some scanning pipelines scale every digit to fill a box of set proportions (the UCI
     digits of core.writers are all 8 px tall and mostly 5-6 px wide, 1s included), which widens a thin 1
     into a bar with a long flag; MNIST kept each digit's own proportions. A share `box_aspect` of the
-    images is widened so that its ink's width/height becomes a draw from `box_aspect_range`: never
-    narrowed, at most 4x as wide, and never wider than the frame.
+    images is widened so that its ink's width/height becomes a draw from `box_aspect_range` before the
+    rest of the warp (zoom, stretch, rotation and slant still follow): never narrowed and at most 4x as
+    wide. The widened ink is at most 0.8 x its height, so it fits the frame as the ink did.
     """
     batch, _, height, width = images.shape
 
@@ -649,7 +651,6 @@ def random_distort(images: torch.Tensor, aug: Distortion, generator: torch.Gener
         ink_width, ink_height = ink_extent(images, background)
         boxed = (uniform(0, 1) < aug.box_aspect).to(images.dtype)
         wanted = (uniform(*aug.box_aspect_range) * ink_height / ink_width).clamp(1.0, 4.0)
-        wanted = torch.minimum(wanted, ((width - 2) / ink_width).clamp(min=1.0))  # it still fits the frame
         zoom_x = zoom_x * (1 + boxed * (wanted - 1))
     shift_x, shift_y = (uniform(-aug.translate, aug.translate) * 2 for _ in range(2))
     cos, sin = torch.cos(angle), torch.sin(angle)

@@ -9,17 +9,22 @@ checkpoint of its last epoch (not the epoch that did best on the test set: that 
 test set) to checkpoints/default/model.pt, its config record to config.json, and writes
 metrics.json with the per-epoch numbers, the scores on the other-writers and other-pens check sets
 (core.writers), the file size and the command that made it. The recipe is pinned here rather
-than taken from a preset, so that changing a preset never changes what this command makes.
+than taken from a preset, so that changing a preset never changes what this command makes; the
+defaults, seed 3 on one thread, make the shipped weights again. checkpoints/default/ is written
+even when the model misses a floor (MNIST 99.4%, 98% on each check set, 2 MiB): then each miss is
+printed and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
@@ -43,7 +48,7 @@ from core.training import (  # noqa: E402
     train,
     with_precision_recorded,
 )
-from core.training.engine import DISTORTION, WRITING_STYLES  # noqa: E402
+from core.training.engine import distortion_settings  # noqa: E402
 
 # The shipped model's recipe, as flat settings of core.training (see FLAT_FIELDS there).
 RECIPE = {
@@ -65,6 +70,8 @@ TARGET = ROOT / "checkpoints" / "default"
 MAX_BYTES = 2 * 1024 * 1024  # the issue's size limit for the shipped model
 MIN_ACCURACY = 0.994  # MNIST test accuracy floor
 MIN_WRITERS = 0.98  # accuracy floor on each core.writers check set
+SHIPPED_SEED = 3  # of seeds 0-3, the one with the best MNIST test accuracy (README: "The default model")
+SHIPPED_THREADS = 1  # as it trained: float32 sums differ between one and two threads
 
 
 def train_run(threads: int, seed: int, runs_root: Path) -> Finished:
@@ -96,8 +103,8 @@ def writers_scores(model_path: Path) -> dict[str, dict[str, object]]:
 
 def export(run_dir: Path, command: str) -> dict[str, object]:
     """Save a finished run's last epoch into checkpoints/default/ with its config; write metrics.json."""
-    saved = json.loads((run_dir / runs.CONFIG_FILE).read_text())["config"]
-    saved = with_precision_recorded(saved)  # a CPU run from before the setting trained in float32
+    record = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    saved = with_precision_recorded(record["config"])  # a CPU run from before the setting trained in float32
     expected = config_to_dict(override(TrainConfig(), **RECIPE, seed=saved["seed"]))
     ignored = ("device", "threads", "preset")  # where and how fast, not what
     if {k: v for k, v in saved.items() if k not in ignored} != {k: v for k, v in expected.items() if k not in ignored}:
@@ -112,9 +119,10 @@ def export(run_dir: Path, command: str) -> dict[str, object]:
     write_atomically(TARGET / "config.json", lambda f: f.write(config_bytes))
     metrics: dict[str, object] = {
         "recipe": RECIPE,
-        # What "distort" meant when this was exported: core.data.Distortion's settings and the share of 1s, 7s
-        # and 9s given another writer's stroke (the run's config.json records only that distort was on).
-        "distortion": asdict(DISTORTION) | {"writing_styles": WRITING_STYLES},
+        # What "distort" meant: core.data.Distortion's settings and the share of 1s, 7s and 9s given another
+        # writer's stroke, as the run recorded them when it started (runs from before that record: at export).
+        "distortion": record.get("distortion") or distortion_settings(override(TrainConfig(), **RECIPE))
+        | {"recorded": "at export: the run did not record it"},
         "test_accuracy": rows[-1].test_accuracy,  # of the last epoch (the shipped one), all 10,000 test images
         "epochs": len(rows),
         "train_seconds": round(rows[-1].elapsed_seconds or 0.0, 1),
@@ -130,8 +138,9 @@ def export(run_dir: Path, command: str) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    parser.add_argument("--threads", type=int, default=SHIPPED_THREADS,
+                        help=f"torch CPU threads (default {SHIPPED_THREADS}, as the shipped model trained)")
+    parser.add_argument("--seed", type=int, default=SHIPPED_SEED, help=f"seed of the run (default {SHIPPED_SEED})")
     parser.add_argument("--from-run", type=Path, metavar="RUN_DIR",
                         help="export this finished run of RECIPE (e.g. one trained with `python -m core train`) "
                         "instead of training a new one")
@@ -145,12 +154,25 @@ def main() -> int:
     accuracy, size, scores = metrics["test_accuracy"], metrics["model_bytes"], metrics["writers"]
     assert isinstance(accuracy, float) and isinstance(size, int) and isinstance(scores, dict)
     print(f"checkpoints/default/model.pt: {size} bytes, MNIST test accuracy {accuracy:.2%} (last epoch)")
-    weak = [name for name, found in scores.items() if found["correct"] < MIN_WRITERS * found["count"]]  # unrounded
-    if accuracy < MIN_ACCURACY or size > MAX_BYTES or weak:
-        print(f"warning: below {MIN_ACCURACY:.1%} on MNIST, below {MIN_WRITERS:.0%} on {weak or 'no check set'}, "
-              f"or above {MAX_BYTES} bytes", file=sys.stderr)
-        return 1
-    return 0
+    missed = missed_floors(accuracy, size, scores)
+    for line in missed:
+        print(f"warning: {line}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+def missed_floors(accuracy: float, size: int, scores: dict[str, Any]) -> list[str]:
+    """One line per floor the exported model misses (it is written all the same): MNIST, size, each check set."""
+    missed = []
+    if accuracy < MIN_ACCURACY:
+        missed.append(f"MNIST test accuracy {accuracy:.2%}, below {MIN_ACCURACY:.1%}")
+    if size > MAX_BYTES:
+        missed.append(f"model.pt is {size} bytes, above {MAX_BYTES}")
+    for name, found in scores.items():
+        needed = math.ceil(MIN_WRITERS * found["count"] - 1e-9)  # right answers: counted, never rounded
+        if found["correct"] < needed:
+            missed.append(f"{name}: {found['correct']} of {found['count']} right ({found['accuracy']:.3%}), below "
+                          f"{MIN_WRITERS:.0%} (needs {needed})")
+    return missed
 
 
 if __name__ == "__main__":

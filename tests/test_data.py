@@ -257,7 +257,7 @@ def test_the_box_aspect_widens_narrow_digits_to_the_drawn_proportions_and_leaves
     width, height = ink_extent(digits, background)
     new_width, new_height = ink_extent(boxed, background)
     assert float((new_height - height).abs().max()) <= 1  # sideways only (resampling may move the 30% line a row)
-    narrow = (width / height < 0.55) & (width / height > 0.7 / 4) & (0.7 * height <= 24)
+    narrow = (width / height < 0.55) & (width / height > 0.7 / 4)  # can reach the range within the 4x cap
     wide = width / height > 0.75
     assert narrow.sum() > 30 and wide.sum() > 30
     ratio = new_width / new_height
@@ -269,11 +269,38 @@ def test_the_box_aspect_widens_narrow_digits_to_the_drawn_proportions_and_leaves
     assert torch.allclose(random_distort(digits, none, torch.Generator().manual_seed(0)), digits, atol=1e-4)
 
 
+def test_the_box_aspect_widens_at_most_four_times_and_boxes_its_share_of_the_images():
+    stroke = torch.zeros(400, 1, 28, 28)
+    stroke[:, :, 4:24, 13:15] = 1.0  # 2 px wide, 20 tall: 0.6-0.7 would take 6-7x
+    box = Distortion(degrees=0, shear=0, translate=0, scale=(1, 1), aspect=0, elastic=0, thicker=0, thinner=0,
+                     low_res=0, box_aspect=0.5, box_aspect_range=(0.6, 0.7))
+    out = random_distort(stroke, box, torch.Generator().manual_seed(0))
+    width, _ = ink_extent(out, torch.zeros(400, 1, 1, 1))
+    widened = width > 3
+    assert float(width.max()) <= 4 * 2 + 2  # the 4x cap, bilinear edges a pixel each side (uncapped: 14-16 px)
+    assert 0.4 < float(widened.float().mean()) < 0.6  # about half boxed
+    assert bool((width[~widened] == 2).all())  # the rest untouched
+
+
 def test_ink_extent_measures_the_box_and_an_empty_image_as_one_pixel():
     images = torch.zeros(2, 1, 28, 28)
     images[0, 0, 5:25, 10:14] = 1.0
     width, height = ink_extent(images, torch.zeros(2, 1, 1, 1))
     assert width.tolist() == [4.0, 1.0] and height.tolist() == [20.0, 1.0]
+
+
+def test_ink_extent_on_a_normalized_background_counts_ink_over_30_percent_and_the_edges(mnist):
+    norm = normalization("dataset", mnist)
+    raw = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    raw[0, 0:28, 0] = 255  # ink on the left edge, top to bottom
+    raw[0, 10, 27] = 255  # and one pixel on the right edge
+    raw[0, 12, 5:20] = 60  # faint: 24% of the brightest, under the line
+    images = to_model_input(raw, norm)  # background (0 - 0.1307) / 0.3081, below zero
+    width, height = ink_extent(images, images.amin(dim=(1, 2, 3), keepdim=True))
+    assert (width.item(), height.item()) == (28.0, 28.0)
+    raw[0, 0:28, 0] = 0
+    width, height = ink_extent(to_model_input(raw, norm), images.amin(dim=(1, 2, 3), keepdim=True))
+    assert (width.item(), height.item()) == (1.0, 1.0)  # the right-edge pixel alone: the faint row does not count
 
 
 def testchange_stroke_width_thickens_and_thins_against_max_and_min_filters(mnist):

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -379,14 +380,20 @@ def test_bench_predict_reports_percentiles(capsys: pytest.CaptureFixture[str]) -
     assert result["accuracy"] >= 0.9
 
 
-def test_default_model_was_made_by_the_script_recipe() -> None:
-    """checkpoints/default/config.json is what scripts/train_default_model.py's RECIPE builds."""
+def default_model_script() -> Any:
     path = DEFAULT_CHECKPOINT.parents[2] / "scripts" / "train_default_model.py"
     spec = importlib.util.spec_from_file_location("train_default_model", path)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_default_model_was_made_by_the_script_recipe() -> None:
+    """checkpoints/default/config.json is what scripts/train_default_model.py's RECIPE builds, with its defaults."""
+    script = default_model_script()
     saved = json.loads((DEFAULT_CHECKPOINT.parent / "config.json").read_text())["config"]
+    assert (saved["seed"], saved["threads"]) == (script.SHIPPED_SEED, script.SHIPPED_THREADS)
     saved = with_precision_recorded(saved)  # trained on the CPU before the setting existed: float32
     rebuilt = config_to_dict(override(TrainConfig(), **script.RECIPE, seed=saved["seed"]))
     ignored = ("device", "threads", "preset")  # where and how fast, not what
@@ -409,3 +416,15 @@ def test_bench_predict_beside_a_training_process(capsys: pytest.CaptureFixture[s
     assert result["training_throughout"] is True and result["threads"] == 1
     assert result["predictions"] >= 30 and result["busy_predictions"] >= 30
     assert "--preset fast" in result["training_command"] and result["training_nice"] == 5
+
+
+def test_the_script_names_each_floor_the_model_misses_on_exact_counts() -> None:
+    script = default_model_script()
+    scores = {"uci": {"correct": 1761, "count": 1797, "accuracy": 1761 / 1797},
+              "pens": {"correct": 1960, "count": 2000, "accuracy": 0.98}}
+    missed = script.missed_floors(0.9960, 579657, scores)
+    assert missed == ["uci: 1761 of 1797 right (97.997%), below 98% (needs 1762)"]  # "98.00%" rounded, yet short
+    scores["uci"]["correct"] = 1762
+    assert script.missed_floors(0.9960, 579657, scores) == []
+    assert [line.split(" ")[0] for line in script.missed_floors(0.9930, 3 * 1024 * 1024, scores)] == ["MNIST",
+                                                                                                     "model.pt"]

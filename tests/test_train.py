@@ -32,6 +32,7 @@ from core.training import (
     config_from_dict,
     config_to_dict,
     loss_function,
+    override,
     preset_config,
     train,
 )
@@ -392,3 +393,19 @@ def test_config_parsing_errors_are_templates_shown_in_chinese():
     with pytest.raises(ConfigError) as error:
         preset_config("fastest")
     assert render(error.value.messages[0], Translator("zh_CN")).startswith("未知的预设 'fastest'；可选：")
+
+
+def test_a_distort_run_records_what_distort_meant_from_its_first_start(mnist, tmp_path):
+    config = preset_config("seed002", device="cpu", distort=True, epochs=1, **TINY)
+    finished = next(e for e in train(config, runs_root=tmp_path, dataset=mnist) if isinstance(e, Finished))
+    record = json.loads((finished.run_dir / runs.CONFIG_FILE).read_text())
+    assert record["distortion"]["box_aspect"] == 0.5 and record["distortion"]["writing_styles"] == 0.3
+    record["distortion"]["box_aspect"] = 0.25  # as if an older version had started it
+    (finished.run_dir / runs.CONFIG_FILE).write_text(json.dumps(record))
+    resumed = override(config, epochs=2)
+    for _ in train(resumed, runs_root=tmp_path, dataset=mnist, resume=finished.run_id):
+        pass
+    assert json.loads((finished.run_dir / runs.CONFIG_FILE).read_text())["distortion"]["box_aspect"] == 0.25
+    plain = next(e for e in train(override(config, distort=False), runs_root=tmp_path, dataset=mnist)
+                 if isinstance(e, Finished))
+    assert "distortion" not in json.loads((plain.run_dir / runs.CONFIG_FILE).read_text())

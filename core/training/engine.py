@@ -64,7 +64,7 @@ from core.training.events import (
 )
 
 AUGMENTATION = Augmentation()  # core.data's defaults: ±10°, ±10% shift, 0.9-1.1 zoom
-DISTORTION = Distortion()  # core.data's defaults: other writers' slant, wobble, pen width, other scans
+DISTORTION = Distortion()  # core.data's defaults: other writers' slant, wobble, pen width, coarse and box scans
 WRITING_STYLES = 0.3  # with distort on MNIST: share of 1s, 7s, 9s given another writer's stroke (core.data)
 EVAL_BATCH_SIZE = 1000  # test images per forward pass when evaluating
 PER_BATCH_SCHEDULERS = ("onecycle",)  # stepped after every batch; the others after every epoch
@@ -884,8 +884,21 @@ def _open_record(run: _Run) -> None:
     ).start()
     run.batches = runs.BatchLog(run.run_dir)
     batch = run.config.data.batch_size
-    runs.update_record(run.run_dir, world_size=world.size, global_batch_size=batch,
-                       per_process_batch_size=batch // world.size)
+    fields: dict[str, Any] = {"world_size": world.size, "global_batch_size": batch,
+                              "per_process_batch_size": batch // world.size}
+    if run.config.data.distort and "distortion" not in runs.read_config(run.run_dir):
+        fields["distortion"] = distortion_settings(run.config)  # from its first start: what its epochs used
+    runs.update_record(run.run_dir, **fields)
+
+
+def distortion_settings(config: TrainConfig) -> dict[str, Any]:
+    """What `distort` means in this version: core.data.Distortion's settings and the writing styles' share.
+
+    A run's config.json keeps this from the run's first start, so an export or a comparison can tell
+    apart runs trained with different versions of Distort.
+    """
+    styles = WRITING_STYLES if config.data.dataset == "mnist" else 0.0
+    return asdict(DISTORTION) | {"writing_styles": styles}
 
 
 def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
