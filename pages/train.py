@@ -139,11 +139,13 @@ def data_inputs() -> None:
     choice(st.selectbox, _("Normalization"), list(NORMALIZATIONS), key=PREFIX + "normalization",
            format_func=lambda preset: _(NORMALIZATION_LABELS[preset]),
            help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
-    st.checkbox(_("Augment (random rotation, shift, scale per image)"), key=PREFIX + "augment")
-    st.checkbox(_("Distort like other writers (slant, wobble, pen width, coarse and box-filling scans; MNIST: "
-                  "crossed 7s, flagged 1s, hooked 9s)"), key=PREFIX + "distort",
-                help=_("Stronger than Augment and used instead of it: what the shipped default model trains with "
-                       "so that it reads digits written outside MNIST. Slower to learn: give it more epochs."))
+    # Short labels: the column is narrow and a long checkbox label is cut off; what each does is in its help.
+    st.checkbox(_("Augment"), key=PREFIX + "augment", help=_("Random rotation, shift and scale, drawn per image."))
+    st.checkbox(_("Distort like other writers"), key=PREFIX + "distort",
+                help=_("Slant, wobble, pen width, coarse scans and scans that fill a box of set proportions (which "
+                       "widens thin digits); on MNIST also crossed 7s, flagged 1s and hooked 9s. Stronger than "
+                       "Augment and used instead of it: what the shipped default model trains with so that it reads "
+                       "digits written outside MNIST. Slower to learn: give it more epochs."))
     st.number_input(_("Batch size"), 1, 4096, key=PREFIX + "batch_size")
     st.number_input(_("Train on the first N images (0 = all {count})").format(count=num(60000)), 0, 60000, step=1000,
                     key=PREFIX + "train_subset")
