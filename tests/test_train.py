@@ -406,6 +406,12 @@ def test_a_distort_run_records_what_distort_meant_from_its_first_start(mnist, tm
     for _ in train(resumed, runs_root=tmp_path, dataset=mnist, resume=finished.run_id):
         pass
     assert json.loads((finished.run_dir / runs.CONFIG_FILE).read_text())["distortion"]["box_aspect"] == 0.25
+    record = json.loads((finished.run_dir / runs.CONFIG_FILE).read_text())
+    del record["distortion"]  # a run from before the record: resuming it must not claim today's settings
+    (finished.run_dir / runs.CONFIG_FILE).write_text(json.dumps(record))
+    for _ in train(override(config, epochs=3), runs_root=tmp_path, dataset=mnist, resume=finished.run_id):
+        pass
+    assert "distortion" not in json.loads((finished.run_dir / runs.CONFIG_FILE).read_text())
     plain = next(e for e in train(override(config, distort=False), runs_root=tmp_path, dataset=mnist)
                  if isinstance(e, Finished))
     assert "distortion" not in json.loads((plain.run_dir / runs.CONFIG_FILE).read_text())

@@ -886,8 +886,9 @@ def _open_record(run: _Run) -> None:
     batch = run.config.data.batch_size
     fields: dict[str, Any] = {"world_size": world.size, "global_batch_size": batch,
                               "per_process_batch_size": batch // world.size}
-    if run.config.data.distort and "distortion" not in runs.read_config(run.run_dir):
-        fields["distortion"] = distortion_settings(run.config)  # from its first start: what its epochs used
+    if run.config.data.distort and run.epoch == 0 and "distortion" not in runs.read_config(run.run_dir):
+        # at its first start only: a run from before this record, resumed now, had older settings for its epochs
+        fields["distortion"] = distortion_settings(run.config)
     runs.update_record(run.run_dir, **fields)
 
 
