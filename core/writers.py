@@ -4,7 +4,8 @@ Two check sets, both fed through the drawing pipeline (core.preprocess) exactly 
 an upload on the Draw page:
 
 - **uci**: scikit-learn's copy of the UCI optical-digits test set (Alpaydin & Kaynak): 1,797 digits
-  by 43 writers who are not MNIST's, scanned to 32x32 bitmaps and block-averaged to 8x8 with 17
+  by the 13 writers of that test part (43 people filled in the forms, 30 of them for the training
+  part), none of them MNIST's, scanned to 32x32 bitmaps and block-averaged to 8x8 with 17
   grey levels. Each is scaled up 10x with Lanczos resampling, as a scan would come in, and drawn
   dark on white. Other writers, other scanning: the harder set.
 - **pens**: MNIST *test* digits (their writers are disjoint from the training set's) redrawn as a
