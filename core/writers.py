@@ -118,6 +118,15 @@ class Score:
     count: int
     predictions: np.ndarray  # (N,) the model's answers
     correct: int  # right answers: 1,761 of 1,797 is 97.997%, which a rounded "98.00%" would hide
+    per_digit_correct: list[int]  # right answers among each true label 0-9
+    per_digit_count: list[int]  # images of each true label 0-9
+
+    def record(self) -> dict[str, object]:
+        """The figures as JSON (`writers score --json`, the default model's metrics.json): exact counts overall
+        and per digit, so a percentage quoted anywhere can be worked out from them, and rounded accuracies."""
+        return {"accuracy": round(self.accuracy, 6), "correct": self.correct, "count": self.count,
+                "per_digit": [round(a, 4) for a in self.per_class], "per_digit_correct": self.per_digit_correct,
+                "per_digit_count": self.per_digit_count}
 
 
 def model_inputs(check: CheckSet, norm: Normalization) -> torch.Tensor:
@@ -138,8 +147,11 @@ def score(model: torch.nn.Module, inputs: torch.Tensor, check: CheckSet, batch: 
         raise ValueError(f"the check sets need a model with the ten digits as outputs, not {outputs[0].shape[1]}")
     answers = torch.cat([out.argmax(1) for out in outputs]).numpy()
     right = answers == check.labels
+    per_digit_correct = [int(right[check.labels == c].sum()) for c in range(10)]
+    per_digit_count = [int((check.labels == c).sum()) for c in range(10)]
     per_class = [float(right[check.labels == c].mean()) for c in range(10)]
-    return Score(check.name, float(right.mean()), per_class, len(right), answers, int(right.sum()))
+    return Score(check.name, float(right.mean()), per_class, len(right), answers, int(right.sum()),
+                 per_digit_correct, per_digit_count)
 
 
 def export(folder: Path, names: tuple[str, ...] | list[str] = SETS) -> dict[str, int]:
@@ -165,8 +177,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     for name in args.sets:
         check = check_set(name)
         found = score(loaded.model, model_inputs(check, loaded.normalization), check)
-        result[name] = {"accuracy": round(found.accuracy, 6), "correct": found.correct, "count": found.count,
-                        "per_class": [round(a, 4) for a in found.per_class]}
+        result[name] = found.record()
         if not args.json:
             digits = "  ".join(f"{c}: {a:.1%}" for c, a in enumerate(found.per_class))
             print(f"{name}: {found.correct} of {found.count} right ({found.accuracy:.3%})   {digits}")

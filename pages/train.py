@@ -142,8 +142,8 @@ def data_inputs() -> None:
     # Short labels: the column is narrow and a long checkbox label is cut off; what each does is in its help.
     st.checkbox(_("Augment"), key=PREFIX + "augment", help=_("Random rotation, shift and scale, drawn per image."))
     st.checkbox(_("Distort like other writers"), key=PREFIX + "distort",
-                help=_("Slant, wobble, pen width, coarse scans and scans that fill a box of set proportions (which "
-                       "widens thin digits); on MNIST also crossed 7s, flagged 1s and hooked 9s. Stronger than "
+                help=_("Slant, wobble, pen width and coarse scans; on MNIST also scans that fill a box of set "
+                       "proportions (which widens thin digits), crossed 7s, flagged 1s and hooked 9s. Stronger than "
                        "Augment and used instead of it: what the shipped default model trains with so that it reads "
                        "digits written outside MNIST. Slower to learn: give it more epochs."))
     st.number_input(_("Batch size"), 1, 4096, key=PREFIX + "batch_size")

@@ -44,11 +44,11 @@ from core.training import (  # noqa: E402
     Stopped,
     TrainConfig,
     config_to_dict,
+    distortion_settings,
     override,
     train,
     with_precision_recorded,
 )
-from core.training.engine import distortion_settings  # noqa: E402
 
 # The shipped model's recipe, as flat settings of core.training (see FLAT_FIELDS there).
 RECIPE = {
@@ -95,8 +95,7 @@ def writers_scores(model_path: Path) -> dict[str, dict[str, object]]:
     for name in writers.SETS:
         check = writers.check_set(name)
         found = writers.score(loaded.model, writers.model_inputs(check, loaded.normalization), check)
-        scores[name] = {"accuracy": round(found.accuracy, 6), "correct": found.correct, "count": found.count,
-                        "per_digit": [round(a, 4) for a in found.per_class]}
+        scores[name] = found.record()
         print(f"{name}: {found.correct} of {found.count} right ({found.accuracy:.3%})", flush=True)
     return scores
 
@@ -121,8 +120,10 @@ def export(run_dir: Path, command: str) -> dict[str, object]:
         "recipe": RECIPE,
         # What "distort" meant: core.data.Distortion's settings and the share of 1s, 7s and 9s given another
         # writer's stroke, as the run recorded them when it started (runs from before that record: at export).
-        "distortion": record.get("distortion") or distortion_settings(override(TrainConfig(), **RECIPE))
-        | {"recorded": "at export: the run did not record it"},
+        "distortion": record.get("distortion") or (
+            distortion_settings(override(TrainConfig(), **RECIPE))
+            | {"recorded": "at export: the run did not record it"}
+        ),
         "test_accuracy": rows[-1].test_accuracy,  # of the last epoch (the shipped one), all 10,000 test images
         "epochs": len(rows),
         "train_seconds": round(rows[-1].elapsed_seconds or 0.0, 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -393,6 +394,24 @@ def test_config_parsing_errors_are_templates_shown_in_chinese():
     with pytest.raises(ConfigError) as error:
         preset_config("fastest")
     assert render(error.value.messages[0], Translator("zh_CN")).startswith("未知的预设 'fastest'；可选：")
+
+
+def test_distort_on_fashion_mnist_widens_nothing_and_adds_no_strokes(tmp_path, monkeypatch):
+    """Box-filling scans and writing styles are other writers' digits: a Fashion-MNIST run gets only the warp."""
+    from core.data import load_dataset
+    from core.training import engine
+
+    fashion = load_dataset("fashion-mnist")
+    warps, strokes = [], []
+    real_distort = engine.random_distort
+    monkeypatch.setattr(engine, "random_distort", lambda x, aug, gen: warps.append(aug) or real_distort(x, aug, gen))
+    monkeypatch.setattr(engine, "writing_styles", lambda images, *rest: strokes.append(1) or images)
+    config = preset_config("seed002", device="cpu", dataset="fashion-mnist", distort=True, epochs=1, **TINY)
+    finished = next(e for e in train(config, runs_root=tmp_path, dataset=fashion) if isinstance(e, Finished))
+    assert warps and {aug.box_aspect for aug in warps} == {0.0} and not strokes
+    assert warps[0] == replace(engine.DISTORTION, box_aspect=0.0)  # the rest of the warp as on MNIST
+    record = json.loads((finished.run_dir / runs.CONFIG_FILE).read_text())["distortion"]
+    assert record["box_aspect"] == 0.0 and record["writing_styles"] == 0.0 and record["elastic"] > 0
 
 
 def test_a_distort_run_records_what_distort_meant_from_its_first_start(mnist, tmp_path):

@@ -81,7 +81,9 @@ def test_cli_exports_pngs_per_label_and_scores_as_json(tmp_path, capsys):
     capsys.readouterr()
     assert main(["writers", "score", "--sets", "uci", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["sets"]["uci"]
-    assert result["count"] == 1797 and len(result["per_class"]) == 10
+    assert result["count"] == 1797 and len(result["per_digit"]) == 10
+    assert result["per_digit_count"] == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    assert sum(result["per_digit_correct"]) == result["correct"]
     recorded = json.loads((Path(DEFAULT_MODEL).parent / "metrics.json").read_text())["writers"]["uci"]
     assert result["correct"] == recorded["correct"]  # the shipped model's exact count, as metrics.json has it
 

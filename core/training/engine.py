@@ -336,14 +336,27 @@ def build_scheduler(
     return None
 
 
+def distortion_of(config: TrainConfig) -> tuple[Distortion, float]:
+    """What `distort` means on config's dataset: the warp, and the share of 1s, 7s and 9s given a writing style.
+
+    Box-filling scans and other writers' strokes are about handwritten digits: on Fashion-MNIST a trouser
+    widened to a box's proportions is no longer a trouser, so there only the rest of the warp applies.
+    """
+    if config.data.dataset == "mnist":
+        return DISTORTION, WRITING_STYLES
+    return replace(DISTORTION, box_aspect=0.0), 0.0
+
+
 def _model_input(
-    images: torch.Tensor, norm: Normalization, augment: torch.Generator | None, distort: bool = False
+    images: torch.Tensor, norm: Normalization, augment: torch.Generator | None, distortion: Distortion | None = None
 ) -> torch.Tensor:
-    """uint8 (B, 28, 28) on the run's device -> float (B, 1, 28, 28), augmented when a generator is given."""
+    """uint8 (B, 28, 28) on the run's device -> float (B, 1, 28, 28), augmented when a generator is given:
+    warped by `distortion` if one is given, else by the plain random affine. Called outside autocast, so a
+    bfloat16 run's images are warped in float32, as a float32 run's are."""
     x = to_model_input(images, norm)
-    if augment is not None:
+    if augment is not None and len(x):  # a process's share of a tiny last global batch can be empty
         # Parameters drawn from a CPU generator (the same draws on any device), warped where the images are.
-        x = random_distort(x, DISTORTION, augment) if distort else random_affine(x, AUGMENTATION, augment)
+        x = random_distort(x, distortion, augment) if distortion else random_affine(x, AUGMENTATION, augment)
     return x.contiguous(memory_format=MEMORY_FORMAT)
 
 
@@ -616,6 +629,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
     torch.manual_seed(seed + 7919 * world.rank)
     augmenting = config.data.augment or config.data.distort
     augment = torch.Generator().manual_seed(seed + 7919 * world.rank) if augmenting else None
+    distortion, styles = distortion_of(config) if config.data.distort else (None, 0.0)
     batches = iterate_batches(
         data.train_images, data.train_labels, config.data.batch_size, shuffle=True, seed=config.seed, epoch=epoch
     )
@@ -633,10 +647,11 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None) -> Generator[Batc
             raise RunFolderGone(f"the run folder {run.run_dir} was deleted while the run trained")
         if stopping:
             return None
-        if augment is not None and config.data.distort and config.data.dataset == "mnist":
-            images = writing_styles(images.cpu(), digits.cpu(), WRITING_STYLES, augment).to(images.device)
+        if augment is not None and styles:
+            images = writing_styles(images.cpu(), digits.cpu(), styles, augment).to(images.device)
+        model_input = _model_input(images, data.norm, augment, distortion)
         with autocast(run.device, run.config.precision):  # see resolve_precision
-            outputs = net(_model_input(images, data.norm, augment, config.data.distort))
+            outputs = net(model_input)
             loss = run.loss_fn(outputs, digits)
         loss_value, lr = loss.item(), run.lr()
         if world.distributed:  # the global batch's mean loss, the same number one process would see
@@ -898,8 +913,8 @@ def distortion_settings(config: TrainConfig) -> dict[str, Any]:
     A run's config.json keeps this from the run's first start, so an export or a comparison can tell
     apart runs trained with different versions of Distort.
     """
-    styles = WRITING_STYLES if config.data.dataset == "mnist" else 0.0
-    return asdict(DISTORTION) | {"writing_styles": styles}
+    distortion, styles = distortion_of(config)
+    return asdict(distortion) | {"writing_styles": styles}
 
 
 def _loop(run: _Run, stop: StopFlag | None) -> Iterator[Event]:
