@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from core import models, runs
 from core.checkpoints import load_checkpoint
+from core.data import to_model_input
 from core.training import (
     ConfigError,
     EpochEnd,
@@ -144,7 +145,14 @@ def test_the_rewrite_reaches_nested_sequentials_and_keeps_pools_that_return_indi
     assert [type(m).__name__ for m in model[0]] == ["Conv2d", "MaxPool2d", "ReLU"]  # padded, ceil_mode: still exact
     assert [type(m).__name__ for m in model][1:] == ["ReLU", "MaxPool2d"]  # a pool that returns indices stays
     x = torch.randn(3, 1, 13, 13)
+    x[:, :, :5, :5] = -1.0  # flat negative patches: ties and all-negative windows
+    x[:, :, 6:, 6:] = 0.5
+    for net in (model[0], reference[0]):
+        out = net(x)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
     assert torch.equal(model[0](x), reference[0](x))
+    for (name, a), (_, b) in zip(model[0].named_parameters(), reference[0].named_parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad), name  # padded, ceil_mode: the gradients too
 
 
 def test_the_rewrite_moves_relu_after_the_pool_and_the_flatten_and_nothing_else():
@@ -166,6 +174,9 @@ def test_the_engine_trains_the_rewritten_copy_and_saves_the_network_as_defined(m
     rebuilt = models.build_model(**parts.arch_config)
     rebuilt.load_state_dict(parts.model.state_dict())  # the same keys: a checkpoint loads into the plain network
     assert [name for name, _ in rebuilt.named_children()][3:6] == ["conv2", "relu2", "flatten1"]
+    x = to_model_input(mnist.test_images[:64], parts.data.norm).contiguous(memory_format=engine.MEMORY_FORMAT)
+    rebuilt = rebuilt.to(memory_format=engine.MEMORY_FORMAT).eval()  # the same layout: the same sums
+    assert torch.equal(rebuilt(x), parts.model.eval()(x))  # and the loaded network computes what was trained
 
 
 def test_other_work_is_the_machines_busy_time_less_this_processs(monkeypatch):
