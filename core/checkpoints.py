@@ -66,6 +66,14 @@ class LoadedCheckpoint:
         return str(self.meta.get("dataset", "mnist"))
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """The ten class names in output order ("0".."9" for digits; "T-shirt/top", ... for Fashion-MNIST)."""
+        names = self.meta.get("classes")
+        if isinstance(names, list) and len(names) == 10 and all(isinstance(name, str) for name in names):
+            return tuple(names)
+        return tuple(str(digit) for digit in range(10))
+
+    @property
     def epoch(self) -> int:
         return int(self.meta.get("epoch", 0))
 

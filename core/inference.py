@@ -343,8 +343,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what `predict --folder` reads (any
 EXIT_ALL_ANSWERED, EXIT_SOME_FAILED, EXIT_NOTHING_ANSWERED = 0, 1, 2  # `predict`'s exit codes
 
 
-def prediction_record(prediction: Prediction | None, task: str, target_digit: int) -> dict[str, object]:
-    """The JSON the CLI prints: prediction, probabilities (10, or 1 for binary), empty."""
+DIGITS = tuple(str(digit) for digit in range(10))
+
+
+def prediction_record(prediction: Prediction | None, task: str, target_digit: int,
+                      classes: tuple[str, ...] = DIGITS) -> dict[str, object]:
+    """The JSON the CLI prints: prediction, probabilities (10, or 1 for binary), empty; for a model of named
+    classes (Fashion-MNIST) also `class`, the predicted class's name, and `classes`, every name in output order."""
     record: dict[str, object] = {
         "prediction": None if prediction is None else prediction.label,
         "probabilities": None if prediction is None else [round(p, 6) for p in prediction.probabilities],
@@ -353,6 +358,9 @@ def prediction_record(prediction: Prediction | None, task: str, target_digit: in
     }
     if task == "binary":
         record["target_digit"] = target_digit  # prediction 1 = "is this digit", 0 = "is not"
+    elif classes != DIGITS:
+        record["class"] = None if prediction is None else classes[prediction.label]
+        record["classes"] = list(classes)
     return record
 
 
@@ -365,9 +373,11 @@ def _describe(record: dict[str, object]) -> str:
         target = record["target_digit"]
         verdict = "is" if record["prediction"] == 1 else "is not"
         return f"{verdict} a {target}: P({target}) = {probabilities[0]:.1%}"
+    names = record.get("classes")
+    name = names.__getitem__ if isinstance(names, list) else str  # a class index -> what to print
     ranked = sorted(enumerate(probabilities), key=lambda item: -item[1])
-    others = ", ".join(f"{digit}: {p:.1%}" for digit, p in ranked[1:4])
-    return f"prediction: {ranked[0][0]} ({ranked[0][1]:.1%}); next: {others}"
+    others = ", ".join(f"{name(index)}: {p:.1%}" for index, p in ranked[1:4])
+    return f"prediction: {name(ranked[0][0])} ({ranked[0][1]:.1%}); next: {others}"
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -391,7 +401,7 @@ def predict_file(loaded: LoadedCheckpoint, path: Path) -> dict[str, object]:
     except ImageError as error:
         return {"image": str(path), "error": str(error)}
     _, prediction = predict_image(loaded.model, loaded.normalization, image)
-    return {"image": str(path), **prediction_record(prediction, loaded.task, loaded.target_digit)}
+    return {"image": str(path), **prediction_record(prediction, loaded.task, loaded.target_digit, loaded.classes)}
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

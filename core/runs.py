@@ -810,7 +810,7 @@ def read_run(folder: Path) -> RunRecord:
             total_epochs=int(status.get("total_epochs") or config.get("epochs", 0)),
             step=int(status.get("step", 0)) if live else 0, steps_per_epoch=int(status.get("steps_per_epoch", 0)),
             settings=describe_settings(config), settings_parts=settings_messages(config), live=live,
-            eta_seconds=_eta(status, config) if state == RUNNING else None,
+            eta_seconds=_eta(status, config, log.rows) if state == RUNNING else None,
             queue_position=status.get("queue_position") if state == QUEUED else None,
             suggested_lr=_number(status.get("suggested_lr")),
             pid=status.get("pid") if isinstance(status.get("pid"), int) else None, host=str(status.get("host", "")),
@@ -831,14 +831,22 @@ def _sweep_fields(sweep: Any) -> dict[str, Any]:
             "trial_state": str(sweep.get("state", ""))}
 
 
-def _eta(status: dict[str, Any], config: dict[str, Any]) -> float | None:
-    """Seconds of training left at the pace of the epoch under way."""
+def _eta(status: dict[str, Any], config: dict[str, Any], rows: Sequence[EpochMetrics] = ()) -> float | None:
+    """Seconds left: the epoch under way at its own pace, then its evaluation and every later epoch as long
+    as the last finished epochs took (evaluation included). In the first epoch nothing is finished yet: all
+    of it at the first epoch's pace, without evaluation (a first guess; it settles after one epoch)."""
     rate, batch = _number(status.get("samples_per_second")), config.get("data", {}).get("batch_size")
     steps, total = status.get("steps_per_epoch"), status.get("total_epochs")
     if not rate or not isinstance(batch, int) or not isinstance(steps, int) or not isinstance(total, int):
         return None
-    done = int(status.get("epoch", 0)) * steps + int(status.get("step", 0))
-    return max(total * steps - done, 0) * batch / rate
+    done_epochs, step = int(status.get("epoch", 0)), int(status.get("step", 0))
+    timed = [row for row in rows[-3:] if row.seconds and row.train_seconds is not None]
+    if not timed:
+        return max(total * steps - done_epochs * steps - step, 0) * batch / rate
+    epoch_seconds = sum(row.seconds or 0.0 for row in timed) / len(timed)
+    evaluation = sum((row.seconds or 0.0) - (row.train_seconds or 0.0) for row in timed) / len(timed)
+    this_epoch = max(steps - step, 0) * batch / rate + max(evaluation, 0.0)
+    return this_epoch + max(total - done_epochs - 1, 0) * epoch_seconds
 
 
 def is_run_folder(path: Path) -> bool:

@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from core import jobs, runs
-from core.data import NORMALIZATIONS
+from core.data import DATASETS, NORMALIZATIONS
 from core.i18n import N_
 from core.layers import ArchitectureError, layer_label
 from core.metrics import CHART_SMOOTHING, Evaluation, most_confident_mistakes
@@ -382,8 +382,10 @@ def status_banner(record: RunRecord) -> None:
                 final=pct(record.final_test_accuracy or 0, 2), best=pct(record.best_test_accuracy or 0, 2),
                 epoch=record.best_epoch, folder=record.run_dir))
     elif record.status == runs.STOPPED:
-        st.warning(_("**Stopped** — {message}. Resume it above to continue from its last saved epoch.").format(
-            message=run_message(record).rstrip(".")))
+        text = (_("**Stopped** — {message}. Resume it above to continue from its last saved epoch.")
+                if record.epochs_done else
+                _("**Stopped** — {message}. Resuming it above starts it from the beginning."))
+        st.warning(text.format(message=run_message(record).rstrip(".")))
     elif record.status == runs.DIVERGED:
         # The engine's own message already names the learning rate to try; an older or foreign one may not.
         suggested = record.message_parts is not None and "suggestion" in record.message_parts.params
@@ -403,17 +405,19 @@ def run_summary(record: RunRecord) -> None:
     split = " · " + _("{count} processes (DDP)").format(count=record.world_size) if record.world_size > 1 else ""
     settings = settings_text(record.settings_parts)
     task = _(TASK_LABELS[record.task]) if record.task in TASK_LABELS else "?"
-    st.markdown(f"**{record.name}** · {record.dataset or '?'} · {task} · {settings}{split}")
+    dataset = DATASETS[record.dataset].title if record.dataset in DATASETS else record.dataset or "?"
+    st.markdown(f"**{record.name}** · {dataset} · {task} · {settings}{split}")
     if record.live and record.pid:
         st.caption(_("Trains in its own process (pid {pid} on {host}); closing this tab or reloading does not stop "
                      "it. Any tab can follow and stop it.").format(pid=record.pid, host=record.host))
 
 
-def followed_run(run_id: str, was_live: bool) -> None:
+def followed_run(run_id: str, was_live: bool, shown_status: str) -> None:
     """The followed run's progress, banner and charts, re-read from its folder every second while it trains.
 
-    `was_live` is the page's view when it set up this fragment; the first rerun that finds the run
-    over reruns the whole page (final results, no more polling).
+    `was_live` and `shown_status` are the page's view when it set up this fragment: the first rerun that
+    finds the run over, or in another state than the run picker outside this fragment names (queued ->
+    running), reruns the whole page (final results, no more polling, the picker's label up to date).
     """
     try:
         record = runs.find_run(run_id)
@@ -424,7 +428,7 @@ def followed_run(run_id: str, was_live: bool) -> None:
     st.progress(record.fraction_done, text=progress_text(record))
     status_banner(record)
     live_charts(record)
-    if was_live and not record.live:
+    if (was_live and not record.live) or record.status != shown_status:
         st.rerun()
 
 
@@ -527,7 +531,7 @@ record = pick_followed_run(records)
 if record is None:
     st.info(_("No runs yet. Choose settings above and press **Start training**."))
     st.stop()
-st.fragment(run_every=1.0 if record.live else None)(followed_run)(record.run_id, record.live)
+st.fragment(run_every=1.0 if record.live else None)(followed_run)(record.run_id, record.live, record.status)
 evaluation = runs.read_evaluation(record.run_dir) if not record.live else None
 if evaluation is not None:
     final_results(evaluation, record.dataset)

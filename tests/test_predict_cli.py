@@ -75,6 +75,25 @@ def test_binary_checkpoint_gives_one_probability(tmp_path: Path, capsys: pytest.
     assert record["prediction"] == int(record["probabilities"][0] >= 0.5)
 
 
+def test_a_fashion_mnist_checkpoint_names_its_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.data import DATASETS
+
+    torch.manual_seed(0)
+    names = list(DATASETS["fashion-mnist"].classes)
+    meta = {"arch_config": arch_config("fastcnn", 10), "task": "multiclass", "dataset": "fashion-mnist",
+            "classes": names, "normalization": {"preset": "dataset", "mean": 0.286, "std": 0.353}}
+    checkpoint = save_checkpoint(tmp_path / "fashion.pt", build_model("fastcnn", num_outputs=10), meta)
+    canvas = np.zeros((100, 100), np.uint8)
+    canvas[20:80, 30:70] = 255
+    image = write_png(tmp_path / "shirt.png", canvas)
+    code, out, _ = run_cli(capsys, "--image", str(image), "--checkpoint", str(checkpoint), "--json")
+    record = json.loads(out)
+    assert code == 0 and record["classes"] == names and record["class"] == names[record["prediction"]]
+    code, out, _ = run_cli(capsys, "--image", str(image), "--checkpoint", str(checkpoint))
+    assert code == 0 and out.startswith(f"prediction: {names[record['prediction']]} (")
+    assert sum(name in out for name in names) == 4  # the answer and the next three, by name
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

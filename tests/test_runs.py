@@ -208,3 +208,17 @@ def test_settings_line_in_english_and_chinese():
     chinese = " · ".join(render(part, Translator("zh_CN")) for part in runs.settings_messages(config))
     assert chinese == ("seed000 · 是不是第 8 类？ · adam 学习率 0.001 · none 学习率调度 · 批大小 64 · 1 轮 · "
                        "2,000 张训练图像")
+
+
+def test_time_left_counts_later_epochs_as_long_as_finished_ones_took_evaluation_included():
+    from core.runs import EpochMetrics, _eta
+
+    config = {"data": {"batch_size": 100}}
+    status = {"samples_per_second": 1000.0, "steps_per_epoch": 50, "total_epochs": 4, "epoch": 0, "step": 10}
+    assert _eta(status, config) == pytest.approx((4 * 50 - 10) * 100 / 1000)  # first epoch: its own pace only
+    finished = [EpochMetrics(epoch=1, train_loss=0.5, train_accuracy=0.9, test_loss=0.4, test_accuracy=0.9,
+                             seconds=8.0, train_seconds=6.0)]
+    status |= {"epoch": 1, "step": 20}
+    # the 30 steps left of epoch 2 at its pace (3 s), its evaluation (2 s), then epochs 3 and 4 at 8 s each
+    assert _eta(status, config, finished) == pytest.approx(3.0 + 2.0 + 2 * 8.0)
+    assert _eta({"steps_per_epoch": 50, "total_epochs": 4}, config, finished) is None  # no pace yet

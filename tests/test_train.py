@@ -132,7 +132,7 @@ def test_non_finite_loss_diverges_with_a_message_naming_the_learning_rate(mnist,
     events = run_all(config, runs_root=tmp_path, dataset=mnist)
     diverged = events[-1]
     assert isinstance(diverged, Diverged) and diverged.cause == "non-finite loss"
-    assert "learning rate is probably too high for sgd on seed003. Try 1e+11 or lower" in diverged.message
+    assert "set to 1e+12): that setting is probably too high for sgd on seed003. Try 1e+11 or lower" in diverged.message
     assert diverged.suggested_lr == pytest.approx(1e11)
     assert not any(isinstance(e, EpochEnd) for e in events)
     status = runs.read_status(diverged.run_dir)
@@ -380,7 +380,7 @@ def test_status_messages_carry_their_template_and_parameters_and_render_in_chine
     record = runs.find_run(diverged.run_dir.name, tmp_path)
     assert record.message_parts is not None and record.message_parts.english() == record.message == diverged.message
     chinese = render(record.message_parts, Translator("zh_CN"))
-    assert "学习率很可能太高了" in chinese and "试试 1e+11 或更低的学习率" in chinese and "seed003" in chinese
+    assert "设定值很可能太高了" in chinese and "试试 1e+11 或更低的学习率" in chinese and "seed003" in chinese
 
 
 def test_config_parsing_errors_are_templates_shown_in_chinese():

@@ -206,6 +206,16 @@ def test_a_diverged_run_in_chinese_shows_the_reason_in_chinese(root):
     assert "exploded" not in error.value
 
 
+def test_a_run_stopped_before_its_first_epoch_says_resuming_starts_it_over(root):
+    run_id, folder = runs.new_run(config_to_dict(preset_config("fast")), name="stopped early", root=root)
+    runs.write_status(folder, "stopped", message="stopped during epoch 1, before any epoch was saved", total_epochs=1)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+    [stopped] = [w.value for w in at.warning if "Stopped" in w.value]
+    assert "starts it from the beginning" in stopped and "last saved epoch" not in stopped
+
+
 def test_a_saved_network_is_listed_and_trains_as_an_ordinary_run(root):
     from core.checkpoints import load_checkpoint
     from core.saved_archs import save_architecture

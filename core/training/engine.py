@@ -707,27 +707,43 @@ def _chance_loss(config: TrainConfig) -> float:
     return math.log(2 if config.task.kind == "binary" else 10)
 
 
-# What the loss did, by cause: whole sentences (to translate), each followed by where and what to try.
+# What the loss did, by cause: whole sentences (to translate), each followed by where and what to try. The
+# rate to change is the run's setting (a one-cycle schedule's peak), not the rate at that step, which a
+# warm-up keeps far below it.
 _DIVERGED = {
     "non-finite loss": N_(
-        "the training loss became %(loss)s at epoch %(epoch)d, step %(step)d (learning rate %(lr)g): the learning "
-        "rate is probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or lower."),
+        "the training loss became %(loss)s at epoch %(epoch)d, step %(step)d (learning rate %(lr)g there, set to "
+        "%(setting)g): that setting is probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or "
+        "lower."),
     "exploding loss": N_(
         "the training loss exploded to %(loss).3g (it started near %(start).3g) at epoch %(epoch)d, step %(step)d "
-        "(learning rate %(lr)g): the learning rate is probably too high for %(optimizer)s on %(arch)s. "
-        "Try %(suggestion)g or lower."),
+        "(learning rate %(lr)g there, set to %(setting)g): that setting is probably too high for %(optimizer)s on "
+        "%(arch)s. Try %(suggestion)g or lower."),
     "accuracy at chance": N_(
         "the training loss stayed at %(loss).3g (a uniform guess scores %(start).3g) and test accuracy fell to "
-        "chance (%(accuracy).1f%%) at epoch %(epoch)d, step %(step)d (learning rate %(lr)g): the learning rate is "
-        "probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or lower."),
+        "chance (%(accuracy).1f%%) at epoch %(epoch)d, step %(step)d (learning rate %(lr)g there, set to "
+        "%(setting)g): that setting is probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or "
+        "lower."),
 }
+# The same messages as runs recorded them before they named the setting: kept in the catalogs, so an older
+# run's reason still reads in the page's language.
+_DIVERGED_BEFORE = (
+    N_("the training loss became %(loss)s at epoch %(epoch)d, step %(step)d (learning rate %(lr)g): the learning "
+       "rate is probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or lower."),
+    N_("the training loss exploded to %(loss).3g (it started near %(start).3g) at epoch %(epoch)d, step %(step)d "
+       "(learning rate %(lr)g): the learning rate is probably too high for %(optimizer)s on %(arch)s. "
+       "Try %(suggestion)g or lower."),
+    N_("the training loss stayed at %(loss).3g (a uniform guess scores %(start).3g) and test accuracy fell to "
+       "chance (%(accuracy).1f%%) at epoch %(epoch)d, step %(step)d (learning rate %(lr)g): the learning rate is "
+       "probably too high for %(optimizer)s on %(arch)s. Try %(suggestion)g or lower."),
+)
 
 
 def _divergence(run: _Run, cause: str, epoch: int, step: int, lr: float, **what: float | str) -> Divergence:
     config = run.config
     suggestion = config.optimizer.lr / 10
-    params = {**what, "epoch": epoch, "step": step, "lr": lr, "optimizer": config.optimizer.name,
-              "arch": config.model.arch, "suggestion": suggestion}
+    params = {**what, "epoch": epoch, "step": step, "lr": lr, "setting": config.optimizer.lr,
+              "optimizer": config.optimizer.name, "arch": config.model.arch, "suggestion": suggestion}
     return Divergence(Message(_DIVERGED[cause], params), cause, suggestion)
 
 
