@@ -6,7 +6,9 @@ import core  # noqa: F401  (first: it sets GOMP_SPINCOUNT before any module load
 from pages import app_pages
 from pages.lang import lang_query, language_switch
 
-st.set_page_config(page_title="MNIST Lab", page_icon=":material/draw:", layout="wide")
+# An emoji icon: the browser draws it from a data: URL. A :material/...: icon would be fetched from
+# fonts.gstatic.com, which fails offline.
+st.set_page_config(page_title="MNIST Lab", page_icon="✍️", layout="wide")
 
 # Our own menu of page links: .streamlit/config.toml hides Streamlit's automatic one, which on a fresh
 # server would first list every file in pages/ (helpers included) while the legacy multipage mode lasts.

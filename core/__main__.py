@@ -25,8 +25,14 @@ CLI_MODULES = [
 ]
 
 
+DESCRIPTION = """MNIST Lab from the command line: the same engine, runs folder and models as the dashboard.
+Train and follow runs, sweep settings, benchmark, predict image files, score models on other writers, export them.
+`python -m core COMMAND --help` tells more about each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m core", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in CLI_MODULES:
         importlib.import_module(module_name).register_cli(subparsers)

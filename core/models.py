@@ -232,7 +232,7 @@ _REGISTRY: dict[str, Architecture] = {
         "The two-conv CNN of the 'is it an 8?' tutorial (seed 000): two 3x3 convolutions with padding 1 "
         "(1→32→64 channels), each followed by ReLU and 2x2 max-pooling (28→14→7), then a 3136→128 hidden "
         "layer and the output. The tutorial uses one output logit with BCEWithLogitsLoss for 'is it an 8?'; "
-        "with 10 outputs it is a plain digit classifier. Its worked parameter counts are a good exercise: "
+        "with 10 outputs it is a plain ten-class classifier. Its worked parameter counts are a good exercise: "
         "conv1 is (3×3×1)×32+32 = 320, not the 896 printed there.")),
     "seed000-improved": Architecture(TwoConvOptions, _two_conv_layers, N_(
         "Seed 000's network with the two improvements that tutorial suggests: BatchNorm2d after each "
@@ -262,7 +262,7 @@ _REGISTRY: dict[str, Architecture] = {
         "Our small CPU-friendly CNN: three conv-BatchNorm-ReLU-maxpool blocks (16, 32, 64 channels; "
         "28→14→7→3) and one Linear head on the 64x3x3 features. BatchNorm lets it train with a high "
         "learning rate; few channels at full resolution keep it cheap (about 1.9 M multiply-accumulates "
-        "per image). Meant for the quick training preset: the aim is 99% test accuracy in 1-2 epochs.")),
+        "per image). Meant for the quick training preset: the aim is 99% test accuracy on MNIST in 1-2 epochs.")),
     "bestcnn": Architecture(SmallCNNOptions, _best_layers, N_(
         "A somewhat bigger version of fastcnn with two convolutions at 14x14 and a little dropout: about "
         "twice the compute. The best-accuracy preset uses it at twice these widths (32, 64, 128 channels) with "

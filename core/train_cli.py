@@ -214,7 +214,7 @@ def _list_presets(args: argparse.Namespace) -> int:
         opt, data = config.optimizer, config.data
         print(
             f"{name:8} {config.model.arch:9} {config.task.kind:10} {opt.name} lr {opt.lr:g}, "
-            f"{config.scheduler.name}, batch {data.batch_size}, {config.epochs} epochs, "
+            f"{config.scheduler.name}, batch {data.batch_size}, {config.epochs} epoch{'s' * (config.epochs != 1)}, "
             f"normalize {data.normalization}{', augment' if data.augment else ''}"
         )
         print(f"         {PRESET_DESCRIPTIONS[name]}")

@@ -19,7 +19,7 @@ from pages.lang import _, choice, num, say
 from pages.layer_builder import edit_custom_stack, save_form
 
 REGISTRY = [name for name in list_architectures() if name != "custom"]
-OUTPUTS = {10: N_("10 classes (one logit per digit)"), 1: N_("1 logit (one digit vs the rest)")}  # count -> label
+OUTPUTS = {10: N_("10 classes (one logit per class)"), 1: N_("1 logit (one class against the rest)")}  # count -> label
 MODES = {"registry": N_("From the registry"), "custom": N_("Build your own")}
 COMPARE_DEFAULT = ["seed000", "seed002", "seed003", "mlp", "fastcnn", "bestcnn"]
 

@@ -75,11 +75,13 @@ def confusion_figure(matrix: Sequence[Sequence[int | float]], labels: Sequence[s
         )
     )
     figure.update_yaxes(autorange="reversed", title=_("true class"), type="category")
-    figure.update_xaxes(title=_("predicted class"), type="category", side="top")
+    # Class names (Fashion-MNIST's, in either language) stand upright: plotly's slanted labels overlap up there.
+    named = max(len(label) for label in labels) > 2
+    figure.update_xaxes(title=_("predicted class"), type="category", side="top", tickangle=-90 if named else None)
     title = _("Confusion matrix") if title is None else title
     # The title sits at the very top, above the predicted-class axis that also lives up there.
-    figure.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top"), height=480,
-                         margin=dict(l=10, r=10, t=90, b=10))
+    figure.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top"), height=560 if named else 480,
+                         margin=dict(l=10, r=10, t=170 if named else 90, b=10))
     return figure
 
 

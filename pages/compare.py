@@ -92,9 +92,11 @@ def cell(value: Any, text: Callable[[Any], str] = str) -> str:
 
 
 def runs_table(records: list[RunRecord]) -> None:
-    """Every run folder with its metadata; damaged ones say what is wrong; a missing value shows '—'."""
+    """Every run folder with its metadata; damaged ones say what is wrong; a missing value shows '—'.
+    Two runs of one name show their ids beside it (the id column is far to the right)."""
+    names = legend_names(records)
     table = pd.DataFrame([{
-        _("name"): record.name,
+        _("name"): names[record.run_id],
         _("status"): status_text(record),
         _("progress"): cell(record.epochs_done / record.total_epochs if record.total_epochs else None,
                             lambda done: pct(done, 0)),

@@ -355,14 +355,19 @@ def answer_panel(models: list[tuple[str, str, LoadedCheckpoint]], source: str, n
         image = draw_input() if source == "Draw" else upload_input(noun)
     st.subheader(_("Preprocessing steps"))
     options = step_toggles()
-    if image is None:
-        answer_col.info(_("Draw a {noun} on the black canvas: an empty canvas gets no prediction.").format(noun=noun)
-                        if source == "Draw" else _("Upload an image of a {noun}.").format(noun=noun))
-        return
-    stages = prepare(image, options)
-    if stages is None:
-        answer_col.info(_("No ink found: draw a {noun} (or upload one with more contrast) to get a prediction.")
-                        .format(noun=noun))
+    stages = prepare(image, options) if image is not None else None
+    if image is None or stages is None:
+        if image is None and source == "Draw":
+            message = _("Draw a {noun} on the black canvas: an empty canvas gets no prediction.")
+        elif image is None:
+            message = _("Upload an image of a {noun}.")
+        else:
+            message = _("No ink found: draw a {noun} (or upload one with more contrast) to get a prediction.")
+        answer_col.info(message.format(noun=noun))
+        first_value, _label, first = models[0]
+        with st.expander(_("My hard set"), icon=":material/bookmarks:"):  # its list, export and import need no drawing
+            hard_set_panel(None, first.dataset, "draw" if source == "Draw" else "upload", 0, first_value,
+                           class_names(first))
         return
     inputs = [stages.model_input(checkpoint.normalization) for _value, _label, checkpoint in models]
     predictions = [predict(checkpoint.model, model_input)

@@ -173,13 +173,19 @@ def export_import(items: tuple[HardItem, ...]) -> None:
                              max_upload_size=hardset.MAX_EXPORT_BYTES // 2**20)  # the app's 2 MB is for one image
 
 
-def hard_set_panel(image: np.ndarray, dataset: str, source: str, guess: int,
+def hard_set_panel(image: np.ndarray | None, dataset: str, source: str, guess: int,
                    first_score_key: str, answer_names: tuple[str, ...]) -> None:
-    """The Draw page's hard-set tab: save the drawing, every model's score, the items, export and import."""
+    """The Draw page's hard-set tab: save the drawing, every model's score, the items, export and import.
+
+    Without a drawing (`image` None: an empty canvas) everything but saving: the set can be looked at,
+    exported and imported before anything is drawn."""
     st.markdown(_("Keep the drawings a model gets wrong, with their true labels, and see how every model does on "
                   "them. The set is stored with the runs (in {folder}), so it survives restarts.").format(
         folder=f"`{hardset.hardset_dir()}`"))
-    save_form(image, dataset, source, guess)
+    if image is None:
+        st.caption(_("Draw or upload something to save it here."))
+    else:
+        save_form(image, dataset, source, guess)
     _notice()
     loaded = load_set()
     if not loaded.items:

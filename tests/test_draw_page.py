@@ -60,6 +60,11 @@ def test_empty_canvas_asks_for_a_digit(runs_dir: Path) -> None:
     assert at.selectbox(key="model").options == ["Default model (shipped)"]
     assert "Draw a digit on the black canvas" in texts(at)
     assert "Predicted" not in texts(at) and not images_of(at)
+    # the hard set is there before anything is drawn: its list, export and import, but nothing to save
+    assert [expander.label for expander in at.expander] == ["My hard set"]
+    assert "Your hard set is empty" in texts(at) and "Draw or upload something to save it here." in [
+        caption.value for caption in at.caption]
+    assert not [button for button in at.button if button.key == "hardset_save"]
 
 
 def test_drawn_seven_is_predicted_with_strip_and_network_view(runs_dir: Path, seven: np.ndarray) -> None:

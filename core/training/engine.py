@@ -518,6 +518,8 @@ def check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
     total = config.epochs * steps_per_epoch
     if config.scheduler.name == "onecycle" and config.scheduler.pct_start * total < 2:
         raise ConfigError(Message(
+            N_("the one-cycle schedule has only %(steps)d step, too few to warm up over %(share)g of it; train on "
+               "more images or epochs, use a smaller batch, or pick another scheduler") if total == 1 else
             N_("the one-cycle schedule has only %(steps)d steps, too few to warm up over %(share)g of them; train on "
                "more images or epochs, use a smaller batch, or pick another scheduler"),
             {"steps": total, "share": config.scheduler.pct_start}))
