@@ -703,7 +703,9 @@ def settings_messages(config: dict[str, Any]) -> tuple[Message, ...]:
                  if isinstance(lr, int | float) else Message("%(optimizer)s", {"optimizer": name}))
     if optimizer.get("weight_decay"):
         parts.append(Message(N_("wd %(wd)s"), {"wd": f"{optimizer['weight_decay']:g}"}))
-    parts.append(Message(N_("%(scheduler)s schedule"), {"scheduler": str(scheduler.get("name", "none"))}))
+    name = str(scheduler.get("name", "none"))
+    parts.append(Message(N_("no schedule")) if name == "none" else Message(N_("%(scheduler)s schedule"),
+                                                                           {"scheduler": name}))
     parts.append(Message(N_("batch %(batch)s"), {"batch": data.get("batch_size", "?")}))
     epochs = config.get("epochs", "?")
     parts.append(Message(N_("%(epochs)s epoch") if epochs == 1 else N_("%(epochs)s epochs"), {"epochs": epochs}))

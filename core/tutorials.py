@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -74,8 +75,8 @@ class Tutorial:
     titled: bool  # whether `source` is a title (True) or its opening words (False)
     excerpts: tuple[Excerpt, ...]
     test_batch_size: int  # its test DataLoader's batch size
-    loss_as_written: str  # the loss call in its code
-    loss_meant: str  # the loss that matches its network's output
+    loss_as_written: str  # Markdown: the loss call in its code (in backticks) and, where it matters, what it is given
+    loss_meant: str  # the same for the loss that matches its network's output; words in either are marked N_
 
 
 TUTORIALS: dict[str, Tutorial] = {
@@ -104,7 +105,8 @@ TUTORIALS: dict[str, Tutorial] = {
             Excerpt("eval", "preds = torch.sigmoid(outputs) > 0.5  # 将输出转换为二进制预测\n...\n"
                             "accuracy = accuracy_score(all_labels, all_preds)",
                     N_("An image counts as an 8 when its probability is above 0.5.")),
-        ), test_batch_size=64, loss_as_written="nn.BCEWithLogitsLoss()", loss_meant="nn.BCEWithLogitsLoss()"),
+        ), test_batch_size=64, loss_as_written="`nn.BCEWithLogitsLoss()`",
+        loss_meant="`nn.BCEWithLogitsLoss()`"),
     "seed001": Tutorial(
         "seed001", "001", "DemoModel", "思路步骤", False, (
             Excerpt("data", "test_ds = torchvision.datasets.MNIST('data', \ntrain=True, \n"
@@ -134,8 +136,8 @@ TUTORIALS: dict[str, Tutorial] = {
             Excerpt("eval", "batch_test_acc = (predictions.argmax(dim=1) == test_label).sum()\n"
                             "epoch_test_acc += batch_test_acc\n...\nepoch_test_acc / len(test_dataset)",
                     N_("The accuracy is the share of right answers on whatever test_dataset holds.")),
-        ), test_batch_size=32, loss_as_written="nn.CrossEntropyLoss() on the Softmax output",
-        loss_meant="nn.CrossEntropyLoss() on logits (no Softmax layer)"),
+        ), test_batch_size=32, loss_as_written=N_("`nn.CrossEntropyLoss()` on the Softmax output"),
+        loss_meant=N_("`nn.CrossEntropyLoss()` on logits (no Softmax layer)")),
     "seed002": Tutorial(
         "seed002", "002", "Digit", "PyTorch——MNIST数据集手写数字识别", True, (
             Excerpt("data", "pipeline=transforms.Compose([\n    transforms.ToTensor(), \n"
@@ -163,8 +165,8 @@ TUTORIALS: dict[str, Tutorial] = {
                             "test_loss/=len(test_loader.dataset)",
                     N_("test_loss adds up one mean per batch and is then divided by the number of images, not "
                     "the number of batches.")),
-        ), test_batch_size=64, loss_as_written="F.cross_entropy(output, target) on log_softmax output",
-        loss_meant="F.nll_loss(output, target)"),
+        ), test_batch_size=64, loss_as_written=N_("`F.cross_entropy(output, target)` on the log_softmax output"),
+        loss_meant="`F.nll_loss(output, target)`"),
     "seed003": Tutorial(
         "seed003", "003", "LeNet", "理解和构建用于MNIST分类的卷积神经网络", True, (
             Excerpt("data", "transforms.Normalize((0.1307,), (0.3081,))\n...\ndef imshow(img):\n"
@@ -189,7 +191,8 @@ TUTORIALS: dict[str, Tutorial] = {
             Excerpt("eval", "_, predicted = torch.max(outputs.data, 1)\n...\n"
                             "print('网络在10000个测试图像上的准确率为：%d %%' % (100 * correct / total))",
                     N_("The %d format prints the accuracy cut down to a whole percent.")),
-        ), test_batch_size=64, loss_as_written="nn.CrossEntropyLoss()", loss_meant="nn.CrossEntropyLoss()"),
+        ), test_batch_size=64, loss_as_written="`nn.CrossEntropyLoss()`",
+        loss_meant="`nn.CrossEntropyLoss()`"),
 }
 
 
@@ -549,11 +552,36 @@ def cross_entropy_vs_nll(dataset: Dataset, steps: int = 50, seed: int = 0) -> di
     }
 
 
-def machine_description() -> str:
-    """One line about where the numbers were measured."""
+@dataclass(frozen=True)
+class Machine:
+    """Where the numbers were measured: names and counts only, so the page can say it in any language."""
+
+    system: str  # operating system and processor, e.g. "Linux x86_64"
+    cores: int  # CPU cores this process could use
+    python: str  # Python version, e.g. "3.11.7"
+    torch: str  # torch.__version__
+    threads: int  # torch's CPU threads
+
+
+def this_machine() -> Machine:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
-    return (f"{platform.system()} {platform.machine()}, {cores} CPU cores, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    return Machine(f"{platform.system()} {platform.machine()}", cores, platform.python_version(), torch.__version__,
+                   torch.get_num_threads())
+
+
+# How results files written before Machine existed describe it, in one English line
+_MACHINE_LINE = re.compile(r"(?P<system>.+), (?P<cores>\d+) CPU cores, Python (?P<python>\S+), "
+                           r"torch (?P<torch>\S+), threads (?P<threads>\d+)")
+
+
+def machine_from(value: Any) -> Machine:
+    """The results file's machine: Machine's fields, or the English line of an older file (ValueError if neither)."""
+    if isinstance(value, dict):
+        return Machine(**value)
+    match = _MACHINE_LINE.fullmatch(str(value))
+    if match is None:
+        raise ValueError(f"not a machine description: {value!r}")
+    return Machine(match["system"], int(match["cores"]), match["python"], match["torch"], int(match["threads"]))
 
 
 def measure(dataset: Dataset, root: Path, budget: Budget = Budget(),
@@ -584,7 +612,7 @@ def measure(dataset: Dataset, root: Path, budget: Budget = Budget(),
     progress("training Digit with cross_entropy and with nll_loss")
     return {
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "machine": machine_description(),
+        "machine": asdict(this_machine()),
         "command": "python scripts/measure_tutorials.py",
         "budget": asdict(budget),
         "trainings": trainings,
@@ -621,7 +649,7 @@ class MeasuredResults:
     """docs/tutorial-results.json, read back."""
 
     measured_at: str
-    machine: str
+    machine: Machine
     command: str
     budget: Budget
     seconds: float
@@ -637,7 +665,7 @@ def results_from_dict(data: dict[str, Any]) -> MeasuredResults:
         trainings[name] = MeasuredTraining(name, item["title"], item["preset"], dict(item["overrides"]), rows,
                                            tuple(item["batch_steps"]), tuple(item["batch_losses"]),
                                            float(item["seconds"]))
-    return MeasuredResults(str(data["measured_at"]), str(data["machine"]), str(data["command"]),
+    return MeasuredResults(str(data["measured_at"]), machine_from(data["machine"]), str(data["command"]),
                            Budget(**data["budget"]), float(data["seconds"]), trainings,
                            dict(data["train_set_as_test_set"]), dict(data["cross_entropy_vs_nll"]))
 
@@ -660,3 +688,4 @@ def write_results(results: dict[str, Any], path: Path | str = RESULTS_PATH) -> P
 def runs_of_preset(preset: str, root: Path | str | None = None) -> Iterator[runs.RunRecord]:
     """Every run started from `preset`, newest first (core.runs' registry, filtered by the record's preset)."""
     return (record for record in runs.list_runs(root) if record.preset == preset)
+

@@ -13,7 +13,7 @@ from core.i18n import N_
 from core.runs import RunRecord
 from core.summary import ModelSummary
 from core.training import PRESET_DESCRIPTIONS, ConfigError, config_to_dict
-from core.tutorials import Excerpt, MeasuredResults, Tutorial
+from core.tutorials import Excerpt, Machine, MeasuredResults, Tutorial
 from pages import arch_charts
 from pages.charts import RunStyle, batch_loss_figure, overlay_figure, run_color, train_test_figure
 from pages.common import (
@@ -123,12 +123,12 @@ def loss_numbers(key: str, tut: Tutorial, dataset: Dataset) -> None:
         st.caption(_("The untrained network's output for the first training image (a {label}), weights from seed 0: "
                      "the row sums to {total} and its exponentials to {exp_total}.").format(
             label=view.label, total=num(view.output_sum, 4), exp_total=num(view.exp_sum, 4)))
-    st.markdown(_("On the first batch of {batch} training images, the loss as written, `{loss}`, is "
-                  "**{value}**.").format(batch=view.batch, loss=tut.loss_as_written,
+    st.markdown(_("On the first batch of {batch} training images, the loss as written, {loss}, is "
+                  "**{value}**.").format(batch=view.batch, loss=_(tut.loss_as_written),
                                           value=num(view.loss_as_written, 4)))
     if tut.loss_meant != tut.loss_as_written:
-        st.markdown(_("The loss that matches this output, `{loss}`, is **{value}** on the same batch and "
-                      "weights.").format(loss=tut.loss_meant, value=num(view.loss_meant, 4)))
+        st.markdown(_("The loss that matches this output, {loss}, is **{value}** on the same batch and "
+                      "weights.").format(loss=_(tut.loss_meant), value=num(view.loss_meant, 4)))
     st.caption(_("The preset trains with {optimizer} at learning rate {lr}.").format(
         optimizer=config.optimizer.name, lr=f"{config.optimizer.lr:g}"))
 
@@ -402,12 +402,21 @@ def recipe_runs(key: str, was_live: bool) -> None:
 
 def run_section(key: str) -> None:
     st.markdown(_(PRESET_DESCRIPTIONS[key]))
-    st.caption(_("Preset {key}: {settings}.").format(key=key, settings=settings_text(runs.settings_messages(
-        config_to_dict(tutorials.recipe(key))))))
+    settings = runs.settings_messages(config_to_dict(tutorials.recipe(key)))
+    st.caption(_("Preset {key}: {settings}.").format(key=key, settings=settings_text(settings)))
+    name = _("tutorial {number} recipe").format(number=tutorials.tutorial(key).number)  # in the user's language
     st.button(_("Run this recipe"), key=f"tut_run_{key}", type="primary", icon=":material/play_arrow:",
-              on_click=launch, args=(key, f"tutorial {tutorials.tutorial(key).number} recipe"))
+              on_click=launch, args=(key, name))
     live = any(record.live for record in tutorials.runs_of_preset(key))
     st.fragment(run_every=1.0 if live else None)(recipe_runs)(key, live)
+
+
+def machine_text(machine: Machine) -> str:
+    """Where the figures were measured, in the session's language; names and versions stay as they are."""
+    cores = ngettext("{count} CPU core", "{count} CPU cores", machine.cores).format(count=machine.cores)
+    threads = ngettext("{count} thread", "{count} threads", machine.threads).format(count=machine.threads)
+    return _("{system}, {cores}, Python {python}, torch {torch}, {threads}").format(
+        system=machine.system, cores=cores, python=machine.python, torch=machine.torch, threads=threads)
 
 
 def measured_section(results: MeasuredResults | None) -> None:
@@ -418,7 +427,8 @@ def measured_section(results: MeasuredResults | None) -> None:
     budget = results.budget
     st.markdown(_("Measured on {date} with `{command}` on {machine}. Each training used the first {train} training "
                   "images, the first {test} test images, {epochs} epochs and seed {seed}; the whole script took "
-                  "{seconds} s.").format(date=results.measured_at, command=results.command, machine=results.machine,
+                  "{seconds} s.").format(date=results.measured_at, command=results.command,
+                                         machine=machine_text(results.machine),
                                          train=num(budget.train_images), test=num(budget.test_images),
                                          epochs=budget.epochs, seed=budget.seed, seconds=f"{results.seconds:.0f}"))
     st.caption(_("Tutorial 002's cross_entropy and nll_loss comparison trains {steps} steps inside the script; the "
@@ -426,7 +436,7 @@ def measured_section(results: MeasuredResults | None) -> None:
         steps=results.cross_entropy_vs_nll["steps"]))
     for name, training in results.trainings.items():
         st.button(_("Re-run “{title}” as a job").format(title=_(training.title)), key=f"tut_rerun_{name}",
-                  icon=":material/replay:", on_click=launch, args=(name, training.title, results))
+                  icon=":material/replay:", on_click=launch, args=(name, _(training.title), results))
 
 
 st.title(_("Tutorials"))

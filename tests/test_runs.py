@@ -203,10 +203,10 @@ def test_settings_line_in_english_and_chinese():
     from core.training import config_to_dict, preset_config
 
     config = config_to_dict(preset_config("seed000", epochs=1, train_subset=2000))
-    assert runs.describe_settings(config) == ("seed000 · is it class 8? · adam lr 0.001 · none schedule · batch 64 · "
+    assert runs.describe_settings(config) == ("seed000 · is it class 8? · adam lr 0.001 · no schedule · batch 64 · "
                                               "1 epoch · 2,000 train images")
     chinese = " · ".join(render(part, Translator("zh_CN")) for part in runs.settings_messages(config))
-    assert chinese == ("seed000 · 是不是第 8 类？ · adam 学习率 0.001 · none 学习率调度 · 批大小 64 · 1 轮 · "
+    assert chinese == ("seed000 · 是不是第 8 类？ · adam 学习率 0.001 · 无学习率调度 · 批大小 64 · 1 轮 · "
                        "2,000 张训练图像")
 
 

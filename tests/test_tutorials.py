@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from core import models, tutorials
+from core import models, runs, tutorials
 from core.summary import summarize_architecture
+from core.training import PRESET_DESCRIPTIONS, config_to_dict
 
 
 def test_every_tutorial_quotes_each_step_once_in_order():
@@ -121,3 +123,34 @@ def test_measure_on_a_tiny_budget(mnist, tmp_path):
     assert read.train_set_as_test_set["images"] == 256
     assert read.cross_entropy_vs_nll["max_loss_difference"] < 1e-4
     assert all(len(training.epochs) == 1 for training in read.trainings.values())
+    assert read.machine == tutorials.this_machine()
+
+
+def test_the_machine_is_data_and_older_files_read_back():
+    machine = tutorials.this_machine()
+    assert machine.cores >= 1 and machine.threads == torch.get_num_threads() and machine.torch == torch.__version__
+    assert tutorials.machine_from(asdict(machine)) == machine
+    older = "Linux x86_64, 2 CPU cores, Python 3.11.7, torch 2.14.1+cu130, threads 2"  # as files before Machine say it
+    assert tutorials.machine_from(older) == tutorials.Machine("Linux x86_64", 2, "3.11.7", "2.14.1+cu130", 2)
+    with pytest.raises(ValueError):
+        tutorials.machine_from("a fast computer")
+
+
+@pytest.mark.parametrize("key", list(tutorials.TUTORIALS))
+def test_settings_say_no_schedule_in_words(key):
+    line = " · ".join(part.english() for part in runs.settings_messages(config_to_dict(tutorials.recipe(key))))
+    assert "no schedule" in line and "none" not in line
+    cosine = runs.settings_messages(config_to_dict(tutorials.recipe(key, scheduler="cosine")))
+    assert "cosine schedule" in " · ".join(part.english() for part in cosine)  # the Train page's name, kept
+
+
+def test_preset_descriptions_name_no_raw_scheduler_key():
+    assert all("scheduler none" not in text for text in PRESET_DESCRIPTIONS.values())
+    assert "no learning-rate schedule" in PRESET_DESCRIPTIONS["seed001"]
+
+
+def test_loss_calls_are_code_and_their_words_are_outside_it():
+    for tut in tutorials.TUTORIALS.values():
+        for loss in (tut.loss_as_written, tut.loss_meant):
+            assert loss.startswith("`") and loss.count("`") == 2  # one code span, the words after it
+    assert tutorials.tutorial("seed001").loss_as_written == "`nn.CrossEntropyLoss()` on the Softmax output"

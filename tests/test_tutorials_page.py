@@ -10,7 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import runs, tutorials
+from core.training import Finished, preset_config, train
 from tests.apptest_helpers import app_test, page_sentences
+from tests.test_i18n_pages import english_runs, shown_texts
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "tutorials.py")
 
@@ -149,3 +151,58 @@ def test_with_fashion_mnist_chosen_the_page_says_it_shows_mnist(root):
     assert any("train on MNIST, so this page shows MNIST's numbers" in info.value for info in at.info)
     plain = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not any("train on MNIST" in info.value for info in plain.info)
+
+
+def open_in_chinese(key: str, dataset: str = "mnist") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["lang"] = "zh-CN"
+    at.session_state["dataset"] = dataset
+    at.session_state["tut_pick"] = key
+    at.run()
+    assert not at.exception and not at.error
+    assert at.radio(key="tut_pick@zh_CN").value == key
+    return at
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+@pytest.mark.parametrize("key", list(tutorials.TUTORIALS))
+def test_in_chinese_no_english_fragment_or_raw_key_is_left(root, key, dataset):
+    page = "\n".join(shown_texts(open_in_chinese(key, dataset).main))
+    for fragment in ("on the Softmax output", "on logits", "log_softmax output", "CPU cores", "threads",
+                     "none 学习率", "学习率调度 none", "none schedule", "no schedule"):
+        assert fragment not in page, fragment
+    assert not english_runs(page), english_runs(page)
+    assert "个 CPU 核心" in page and "个线程" in page and "· 无学习率调度 ·" in page
+    if key == "seed001":
+        assert "教程原样的损失（作用于 Softmax 输出的 `nn.CrossEntropyLoss()`）为" in page
+        assert "作用于 logits 的 `nn.CrossEntropyLoss()`（去掉 Softmax 层）" in page
+    if key == "seed002":
+        assert "（作用于 log_softmax 输出的 `F.cross_entropy(output, target)`）" in page
+
+
+def test_in_chinese_a_recipes_runs_show_no_raw_scheduler_key(root, mnist):
+    config = preset_config("seed003", train_subset=256, test_subset=128, threads=1)
+    [*_, finished] = train(config, run_name="教程 003 配置", runs_root=root, dataset=mnist)
+    assert isinstance(finished, Finished)
+    at = open_in_chinese("seed003")
+    table = at.dataframe[-1].value
+    assert table["设置"].tolist() == ["seed003 · sgd 学习率 0.01 · 无学习率调度 · 批大小 64 · 1 轮 · 256 张训练图像"]
+
+
+def test_in_english_the_loss_machine_and_schedule_read_as_sentences(mnist):
+    results = tutorials.read_results()
+    assert results is not None
+    at = open_tutorial("seed001")
+    page, view = text(at), tutorials.loss_view("seed001", mnist)
+    assert (f"the loss as written, `nn.CrossEntropyLoss()` on the Softmax output, is **{view.loss_as_written:.4f}**"
+            in page)
+    assert (f"The loss that matches this output, `nn.CrossEntropyLoss()` on logits (no Softmax layer), is "
+            f"**{view.loss_meant:.4f}**" in page)
+    machine = results.machine
+    plural = {1: ""}
+    assert (f"on {machine.system}, {machine.cores} CPU core{plural.get(machine.cores, 's')}, Python {machine.python}, "
+            f"torch {machine.torch}, {machine.threads} thread{plural.get(machine.threads, 's')}." in page)
+    assert "Preset seed001: seed001 · adam lr 0.01 · no schedule · batch 32 · 50 epochs." in page
+    assert "the preset keeps that, with no learning-rate schedule" in page
+    plain = tutorials.loss_view("seed003", mnist).loss_as_written
+    assert f"the loss as written, `nn.CrossEntropyLoss()`, is **{plain:.4f}**" in text(open_tutorial("seed003"))

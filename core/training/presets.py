@@ -63,8 +63,8 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
         "Tutorial 001: DemoModel ending in Softmax, CrossEntropyLoss applied to that softmax output (as "
         "the tutorial does), Adam lr 1e-2 betas (0.9, 0.999), batch 32, 50 epochs, ToTensor only. The "
         "tutorial creates CosineAnnealingLR(T_max=32) but never calls its step(), so its learning rate "
-        "stays 1e-2: the preset keeps that (scheduler none); choose scheduler cosine to get the decay it "
-        "meant (t_max 32 is kept)."
+        "stays 1e-2: the preset keeps that, with no learning-rate schedule; choose the cosine schedule on the "
+        "Train page to get the decay it meant (T_max 32 is kept)."
     ),
     "seed002": N_(
         "Tutorial 002: Digit (conv5-pool-conv3-fc500) ending in log_softmax, NLL loss, Adam lr 1e-3, "
