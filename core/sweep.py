@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import jobs, runs
-from core.data import Dataset, load_dataset
+from core.data import DATASETS, Dataset, load_dataset
 from core.i18n import N_, Message, message_from_fields
 from core.training import (
     FLAT_FIELDS,
@@ -120,6 +120,74 @@ SEARCH_SPACE: dict[str, Param] = {
     "augment": Choice((False, True)),  # random affine per training image
     "optimizer": Choice(("sgd", "adam", "adamw")),
 }
+
+
+# What each FLAT_FIELDS name is called where people read it (the Train page's and the Sweep page's labels),
+# marked; pages render them with the session's language. The preset is named on its own.
+SETTING_LABELS: dict[str, str] = {
+    "arch": N_("Architecture"), "options": N_("Network options"), "task": N_("Task"),
+    "target_digit": N_("Target class"), "label_smoothing": N_("Label smoothing"), "dataset": N_("Dataset"),
+    "normalization": N_("Normalization"), "augment": N_("Augmentation"), "distort": N_("Distort like other writers"),
+    "batch_size": N_("Batch size"), "train_subset": N_("Training images"), "test_subset": N_("Test images"),
+    "optimizer": N_("Optimizer"), "lr": N_("Learning rate"), "weight_decay": N_("Weight decay"),
+    "momentum": N_("Momentum"), "nesterov": N_("Nesterov momentum"), "betas": "β1, β2",
+    "scheduler": N_("Scheduler"), "t_max": N_("T_max (epochs)"), "min_lr": N_("Minimum learning rate"),
+    "step_size": N_("Step size (epochs)"), "gamma": N_("Gamma (multiplier)"), "pct_start": N_("Warm-up share of steps"),
+    "epochs": N_("Epochs"), "seed": N_("Random seed"), "device": N_("Device"), "threads": N_("CPU threads"),
+    "precision": N_("Precision"), "preset": N_("preset"),
+}
+SWITCH_LABELS = {True: N_("on"), False: N_("off")}  # a yes/no setting's value, as the Sweep page's choices say it
+
+
+def value_message(name: str, value: Any) -> Message:
+    """One setting's value as people read it: on/off, a dataset's title, grouped whole numbers, 0 images = all."""
+    if isinstance(value, bool):
+        return Message(SWITCH_LABELS[value])
+    if name in ("train_subset", "test_subset") and value == 0:
+        return Message(N_("all"))
+    if name == "dataset" and value in DATASETS:
+        return Message("%(title)s", {"title": DATASETS[value].title})
+    if name == "task" and value in runs.TASK_LABELS:
+        return Message(runs.TASK_LABELS[value])
+    if isinstance(value, int):
+        return Message("%(value)s", {"value": f"{value:,}"})
+    if isinstance(value, float):
+        return Message("%(value)s", {"value": f"{value:g}"})
+    if isinstance(value, list | tuple):
+        return Message("%(value)s", {"value": ", ".join(f"{item:g}" if isinstance(item, float) else str(item)
+                                                        for item in value)})
+    if isinstance(value, dict):
+        return Message("%(value)s", {"value": json.dumps(value, sort_keys=True)})
+    return Message("%(value)s", {"value": str(value)})  # names: optimizers, schedulers, devices stay as written
+
+
+def one_of(options: Sequence[Message]) -> Message:
+    """'a, b or c' in any language: each pair joined by a marked template, so a catalog can use its own words."""
+    if len(options) == 1:
+        return options[0]
+    if len(options) == 2:
+        return Message(N_("%(first)s or %(last)s"), {"first": options[0], "last": options[1]})
+    return Message(N_("%(first)s, %(rest)s"), {"first": options[0], "rest": one_of(options[1:])})
+
+
+def _labelled(name: str, value: Message) -> Message:
+    return Message(N_("%(setting)s %(value)s"), {"setting": Message(SETTING_LABELS.get(name, name)), "value": value})
+
+
+def setting_message(name: str, value: Any) -> Message:
+    """'Training images 3,000': a setting's label and its value."""
+    return _labelled(name, value_message(name, value))
+
+
+def searched_message(name: str, param: Param) -> Message:
+    """'Learning rate 0.0001 to 0.3 (log scale)', 'Batch size 32, 64 or 128': a setting and what a trial may take."""
+    if isinstance(param, Choice):
+        return _labelled(name, one_of([value_message(name, option) for option in param.options]))
+    if param.low == param.high:
+        return setting_message(name, param.low)
+    template = N_("%(setting)s %(low)s to %(high)s (log scale)") if param.log else N_("%(setting)s %(low)s to %(high)s")
+    return Message(template, {"setting": Message(SETTING_LABELS.get(name, name)), "low": f"{param.low:g}",
+                              "high": f"{param.high:g}"})
 
 
 def _parse_value(name: str, text: str, like: Any) -> Any:
@@ -229,7 +297,16 @@ class SweepSpec:
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
         return cls(str(data["preset"]), dict(data.get("overrides", {})), space_from_dict(data["space"]))
 
+    def fixed_messages(self) -> tuple[Message, ...]:
+        """The settings every trial shares beyond the preset, by their labels: 'Training images 3,000'."""
+        return tuple(setting_message(name, value) for name, value in self.overrides.items())
+
+    def searched_messages(self) -> tuple[Message, ...]:
+        """What each trial may change, by the settings' labels: 'Learning rate 0.0001 to 0.3 (log scale)'."""
+        return tuple(searched_message(name, param) for name, param in self.space.items())
+
     def describe(self) -> str:
+        """One English line for the CLI and its errors, by the flags' names (train_subset 3000)."""
         fixed = ", ".join(f"{name} {value}" for name, value in self.overrides.items())
         varied = ", ".join(f"{name} {param.describe()}" for name, param in self.space.items())
         return f"preset {self.preset}" + (f" with {fixed}" if fixed else "") + f"; varying {varied}"
@@ -352,6 +429,26 @@ def study_names(storage: str | None = None, root: Path | str | None = None) -> l
     return sorted(optuna.get_all_study_names(open_storage(url)))
 
 
+def searched_space(study: optuna.Study) -> dict[str, Param]:
+    """The space the study's trials were drawn from, as Optuna recorded it (each setting's distribution)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space: dict[str, Param] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            if isinstance(distribution, CategoricalDistribution):
+                space.setdefault(name, Choice(tuple(distribution.choices)))
+            elif isinstance(distribution, FloatDistribution | IntDistribution):
+                space.setdefault(name, FloatRange(float(distribution.low), float(distribution.high), distribution.log))
+    return space
+
+
+def varied(space: dict[str, Param]) -> list[str]:
+    """The settings a trial may change: a range wider than one value, or more than one choice."""
+    return [name for name, param in space.items()
+            if (len(param.options) > 1 if isinstance(param, Choice) else param.low < param.high)]
+
+
 def study_spec(study: optuna.Study) -> SweepSpec | None:
     data = study.user_attrs.get(SPEC_ATTR)
     return SweepSpec.from_dict(data) if isinstance(data, dict) else None
@@ -401,7 +498,43 @@ class TrialRow:
     message: Message  # why it ended so (pruned, diverged, failed, stopped); str() gives the English
 
 
-def trial_rows(study: optuna.Study) -> list[TrialRow]:
+# A run's state (status.json) -> why its trial failed, for trials whose sweep recorded no reason.
+_RUN_ENDINGS = {runs.DIVERGED: N_("diverged: %(reason)s"), runs.FAILED: N_("failed: %(reason)s"),
+                runs.CRASHED: N_("failed: %(reason)s")}
+
+
+def _reason_of_run(run_id: str, root: Path | str | None) -> Message | None:
+    """Why the trial's run ended, from its folder's status.json; None if the run ended no such way."""
+    try:
+        folder = runs.run_dir(run_id, root)
+    except runs.RunError:
+        return Message(N_("its run folder was deleted"))
+    state, message = runs.state_message_of(runs.read_status(folder))
+    if state == runs.STOPPED:
+        return Message(N_("its run was stopped"))
+    return Message(_RUN_ENDINGS[state], {"reason": message}) if state in _RUN_ENDINGS else None
+
+
+def _trial_message(trial: optuna.trial.FrozenTrial, run_id: str, root: Path | str | None) -> Message:
+    """Why the trial ended so. A failed trial whose sweep recorded no reason (it died), or only the English
+    text of its run's message (older sweeps), is explained by its run folder, which keeps the message whole."""
+    import optuna
+
+    message = message_from_fields(trial.user_attrs)
+    if trial.state != optuna.trial.TrialState.FAIL:
+        return message
+    if not message.template:
+        from_run = _reason_of_run(run_id, root) if run_id else None
+        return from_run or Message(N_("its sweep process ended before the trial did"))
+    if message.template in _RUN_ENDINGS.values() and isinstance(message.params.get("reason"), str) and run_id:
+        from_run = _reason_of_run(run_id, root)
+        if from_run is not None and "reason" in from_run.params:
+            return from_run
+    return message
+
+
+def trial_rows(study: optuna.Study, root: Path | str | None = None) -> list[TrialRow]:
+    """The study's trials; `root` is the runs root their run folders are in (for failed trials' reasons)."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         steps = sorted(trial.intermediate_values)
@@ -409,11 +542,12 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
         seconds = trial.duration.total_seconds() if trial.duration is not None else None
         train_seconds = trial.user_attrs.get("train_seconds")
         overhead = seconds - train_seconds if seconds is not None and isinstance(train_seconds, float) else None
+        run_id = str(trial.user_attrs.get("run_id", ""))
         rows.append(TrialRow(
             number=trial.number, state=trial.state.name.lower(), value=value, epochs=steps[-1] if steps else 0,
-            params=dict(trial.params), run_id=str(trial.user_attrs.get("run_id", "")), seconds=seconds,
+            params=dict(trial.params), run_id=run_id, seconds=seconds,
             train_seconds=train_seconds if isinstance(train_seconds, float) else None, overhead_seconds=overhead,
-            message=message_from_fields(trial.user_attrs),
+            message=_trial_message(trial, run_id, root),
         ))
     return rows
 
@@ -478,8 +612,9 @@ def _trial_meta(sweep: _Sweep, folder: Path, number: int, state: str) -> None:
     runs.update_record(folder, sweep={"study": sweep.study, "trial": number, "state": state})
 
 
-def _ending(outcome: Outcome | None, pruned: bool, sweep_stopped: bool) -> tuple[str, Message]:
-    """(trial state, message) for how the trial's run ended."""
+def _ending(outcome: Outcome | None, pruned: bool, sweep_stopped: bool,
+            reason: Message | None = None) -> tuple[str, Message]:
+    """(trial state, message) for how the trial's run ended; `reason` is the run's own message (status.json's)."""
     if isinstance(outcome, Finished):
         return "complete", Message("")
     if isinstance(outcome, Stopped) and pruned:
@@ -488,17 +623,24 @@ def _ending(outcome: Outcome | None, pruned: bool, sweep_stopped: bool) -> tuple
     if isinstance(outcome, Stopped):
         return "fail", Message(N_("stopped with the sweep") if sweep_stopped else N_("its run was stopped"))
     if isinstance(outcome, Diverged):
-        return "fail", Message(N_("diverged: %(reason)s"), {"reason": outcome.message})
+        return "fail", Message(N_("diverged: %(reason)s"), {"reason": reason or outcome.message})
     if isinstance(outcome, Failed):
-        return "fail", Message(N_("failed: %(reason)s"), {"reason": outcome.message})
+        return "fail", Message(N_("failed: %(reason)s"), {"reason": reason or outcome.message})
     return "fail", Message(N_("its run folder was deleted"))
+
+
+def _set_message(trial: optuna.Trial, message: Message) -> None:
+    for name, value in message.to_fields().items():  # message, message_template, message_params
+        trial.set_user_attr(name, value)
 
 
 def _objective(sweep: _Sweep, trial: optuna.Trial) -> float:
     import optuna
 
     if sweep.stop.is_set():
-        raise TrialFailed("the sweep was stopped before this trial began")
+        message = Message(N_("the sweep was stopped before this trial began"))
+        _set_message(trial, message)
+        raise TrialFailed(message)
     params = suggest(trial, sweep.spec.space)
     config = preset_config(sweep.spec.preset, **sweep.spec.overrides, **params)
     run_id = jobs.prepare(config, f"{sweep.study} trial {trial.number}", sweep.root)
@@ -528,10 +670,9 @@ def _objective(sweep: _Sweep, trial: optuna.Trial) -> float:
     outcome = jobs.work(run_id, sweep.root, stop=stop, on_event=on_event, dataset=sweep.dataset)
     record = runs.find_run(run_id, sweep.root)
     trial.set_user_attr("train_seconds", float(record.wall_seconds or 0.0))
-    state, message = _ending(outcome, pruned, sweep.stop.is_set())
+    state, message = _ending(outcome, pruned, sweep.stop.is_set(), record.message_parts)
     _trial_meta(sweep, folder, trial.number, state)
-    for name, value in message.to_fields().items():  # message, message_template, message_params
-        trial.set_user_attr(name, value)
+    _set_message(trial, message)
     if state == "complete":
         assert isinstance(outcome, Finished)
         return outcome.test_accuracy
@@ -601,7 +742,7 @@ def run_sweep(
                 N_("%(done)d of %(trials)d trials done; trial %(trial)d %(state)s"),
                 {"done": sweep.done, "trials": trials, "trial": frozen.number, "state": frozen.state.name.lower()}))
             if on_trial is not None:
-                on_trial(next(row for row in trial_rows(study_handle) if row.number == frozen.number))
+                on_trial(next(row for row in trial_rows(study_handle, root) if row.number == frozen.number))
             if sweep_stop.is_set():
                 study_handle.stop()
 
@@ -609,7 +750,7 @@ def run_sweep(
             handle.optimize(partial(_objective, sweep), n_trials=trials, catch=(TrialFailed,),
                             callbacks=[after_trial])
         state = runs.STOPPED if sweep_stop.is_set() else runs.FINISHED
-        rows = trial_rows(handle)
+        rows = trial_rows(handle, root)
         complete = [row for row in rows if row.state == "complete" and row.value is not None]
         best = max(complete, key=lambda row: row.value or 0.0) if complete else None
         message = (Message(N_("stopped after %(done)d of %(trials)d trials"), {"done": sweep.done, "trials": trials})

@@ -58,7 +58,7 @@ def _spec(args: argparse.Namespace) -> sweep.SweepSpec:
 
 def _show(args: argparse.Namespace) -> int:
     study = sweep.load_study(args.study, args.storage, args.runs_dir)
-    rows = sweep.trial_rows(study)
+    rows = sweep.trial_rows(study, args.runs_dir)
     here = sweep.read_sweep(args.study, args.runs_dir)
     if args.json:
         print(json.dumps({"study": args.study, "sweep_here": here.state, "message": here.message,

@@ -5,13 +5,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.metrics import CHART_SMOOTHING, smooth
-from pages.lang import _, num
+from core.sweep import Choice, FloatRange, Param, value_message, varied
+from pages.lang import _, num, pct, say
+
+if TYPE_CHECKING:
+    import optuna
 
 TRAIN_COLOR, TEST_COLOR = "#2563eb", "#dc2626"
 
@@ -292,6 +297,9 @@ def optuna_figure(figure: go.Figure, title: str, words: Mapping[str, str], heigh
         if data is not None:  # parallel coordinates: (name, value) pairs that its hover shows
             trace.customdata = [[words.get(item, item) if isinstance(item, str) else item for item in row]
                                 if isinstance(row, list | tuple) else row for row in data]
+        if trace.type == "bar" and trace.orientation == "h" and trace.y is not None:  # importances: one per setting
+            trace.y = [word(name) for name in trace.y]
+            trace.hovertemplate = "%{y}: %{x:.3f}<extra></extra>"
         template = getattr(trace, "hovertemplate", None)
         if template:  # one template, or one per bar
             trace.hovertemplate = ([_swap_words(text, words) for text in template] if isinstance(template, tuple | list)
@@ -299,3 +307,116 @@ def optuna_figure(figure: go.Figure, title: str, words: Mapping[str, str], heigh
     figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10),
                          legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, xanchor="left"))
     return figure
+
+
+# Optuna leaves the axes to Plotly's autorange, which pads a lone point far beyond what an accuracy can be
+# (0 to 1.5), and writes choices with repr() ('adam'). These fit its figures to what the study searched.
+
+
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    import optuna
+
+    return [trial for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if trial.value is not None]
+
+
+def complete_values(study: optuna.Study) -> list[float]:
+    """The final test accuracy (a fraction) of each complete trial."""
+    return [trial.value for trial in _complete(study) if trial.value is not None]
+
+
+def shown_settings(study: optuna.Study, space: Mapping[str, Param]) -> list[str] | None:
+    """The settings the study varies that its complete trials have (all of them when it varies none)."""
+    drawn = {name for trial in _complete(study) for name in trial.params}
+    return [name for name in varied(dict(space)) if name in drawn] or None
+
+
+def accuracy_range(values: Sequence[float]) -> tuple[float, float]:
+    """Room around the accuracies (fractions) that never leaves [0, 1]; a lone value gets a point either side."""
+    low, high = min(values), max(values)
+    pad = max(0.01, 0.1 * (high - low))
+    return max(0.0, low - pad), min(1.0, high + pad)
+
+
+def percent_ticks(low: float, high: float) -> dict[str, str]:
+    """Fractions written as percentages, with a decimal when the range is narrow."""
+    return {"tickformat": ".1%" if high - low < 0.1 else ".0%"}
+
+
+def whole_ticks(count: int) -> dict[str, Any]:
+    """Ticks on whole numbers (trial numbers 0 … count-1), about ten at most: every 1, 2, 5, 10, 20 … trials."""
+    step = next(m * 10**e for e in range(9) for m in (1, 2, 5) if count <= 10 * m * 10**e)
+    return {"tick0": 0, "dtick": step, "tickformat": "d"}
+
+
+def _slice_hover(setting: str) -> str:
+    """A slice point's setting value, accuracy and trial (its marker's colour is the trial number)."""
+    return (f"{setting}: %{{x}}<br>" + _("test accuracy") + ": %{y:.2%}<br>" + _("trial")
+            + " %{marker.color}<extra></extra>")
+
+
+def history_figure(study: optuna.Study, words: Mapping[str, str]) -> go.Figure:
+    """Optuna's optimization history: accuracy in percent within [0, 100%], trials on whole numbers."""
+    from optuna import visualization as vis
+
+    figure = vis.plot_optimization_history(study)
+    low, high = accuracy_range(complete_values(study))
+    figure.update_yaxes(range=[low, high], **percent_ticks(low, high))
+    figure.update_xaxes(**whole_ticks(len(study.trials)))
+    figure.update_traces(cliponaxis=False, hovertemplate=_("trial {trial}: {accuracy}").format(
+        trial="%{x}", accuracy="%{y:.2%}") + "<extra></extra>")
+    return optuna_figure(figure, _("Optimization history"), words)
+
+
+def _choice_labels(space: Mapping[str, Param]) -> dict[str, str]:
+    """How Optuna writes each choice (str()) -> how the page does (on/off for switches, grouped numbers)."""
+    return {str(option): say(value_message(name, option)) for name, param in space.items()
+            if isinstance(param, Choice) for option in param.options}
+
+
+def parallel_figure(study: optuna.Study, space: Mapping[str, Param], words: Mapping[str, str]) -> go.Figure:
+    """Optuna's parallel coordinates over the settings the study varies; the colour bar spans the accuracies."""
+    from optuna import visualization as vis
+
+    figure = vis.plot_parallel_coordinate(study, params=shown_settings(study, space))
+    values = complete_values(study)
+    low, high = min(values), max(values)
+    if low == high:  # Optuna then spans value ± 0.5; keep its line colour (the middle of the scale) at the value
+        low, high = max(0.0, low - 0.005), min(1.0, high + 0.005)
+    labels = _choice_labels(space)
+    for trace in figure.data:
+        if trace.marker is not None and trace.marker.showscale:
+            trace.marker.update(cmin=low, cmax=high, colorbar=percent_ticks(low, high))
+        if trace.customdata is not None:  # (setting, value) per axis; the first axis is the accuracy
+            rows = [list(row) for row in trace.customdata]
+            trace.customdata = [[rows[0][0], pct(float(rows[0][1]), 2)],
+                                *[[name, labels.get(value, value)] for name, value in rows[1:]]]
+    for annotation in figure.layout.annotations:  # the axes' tick labels; the first axis is the accuracy
+        text = annotation.text
+        annotation.text = pct(float(text), 1) if annotation.x == 0 else labels.get(text, text)
+    return optuna_figure(figure, _("Parallel coordinates"), words)
+
+
+def slice_figure(study: optuna.Study, space: Mapping[str, Param], words: Mapping[str, str]) -> go.Figure:
+    """Optuna's slice plot over the settings the study varies: each x axis spans its searched range, choices
+    are written as the page writes them, and the accuracy stays within [0, 100%]."""
+    from optuna import visualization as vis
+
+    figure = vis.plot_slice(study, params=shown_settings(study, space))
+    low, high = accuracy_range(complete_values(study))
+    figure.update_yaxes(range=[low, high], **percent_ticks(low, high))
+    for trace in figure.data:
+        axis = figure.layout["xaxis" + (trace.xaxis or "x")[1:]]
+        name = axis.title.text
+        param = space.get(name)
+        if isinstance(param, Choice):  # Optuna's x values and categories are repr(): 'adam', False
+            labels = {repr(option): say(value_message(name, option)) for option in param.options}
+            trace.x = [labels.get(value, value) for value in trace.x]
+            axis.categoryarray = [labels[repr(option)] for option in param.options]
+        elif isinstance(param, FloatRange) and param.low < param.high:
+            axis.range = ([math.log10(param.low), math.log10(param.high)] if axis.type == "log"
+                          else [param.low, param.high])
+        trace.update(cliponaxis=False, hovertemplate=_slice_hover(words.get(name, name)))
+        if trace.marker is not None and trace.marker.colorbar is not None:
+            trace.marker.colorbar.update(whole_ticks(len(study.trials)))
+    return optuna_figure(figure, _("Slice plot"), words, height=420)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -11,19 +13,17 @@ import streamlit as st
 
 from core import jobs, runs, sweep
 from core.i18n import N_
-from core.sweep import SEARCH_SPACE, Choice, FloatRange, Param, SweepError, SweepSpec
+from core.sweep import SEARCH_SPACE, SETTING_LABELS, Choice, FloatRange, Param, SweepError, SweepSpec
 from core.training import PRESETS, ConfigError
-from pages.charts import optuna_figure
+from pages.charts import history_figure, optuna_figure, parallel_figure, shown_settings, slice_figure
 from pages.common import _, current_dataset_name, error_text, get_dataset, num, pct, say
+from pages.lang import current_locale
 
 STUDY_PARAM = "study"  # URL query parameter: the study this page follows
 PREFIX = "sw_"  # session-state prefix of the page's widgets
 FOLLOWED = PREFIX + "followed"  # the study picker's key
 FOLLOW_NEXT = PREFIX + "follow_next"  # a study just started, for the picker to show on the next run
-LABELS = {  # marked; translated at use
-    "lr": N_("Learning rate"), "batch_size": N_("Batch size"), "weight_decay": N_("Weight decay"),
-    "label_smoothing": N_("Label smoothing"), "augment": N_("Augmentation"), "optimizer": N_("Optimizer"),
-}
+MISSING = "—"  # a table cell with no value (a failed trial's accuracy): the reason column says why
 TRIAL_STATES = {"running": N_("running"), "waiting": N_("waiting"), "complete": N_("complete"),
                 "pruned": N_("pruned"), "fail": N_("fail")}  # Optuna's trial states, marked
 STATE_SENTENCES = {
@@ -44,23 +44,29 @@ def log_grid(low: float, high: float) -> list[float]:
     return sorted(float(f"{value:.3g}") for value in values)
 
 
+def option_text(name: str, value: Any) -> str:
+    """A choice of a setting as the page writes it everywhere (on/off for a switch)."""
+    return say(sweep.value_message(name, value))
+
+
 def space_inputs() -> dict[str, Param] | None:
     """One widget per entry of the declared search space, each starting at its whole range."""
     space: dict[str, Param] = {}
     for name, param in SEARCH_SPACE.items():
         if isinstance(param, Choice):
-            chosen = st.multiselect(_(LABELS[name]), param.options, default=list(param.options), key=PREFIX + name,
-                                    format_func=lambda value: {True: _("on"), False: _("off")}.get(value, str(value)))
+            chosen = st.multiselect(_(SETTING_LABELS[name]), param.options, default=list(param.options),
+                                    key=PREFIX + name, format_func=partial(option_text, name))
             if not chosen:
-                st.error(_("Choose at least one value for {setting}.").format(setting=_(LABELS[name]).lower()))
+                st.error(_("Choose at least one value for {setting}.").format(setting=_(SETTING_LABELS[name]).lower()))
                 return None
             space[name] = Choice(tuple(chosen))
         elif param.log:
-            low, high = st.select_slider(_(LABELS[name]), log_grid(param.low, param.high), key=PREFIX + name,
+            low, high = st.select_slider(_(SETTING_LABELS[name]), log_grid(param.low, param.high), key=PREFIX + name,
                                          value=(param.low, param.high), format_func=lambda value: f"{value:g}")
             space[name] = FloatRange(low, high, log=low < high)
         else:
-            low, high = st.slider(_(LABELS[name]), param.low, param.high, (param.low, param.high), key=PREFIX + name)
+            low, high = st.slider(_(SETTING_LABELS[name]), param.low, param.high, (param.low, param.high),
+                                  key=PREFIX + name)
             space[name] = FloatRange(low, high)
     return space
 
@@ -108,26 +114,33 @@ def stop_clicked(study: str) -> None:
         st.toast(error_text(error))
 
 
+def reason_text(row: sweep.TrialRow) -> str:
+    """Why the trial was pruned or failed ('' when it has no such reason: gettext's '' is the catalog's header)."""
+    return say(row.message) if row.message.template else ""
+
+
 def trials_table(rows: list[sweep.TrialRow]) -> None:
+    """One row per trial; why a trial failed or was pruned stands beside its state, a missing value shows '—'."""
     # Column ids stay English (parameter names are ids too); column_config gives every column its label.
     frame = pd.DataFrame([{
-        "trial": row.number, "state": _(TRIAL_STATES.get(row.state, row.state)), "test accuracy": row.value,
-        "epochs": row.epochs,
+        "trial": row.number, "state": _(TRIAL_STATES.get(row.state, row.state)), "reason": reason_text(row),
+        "test accuracy": row.value, "epochs": row.epochs,
         "run": f"train?run={row.run_id}" if row.run_id else None, **row.params,
-        "seconds": row.seconds, "overhead (s)": row.overhead_seconds, "note": say(row.message),
+        "seconds": row.seconds, "overhead (s)": row.overhead_seconds,
     } for row in rows])
-    st.dataframe(frame, hide_index=True, key=PREFIX + "table", column_config={
-        "trial": _("trial"), "state": _("state"), "epochs": _("epochs"), "note": _("note"),
+    st.dataframe(frame, hide_index=True, key=PREFIX + "table", placeholder=MISSING, column_config={
+        "trial": _("trial"), "state": _("state"), "epochs": _("epochs"),
+        "reason": st.column_config.TextColumn(_("reason"), help=_("Why the trial was pruned or failed.")),
         "test accuracy": st.column_config.NumberColumn(
             _("test accuracy"), format="percent",
             help=_("Complete trials: after their last epoch. Running and pruned trials: after the last epoch they "
                    "reported.")),
         "run": st.column_config.LinkColumn(_("run"), display_text=r"run=(.*)",
                                            help=_("Open the trial's run on the Train page.")),
-        **{name: _(label) for name, label in LABELS.items() if name in frame},
-        "lr": st.column_config.NumberColumn(_(LABELS["lr"]), format="%.3g"),
-        "weight_decay": st.column_config.NumberColumn(_(LABELS["weight_decay"]), format="%.2g"),
-        "label_smoothing": st.column_config.NumberColumn(_(LABELS["label_smoothing"]), format="%.3f"),
+        **{name: _(SETTING_LABELS[name]) for name in frame if name in SETTING_LABELS},
+        "lr": st.column_config.NumberColumn(_(SETTING_LABELS["lr"]), format="%.3g"),
+        "weight_decay": st.column_config.NumberColumn(_(SETTING_LABELS["weight_decay"]), format="%.2g"),
+        "label_smoothing": st.column_config.NumberColumn(_(SETTING_LABELS["label_smoothing"]), format="%.3f"),
         "seconds": st.column_config.NumberColumn(_("seconds"), format="%.1f", help=_("The trial's wall time.")),
         "overhead (s)": st.column_config.NumberColumn(
             _("overhead (s)"), format="%.2f",
@@ -179,7 +192,7 @@ def study_not_made(study_name: str) -> None:
 
 
 def figures(study: optuna.Study, complete: int) -> None:
-    """Optuna's own figures of the study."""
+    """Optuna's own figures of the study, fitted to what it searched and in the page's words."""
     st.subheader(_("Figures"))
     if complete == 0:
         st.info(_("The figures appear when a first trial completes; pruned and failed trials have no final value."))
@@ -189,22 +202,34 @@ def figures(study: optuna.Study, complete: int) -> None:
     words = {"Trial": _("trial"), "Objective Value": _("test accuracy"), "Best Value": _("best so far"),
              "Infeasible Trial": _("infeasible trial"), "Feasible Trial": _("trial"),
              "Hyperparameter Importance": _("importance"),
-             "Hyperparameter": ""}  # no title: the bars' own labels name the settings, and a title collides with them
+             "Hyperparameter": "",  # no title: the bars' own labels name the settings, and a title collides with them
+             **{name: _(label) for name, label in SETTING_LABELS.items()}}
+    space = sweep.searched_space(study)
     left, right = st.columns(2)
-    left.plotly_chart(optuna_figure(vis.plot_optimization_history(study), _("Optimization history"), words),
-                      key=PREFIX + "history")
+    left.plotly_chart(history_figure(study, words), key=PREFIX + "history")
     if complete < 2:
         right.info(_("Parameter importances need at least two complete trials; this study has one."))
     else:
         try:
-            right.plotly_chart(optuna_figure(vis.plot_param_importances(study), _("Parameter importances"), words),
+            importances = vis.plot_param_importances(study, params=shown_settings(study, space))
+            right.plotly_chart(optuna_figure(importances, _("Parameter importances"), words),
                                key=PREFIX + "importances")
         except (ValueError, RuntimeError) as error:
             right.info(_("Parameter importances cannot be computed for this study: {error}").format(error=error))
     # Full width: their axes sit side by side and need the room for their labels.
-    st.plotly_chart(optuna_figure(vis.plot_parallel_coordinate(study), _("Parallel coordinates"), words),
-                    key=PREFIX + "parallel")
-    st.plotly_chart(optuna_figure(vis.plot_slice(study), _("Slice plot"), words, height=420), key=PREFIX + "slice")
+    st.plotly_chart(parallel_figure(study, space, words), key=PREFIX + "parallel")
+    st.plotly_chart(slice_figure(study, space, words), key=PREFIX + "slice")
+
+
+def study_summary(study: str, spec: SweepSpec) -> str:
+    """What the study sweeps, by the settings' labels: its preset, what every trial shares, what it searches."""
+    sentences = [_("Study {study} starts every trial from preset {preset}.").format(study=study, preset=spec.preset)]
+    if spec.overrides:
+        sentences.append(_("Fixed: {settings}.").format(
+            settings=" · ".join(say(part) for part in spec.fixed_messages())))
+    sentences.append(_("Searched: {settings}.").format(
+        settings=" · ".join(say(part) for part in spec.searched_messages())))
+    return ("" if current_locale().startswith("zh") else " ").join(sentences)  # Chinese sentences run on unspaced
 
 
 def best_section(study: optuna.Study) -> None:
@@ -268,7 +293,7 @@ study = sweep.load_study(chosen)
 status = sweep.read_sweep(chosen)
 spec = sweep.study_spec(study)
 if spec is not None:
-    st.caption(_("Study {study} sweeps {what}.").format(study=chosen, what=spec.describe()))
+    st.caption(study_summary(chosen, spec))
 ended = sum(trial.state.is_finished() for trial in study.trials)
 st.subheader(_("Trials"))
 st.fragment(run_every=2.0 if status.live else None)(followed_study)(chosen, status.live, ended)

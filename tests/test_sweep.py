@@ -7,6 +7,7 @@ Every wait polls a folder or the study for a state, never a fixed time.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ import optuna
 import pytest
 
 from core import runs, sweep
-from core.training import ConfigError
+from core.i18n import Message, Translator, render
+from core.training import FLAT_FIELDS, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 # A few hundred real images and a space narrowed to settings that learn: a trial takes about a second.
@@ -50,6 +52,34 @@ def stop_everything(root: Path) -> None:
 def root(tmp_path) -> Iterator[Path]:
     yield tmp_path
     stop_everything(tmp_path)
+
+
+# A study with a failure and two accuracies: sgd at learning rate 50 diverges within its first epoch; adam learns.
+MIXED_SPACE = ["optimizer=sgd,adam", "lr=0.001:50", "batch_size=64", "augment=false,true", "weight_decay=1e-6:1e-5"]
+MIXED_TRIALS = [
+    {"optimizer": "sgd", "lr": 50.0, "augment": False, "label_smoothing": 0.0},
+    {"optimizer": "adam", "lr": 0.002, "augment": False, "label_smoothing": 0.1},
+    {"optimizer": "adam", "lr": 0.003, "augment": True, "label_smoothing": 0.05},
+]
+
+
+def mixed_study(root: Path, trials: int = 3, name: str = "mixed") -> optuna.Study:
+    """A real study in the root's default storage whose first `trials` of MIXED_TRIALS ran, in that order."""
+    spec = sweep.make_spec("fast", TINY, sweep.parse_space(MIXED_SPACE))
+    storage = f"sqlite:///{(sweep.sweeps_root(root) / sweep.DB_FILE).resolve()}"
+    study = sweep.create_or_load(spec, name, storage)
+    for params in MIXED_TRIALS[:trials]:
+        study.enqueue_trial({"batch_size": 64, "weight_decay": 1e-6, **params})
+    sweep.run_sweep(spec, trials, name, storage=storage, root=root)
+    return sweep.load_study(name, storage, root)
+
+
+CODE_NAMES = [name for name in FLAT_FIELDS if "_" in name or name in ("lr", "arch", "betas")]  # not English words
+
+
+def raw_keys(text: str) -> list[str]:
+    """Setting names as only the code spells them (train_subset, batch_size, lr) that a text shows."""
+    return [name for name in CODE_NAMES if re.search(rf"(?<![\w-]){name}(?![\w-])", text)]
 
 
 def tiny_spec(epochs: int = 1, space: list[str] | None = None) -> sweep.SweepSpec:
@@ -196,3 +226,51 @@ def test_stopping_a_sweep_that_is_not_running_says_so_in_both_languages(tmp_path
         sweep.stop_sweep("nothing-here", tmp_path)
     assert str(error.value).startswith("no sweep of study 'nothing-here' is running here")
     assert render(error.value.messages[0], Translator("zh_CN")).startswith("这里没有正在运行的研究 'nothing-here'")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a study sweeps and why its trials ended, as people read them
+
+
+def test_every_setting_has_a_label():
+    assert set(sweep.SETTING_LABELS) == set(FLAT_FIELDS)
+
+
+def test_the_study_summary_names_settings_by_their_labels_in_both_languages():
+    spec = sweep.make_spec("fast", {"dataset": "mnist", "train_subset": 3000, "test_subset": 0, "epochs": 1},
+                           sweep.SEARCH_SPACE)
+    english = [render(part) for part in (*spec.fixed_messages(), *spec.searched_messages())]
+    assert english == ["Dataset MNIST", "Training images 3,000", "Test images all", "Epochs 1",
+                       "Learning rate 0.0001 to 0.3 (log scale)", "Batch size 32, 64, 128 or 256",
+                       "Weight decay 1e-06 to 0.01 (log scale)", "Label smoothing 0 to 0.2", "Augmentation off or on",
+                       "Optimizer sgd, adam or adamw"]
+    zh = Translator("zh_CN")
+    chinese = " · ".join(render(part, zh) for part in (*spec.fixed_messages(), *spec.searched_messages()))
+    assert not raw_keys(" · ".join(english)) and not raw_keys(chinese), chinese
+    for name in ("dataset", "epochs", "lr", "batch_size", "weight_decay", "label_smoothing", "augment", "optimizer"):
+        label = sweep.SETTING_LABELS[name]
+        assert zh.gettext(label) != label and zh.gettext(label) in chinese and label not in chinese, label
+    assert "关" in chinese and "开" in chinese  # augmentation off or on, in the page's words
+
+
+def test_a_diverged_trial_says_why_in_the_words_of_its_run(root):
+    study = mixed_study(root, trials=1)
+    (row,) = sweep.trial_rows(study, root)
+    assert row.state == "fail" and row.value is None
+    assert row.message.template == "diverged: %(reason)s"
+    reason = row.message.params["reason"]
+    assert isinstance(reason, Message) and reason == runs.find_run(row.run_id, root).message_parts  # translatable
+    assert str(row.message).startswith("diverged: the training loss stayed at")
+    chinese = render(row.message, Translator("zh_CN"))
+    assert chinese.startswith("发散：") and "training loss" not in chinese, chinese
+
+    # Trials whose sweep kept no reason (it died), or only the English text (older sweeps), and one with no run.
+    fail = optuna.trial.TrialState.FAIL
+    study.add_trial(optuna.trial.create_trial(state=fail, user_attrs={"run_id": row.run_id}))
+    study.add_trial(optuna.trial.create_trial(state=fail, user_attrs={
+        "run_id": row.run_id, "message": str(row.message), "message_template": "diverged: %(reason)s",
+        "message_params": {"reason": str(reason)}}))
+    study.add_trial(optuna.trial.create_trial(state=fail))
+    _, silent, english_only, runless = sweep.trial_rows(study, root)
+    assert silent.message == english_only.message == row.message  # from the run folder, whole
+    assert str(runless.message) == "its sweep process ended before the trial did"
