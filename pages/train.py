@@ -209,8 +209,9 @@ def config_form() -> TrainConfig | None:
     st.info(_(PRESET_DESCRIPTIONS[choice]))
     dataset = get_dataset()
     if dataset.spec.key == "fashion-mnist":  # the presets' descriptions promise MNIST figures (measured: README)
-        st.caption(_("The accuracies the presets name are on MNIST's digits. {dataset} is harder: `fast` reaches "
-                     "about 90% in one epoch here and 91% in three.").format(dataset=dataset.spec.title))
+        note = _("The accuracies the presets' descriptions name are on MNIST's digits. {dataset} is harder: "
+                 "`fast` reaches about 90% on it in one epoch and 91% in three.")
+        st.caption(note.format(dataset=dataset.spec.title))
     task = (_("10 classes") if field("task") == "multiclass"
             else _("one-vs-rest: is it {target}?").format(target=class_names()[field("target_digit")]))
     st.markdown(_("Trains on **{dataset}** ({task}); change the dataset in the sidebar.").format(

@@ -174,8 +174,8 @@ def test_in_chinese_no_english_fragment_or_raw_key_is_left(root, key, dataset):
     assert not english_runs(page), english_runs(page)
     assert "个 CPU 核心" in page and "个线程" in page and "· 无学习率调度 ·" in page
     if key == "seed001":
-        assert "教程原样的损失（作用于 Softmax 输出的 `nn.CrossEntropyLoss()`）为" in page
-        assert "作用于 logits 的 `nn.CrossEntropyLoss()`（去掉 Softmax 层）" in page
+        assert "按教程原样写的损失（作用于 Softmax 输出的 `nn.CrossEntropyLoss()`）为" in page
+        assert "（去掉 Softmax 层、直接作用于 logits 的 `nn.CrossEntropyLoss()`）" in page
     if key == "seed002":
         assert "（作用于 log_softmax 输出的 `F.cross_entropy(output, target)`）" in page
 

@@ -331,7 +331,8 @@ def test_upload_through_the_browser(server, page) -> None:
     page.get_by_role("radio", name="Upload").click()
     page.get_by_text("Upload an image of a digit").wait_for(timeout=20_000)
     assert page.locator(CANVAS).count() == 0
-    upload = page.locator("[data-testid=stFileUploaderDropzoneInput]")
+    # the image uploader, not the hard set's import (a .zip uploader in its expander below)
+    upload = page.locator("[data-testid=stFileUploaderDropzoneInput][accept*='.png']")
     upload.set_input_files(files=[{"name": "one.png", "mimeType": "image/png", "buffer": png_of_a_one()}])
     wait_for_answer(page)
     wait_for_app_idle(page)
