@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from core import models
-from core.data import Normalization
+from core.data import DIGITS, Normalization
 
 FORMAT = "digits-checkpoint"
 VERSION = 1
@@ -71,7 +71,7 @@ class LoadedCheckpoint:
         names = self.meta.get("classes")
         if isinstance(names, list) and len(names) == 10 and all(isinstance(name, str) for name in names):
             return tuple(names)
-        return tuple(str(digit) for digit in range(10))
+        return DIGITS
 
     @property
     def epoch(self) -> int:

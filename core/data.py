@@ -80,12 +80,14 @@ class DatasetSpec:
     debian_dir: Path | None = None  # where that package puts them
 
 
+DIGITS = tuple(str(digit) for digit in range(10))  # MNIST's class names, and any ten-digit model's
+
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         key="mnist",
         title="MNIST",
         folder="MNIST",
-        classes=tuple(str(d) for d in range(10)),
+        classes=DIGITS,
         md5={
             "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
             "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
-from core.data import Normalization
+from core.data import DIGITS, Normalization
 from core.i18n import ENGLISH, Translator
 from core.models import output_kind, probabilities
 from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
@@ -341,9 +341,6 @@ def time_predictions(
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what `predict --folder` reads (any case); other files are skipped
 EXIT_ALL_ANSWERED, EXIT_SOME_FAILED, EXIT_NOTHING_ANSWERED = 0, 1, 2  # `predict`'s exit codes
-
-
-DIGITS = tuple(str(digit) for digit in range(10))
 
 
 def prediction_record(prediction: Prediction | None, task: str, target_digit: int,

@@ -37,6 +37,11 @@ def error_text(error: Exception) -> str:
     return "; ".join(say(part) for part in parts) if parts else _(str(error))
 
 
+def dataset_title(key: str) -> str:
+    """A dataset's key ("fashion-mnist") as its name ("Fashion-MNIST"); an unknown key as it is."""
+    return DATASETS[key].title if key in DATASETS else key
+
+
 def dataset_sidebar() -> None:
     """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`."""
     st.session_state.setdefault(DATASET_KEY, "mnist")

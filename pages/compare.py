@@ -12,12 +12,23 @@ import streamlit as st
 
 from core import compare, runs
 from core.compare import CompareError, FlippedDigit
-from core.data import DATASETS
 from core.i18n import N_
 from core.metrics import Evaluation, smooth
 from core.runs import RunRecord
 from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accuracy_figure, run_color
-from pages.common import _, class_names, get_dataset, num, pct, run_message, say, say_all, settings_text, upscale
+from pages.common import (
+    _,
+    class_names,
+    dataset_title,
+    get_dataset,
+    num,
+    pct,
+    run_message,
+    say,
+    say_all,
+    settings_text,
+    upscale,
+)
 from pages.export_ui import export_buttons
 from pages.hardset_ui import compare_section
 
@@ -65,11 +76,6 @@ def status_text(record: RunRecord) -> str:
 def task_text(task: str) -> str:
     """A run's task ("multiclass", "binary") as the question it answers, in the session's language."""
     return _(runs.TASK_LABELS[task]) if task in runs.TASK_LABELS else task
-
-
-def dataset_title(key: str) -> str:
-    """A dataset's key ("fashion-mnist") as its name ("Fashion-MNIST")."""
-    return DATASETS[key].title if key in DATASETS else key
 
 
 def sweep_text(record: RunRecord) -> str:

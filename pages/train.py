@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from core import jobs, runs
-from core.data import DATASETS, NORMALIZATIONS
+from core.data import NORMALIZATIONS
 from core.i18n import N_
 from core.layers import ArchitectureError, layer_label
 from core.metrics import CHART_SMOOTHING, Evaluation, most_confident_mistakes
@@ -43,6 +43,7 @@ from pages.common import (
     choice,
     class_names,
     current_dataset_name,
+    dataset_title,
     error_text,
     get_dataset,
     ngettext,
@@ -409,8 +410,7 @@ def run_summary(record: RunRecord) -> None:
     split = " · " + _("{count} processes (DDP)").format(count=record.world_size) if record.world_size > 1 else ""
     settings = settings_text(record.settings_parts)
     task = _(TASK_LABELS[record.task]) if record.task in TASK_LABELS else "?"
-    dataset = DATASETS[record.dataset].title if record.dataset in DATASETS else record.dataset or "?"
-    st.markdown(f"**{record.name}** · {dataset} · {task} · {settings}{split}")
+    st.markdown(f"**{record.name}** · {dataset_title(record.dataset) or '?'} · {task} · {settings}{split}")
     if record.live and record.pid:
         st.caption(_("Trains in its own process (pid {pid} on {host}); closing this tab or reloading does not stop "
                      "it. Any tab can follow and stop it.").format(pid=record.pid, host=record.host))
