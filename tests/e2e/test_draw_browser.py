@@ -330,7 +330,7 @@ def test_upload_through_the_browser(server, page) -> None:
     open_draw_page(server, page)
     page.get_by_role("radio", name="Upload").click()
     page.get_by_text("Upload an image of a digit").wait_for(timeout=20_000)
-    assert page.locator(CANVAS).count() == 0
+    expect(page.locator(CANVAS)).to_have_count(0, timeout=20_000)  # the canvas may linger until the rerun ends
     # the image uploader, not the hard set's import (a .zip uploader in its expander below)
     upload = page.locator("[data-testid=stFileUploaderDropzoneInput][accept*='.png']")
     upload.set_input_files(files=[{"name": "one.png", "mimeType": "image/png", "buffer": png_of_a_one()}])
