@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import screenshot, wait_for_app_idle
 
@@ -25,8 +26,8 @@ def test_dataset_page_shows_the_sample_grid(server, page):
 
     grid = page.locator("[data-testid=stImage] img")
     assert grid.count() >= 64
-    first = grid.first
-    assert first.evaluate("img => img.complete && img.naturalWidth") == 84  # 28 px upscaled 3x
+    expect(grid.first).to_have_js_property("complete", True)  # the picture itself may still be on its way
+    assert grid.first.evaluate("img => img.naturalWidth") == 84  # 28 px upscaled 3x
     # close-up heatmap and class counts: plotly draws after the page's script ends, later on a busy machine
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2", timeout=30_000)
     assert page.get_by_text("Traceback").count() == 0
@@ -49,7 +50,7 @@ def test_fashion_mnist_class_pills_fit_and_a_first_click_shows_one_class(server,
     pills = page.locator("[data-testid=stButtonGroup]").filter(has_text="Ankle boot")
     for name in ("T-shirt/top", "Pullover", "Ankle boot"):
         pill = pills.get_by_role("button", name=name)
-        assert pill.is_visible()
+        expect(pill).to_be_visible()
         fits = pill.evaluate(
             "el => { const box = el.getBoundingClientRect(), row = el.closest('[data-testid=stButtonGroup]')"
             ".getBoundingClientRect(); return el.scrollWidth <= el.clientWidth + 1 && box.right <= row.right + 1; }"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import screenshot, wait_for_app_idle
 
@@ -39,6 +40,7 @@ def test_tutorials_page_shows_the_conv1_count(server, page):
     wait_for_app_idle(page)
     grids = page.locator("[data-testid=stImage] img")
     grids.nth(1).wait_for(timeout=30_000)
-    assert grids.first.evaluate("img => img.complete && img.naturalWidth") == 484  # 242 px upscaled 2x
+    expect(grids.first).to_have_js_property("complete", True)  # the picture itself may still be on its way
+    assert grids.first.evaluate("img => img.naturalWidth") == 484  # 242 px upscaled 2x
     imshow.scroll_into_view_if_needed()
     screenshot(page, "tutorials-003")
