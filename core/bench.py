@@ -448,7 +448,8 @@ def _add_predict(actions: argparse._SubParsersAction) -> None:
     from core.inference import DEFAULT_CHECKPOINT
 
     parser = actions.add_parser("predict", help="Draw page speed: preprocessing + prediction per image, p50/p95")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help="a checkpoint file or a run folder (its best checkpoint); default: the shipped model")
     parser.add_argument("--count", type=int, default=500, help="test digits to time (default 500)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="repeat the digits until each timing has lasted this long (default: once; "

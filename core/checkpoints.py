@@ -27,6 +27,7 @@ from torch import nn
 
 from core import models
 from core.data import DIGITS, Normalization
+from core.runs import BEST_CHECKPOINT
 
 FORMAT = "digits-checkpoint"
 VERSION = 1
@@ -195,8 +196,24 @@ def build_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
     return model
 
 
+def checkpoint_file(path: Path | str) -> Path:
+    """`path` itself, or for a folder (a run folder) its best checkpoint; CheckpointError if the folder has none."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    best = path / BEST_CHECKPOINT
+    if not best.is_file():
+        raise CheckpointError(f"no checkpoint in the folder {path}: looked for {BEST_CHECKPOINT} "
+                              "(a run folder's best checkpoint, written after its first epoch)")
+    return best
+
+
 def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Load a checkpoint saved by `save_checkpoint` into a fresh model in eval mode on `device`."""
+    """Load a checkpoint saved by `save_checkpoint` into a fresh model in eval mode on `device`.
+
+    `path` is a checkpoint file or a run folder, which stands for its best checkpoint (`checkpoint_file`).
+    """
+    path = checkpoint_file(path)
     payload = read_checkpoint(path, "cpu")
     model = build_from_checkpoint(payload, path).to(device).eval()
-    return LoadedCheckpoint(path=Path(path), model=model, meta=payload["meta"])
+    return LoadedCheckpoint(path=path, model=model, meta=payload["meta"])

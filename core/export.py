@@ -346,7 +346,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write a checkpoint as ONNX, TorchScript or a standalone train.py, verified on test images"
     )
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", help="a checkpoint file, e.g. checkpoints/default/model.pt")
+    which.add_argument("--checkpoint", help="a checkpoint file, e.g. checkpoints/default/model.pt, or a run folder "
+                       f"for its {runs.BEST_CHECKPOINT}")
     which.add_argument("--run", help="a run id: exports its best.pt with its config")
     parser.add_argument("--runs-dir", help="the folder of run folders (default: $DIGITS_RUNS_DIR or checkpoints/runs)")
     parser.add_argument("--format", required=True, choices=FORMATS)

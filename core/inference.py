@@ -23,9 +23,10 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from core.data import DIGITS, Normalization
 from core.i18n import ENGLISH, Translator
 from core.models import output_kind, probabilities
 from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
+from core.runs import BEST_CHECKPOINT
 
 # One lock per model object, for forward passes that hook it; a model that is garbage-collected drops its lock.
 _HOOK_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
@@ -337,7 +339,7 @@ def time_predictions(
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: `python -m core predict --image FILE [--image FILE ...] [--folder DIR] [--checkpoint PATH] [--json]`
+# Command line: `python -m core predict [PATH ...] [--image FILE ...] [--folder DIR] [--checkpoint PATH] [--json]`
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what `predict --folder` reads (any case); other files are skipped
 EXIT_ALL_ANSWERED, EXIT_SOME_FAILED, EXIT_NOTHING_ANSWERED = 0, 1, 2  # `predict`'s exit codes
@@ -402,7 +404,8 @@ def predict_file(loaded: LoadedCheckpoint, path: Path) -> dict[str, object]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    """Answer every `--image` and every image in each `--folder`, one line each, with the model loaded once.
+    """Answer every image path (positional or `--image`) and every image in each `--folder`, one line each,
+    with the model loaded once.
 
     Exit code: 0 every image answered (an image with no ink counts: it is answered "empty"); 1 some could
     not be read (their lines carry `error`; the others were answered); 2 none answered, or nothing to do
@@ -419,7 +422,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             return _fail(f"no image in {folder} (read: {', '.join(IMAGE_SUFFIXES)}, any case)")
         paths += found
     if not paths:
-        return _fail("nothing to predict: give --image FILE (repeatable) and/or --folder DIR")
+        return _fail("nothing to predict: give image files or folders (PATH ... or --image FILE, repeatable) "
+                     "and/or --folder DIR")
     try:
         loaded = load_checkpoint(args.checkpoint)
     except CheckpointError as error:
@@ -444,21 +448,33 @@ def _fail(message: str) -> int:
     return EXIT_NOTHING_ANSWERED
 
 
+class _ExtendImages(argparse.Action):
+    """Positional paths join the `--image` list, so both forms keep the order they were given in."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), *(values or [])])  # nargs="*": a list
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """`python -m core predict --image FILE [--image FILE ...] [--folder DIR ...] [--checkpoint PATH] [--json]`."""
+    """`python -m core predict [PATH ...] [--image FILE ...] [--folder DIR ...] [--checkpoint PATH] [--json]`."""
     parser = subparsers.add_parser(
         "predict", help="run the Draw page's pipeline on image files and print one prediction per image",
-        description="Prints one line per image (with --json: one JSON object per line, with `image`, `prediction`, "
+        description="Reads the images given as PATH or --image (files, or folders of them) and in each --folder. "
+        "Prints one line per image (with --json: one JSON object per line, with `image`, `prediction`, "
         "`probabilities`, `empty`, `task`, or `image` and `error`). The model is loaded once. Exit code: 0 every "
         "image answered, 1 some could not be read (the rest were answered), 2 none answered or nothing to do.",
     )
+    parser.add_argument("image", nargs="*", action=_ExtendImages, metavar="PATH",
+                        help="image files or folders to read, the same as --image (the two may be mixed; order kept)")
     parser.add_argument("--image", action="append", metavar="FILE",
                         help="a PNG or JPEG of one digit, any size and polarity, or a folder of them (as --folder); "
                         "repeat for several")
     parser.add_argument("--folder", action="append", metavar="DIR",
                         help=f"every image file directly in DIR ({', '.join(IMAGE_SUFFIXES)}, any case), by name")
     parser.add_argument(
-        "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="a model checkpoint (default: the shipped model)"
+        "--checkpoint", default=str(DEFAULT_CHECKPOINT),
+        help=f"a checkpoint file, or a run folder for its {BEST_CHECKPOINT} (default: the shipped model)"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     parser.set_defaults(func=_cmd_predict)

@@ -197,7 +197,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     writers = subparsers.add_parser("writers", help="digits from other writers and pens: score a model, export PNGs")
     actions = writers.add_subparsers(dest="action", required=True)
     scoring = actions.add_parser("score", help="per-digit accuracy of a checkpoint on the check sets")
-    scoring.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
+    scoring.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                         help="a checkpoint file or a run folder (its best checkpoint); default: the shipped model")
     scoring.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     scoring.add_argument("--json", action="store_true", help="one JSON object on stdout")
     scoring.set_defaults(func=_cmd_score)

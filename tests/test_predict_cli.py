@@ -17,6 +17,9 @@ from core.checkpoints import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from core.data import Dataset
 from core.models import arch_config, build_model
 from core.preprocess import render_as_canvas
+from core.runs import BEST_CHECKPOINT
+
+pytest_plugins = ["tests.compare_fixtures"]  # tiny_runs: real run folders, trained once per session
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -215,3 +218,43 @@ def test_an_image_path_that_is_a_folder_reads_like_folder(
     as_image = run_cli(capsys, "--image", str(folder), "--json")
     as_folder = run_cli(capsys, "--folder", str(folder), "--json")
     assert as_image == as_folder and as_image[0] == 1 and len(as_image[1].splitlines()) == 4
+
+
+def test_image_paths_as_arguments_read_like_image(
+    digit_folder: tuple[Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = digit_folder
+    three, nine = str(folder / "a-three.png"), str(folder / "d-nine.png")
+    assert run_cli(capsys, three) == run_cli(capsys, "--image", three)  # the user's `predict img.png`
+    assert run_cli(capsys, "--json", three, nine) == run_cli(capsys, "--image", three, "--image", nine, "--json")
+    assert run_cli(capsys, str(folder), "--json") == run_cli(capsys, "--folder", str(folder), "--json")
+    for argv, order in (([nine, "--image", three], [9, 3]), (["--image", nine, three], [9, 3]),
+                        (["--image", three, nine], [3, 9])):
+        code, out, _ = run_cli(capsys, *argv, "--json")
+        assert code == 0 and [json.loads(line)["prediction"] for line in out.splitlines()] == order  # as given
+
+
+def test_a_run_folder_as_checkpoint_reads_its_best(
+    tiny_runs: tuple[Path, list[str]], digit_folder: tuple[Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, run_ids = tiny_runs
+    run = root / run_ids[0]
+    assert load_checkpoint(run).path == run / BEST_CHECKPOINT  # the one loader every --checkpoint goes through
+    folder, _ = digit_folder
+    by_folder = run_cli(capsys, str(folder), "--checkpoint", str(run), "--json")
+    by_file = run_cli(capsys, str(folder), "--checkpoint", str(run / BEST_CHECKPOINT), "--json")
+    assert by_folder == by_file and len(by_folder[1].splitlines()) == 4
+
+
+@pytest.mark.parametrize("command", [["predict", "--image"], ["writers", "score"], ["export", "--format", "onnx"]])
+def test_a_folder_without_a_checkpoint_names_what_was_looked_for(
+    digit_folder: tuple[Path, dict[str, int]], tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    folder, _ = digit_folder
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    extra = {"predict": [str(folder / "a-three.png")], "export": ["--output", str(tmp_path / "model.onnx")]}
+    code = main([*command, *extra.get(command[0], []), "--checkpoint", str(empty)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and "Traceback" not in captured.err
+    assert f"no checkpoint in the folder {empty}: looked for {BEST_CHECKPOINT}" in captured.err
