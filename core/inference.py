@@ -34,7 +34,7 @@ from torch import nn
 
 from core.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from core.data import DIGITS, Normalization
-from core.i18n import ENGLISH, Translator
+from core.i18n import ENGLISH, N_, Message, Translator
 from core.models import output_kind, probabilities
 from core.preprocess import ImageError, Preprocessed, PreprocessOptions, decode_image, preprocess
 from core.runs import BEST_CHECKPOINT
@@ -389,7 +389,8 @@ def read_image_file(path: Path) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ImageError(f"cannot read the file: {error.strerror or error}") from error
+        reason = error.strerror or str(error)
+        raise ImageError(Message(N_("cannot read the file: %(reason)s"), {"reason": reason})) from error
     return decode_image(data)
 
 

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.data import Normalization, to_model_input
+from core.i18n import N_, Message, as_message
 
 MNIST_SIZE = 28  # side of the model's input, px
 MNIST_BOX = 20  # MNIST digits' longer side, px
@@ -34,7 +35,11 @@ Pixels = npt.NDArray[np.float32]  # an (H, W) grey image, 0 = background, 1 = fu
 
 
 class ImageError(ValueError):
-    """An image the user gave that we cannot use; the message says why."""
+    """An image the user gave that we cannot use; `message` says why, for a page to say in its language."""
+
+    def __init__(self, message: str | Message) -> None:
+        self.message = as_message(message)
+        super().__init__(self.message.english())
 
 
 @dataclass(frozen=True)
@@ -236,17 +241,20 @@ def preprocess(
 def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
     """PNG/JPEG/... bytes -> RGBA uint8 array (H, W, 4); an ImageError says what is wrong."""
     if len(data) > max_bytes:
-        raise ImageError(f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
+        raise ImageError(Message(N_("the file is %(size).1f MB; the limit is %(limit).1f MB"),
+                                 {"size": len(data) / 1e6, "limit": max_bytes / 1e6}))
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ImageError(f"the image is {image.width}x{image.height} px; at most 4096x4096 is read")
+                raise ImageError(Message(N_("the image is %(width)dx%(height)d px; at most 4096x4096 is read"),
+                                         {"width": image.width, "height": image.height}))
             upright = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
             return np.asarray(upright.convert("RGBA"))
     except UnidentifiedImageError as error:
-        raise ImageError("not a PNG or JPEG image (or any format Pillow can read)") from error
+        raise ImageError(N_("not a PNG or JPEG image (or any format Pillow can read)")) from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageError(f"the image is damaged or truncated ({error})") from error
+        damaged = Message(N_("the image is damaged or truncated (%(detail)s)"), {"detail": str(error)})
+        raise ImageError(damaged) from error
 
 
 def render_as_canvas(image: torch.Tensor | np.ndarray, size: int = 280) -> np.ndarray:
