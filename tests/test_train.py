@@ -152,6 +152,11 @@ def test_an_exploding_but_finite_loss_diverges(mnist, tmp_path):
     assert isinstance(diverged, Diverged) and diverged.cause in ("exploding loss", "non-finite loss")
     assert diverged.suggested_lr == pytest.approx(1.0) and "Try 1 or lower" in diverged.message
     assert runs.find_run(diverged.run_id, tmp_path).status == "diverged"
+    if diverged.cause == "exploding loss":  # "it started near" the first batch's loss, as the loss chart shows
+        first_loss = runs.read_batches(diverged.run_dir).losses[0]
+        status = runs.read_status(diverged.run_dir)
+        assert status["message_params"]["start"] == pytest.approx(first_loss, rel=1e-4)
+        assert first_loss < 2 * math.log(10)
 
 
 def test_a_healthy_run_is_never_called_diverged(mnist, tmp_path):

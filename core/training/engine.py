@@ -759,7 +759,8 @@ def _watch_loss(run: _Run, loss: float, epoch: int, step: int, lr: float) -> Non
     run.smoothed_loss = loss if previous is None else (1 - LOSS_SMOOTHING) * previous + LOSS_SMOOTHING * loss
     reference = max(statistics.median(run.first_losses), _chance_loss(run.config))  # a spike does not move it
     if len(run.first_losses) >= 5 and step >= EXPLODE_AFTER and run.smoothed_loss > EXPLODE_FACTOR * reference:
-        raise _divergence(run, "exploding loss", epoch, step, lr, loss=run.smoothed_loss, start=reference)
+        # "started near" names the first batch's loss: the reference may already have climbed with it
+        raise _divergence(run, "exploding loss", epoch, step, lr, loss=run.smoothed_loss, start=run.first_losses[0])
 
 
 def _check_chance(run: _Run, epoch: int, train_loss: float, test_accuracy: float) -> None:
