@@ -174,7 +174,7 @@ def _check_comparable(a: Evaluation, b: Evaluation) -> int:
     if count == 0:
         raise CompareError(Message(N_("a run has no test answers")))
     if a.labels[:count] != b.labels[:count]:
-        raise CompareError(Message(N_("the runs were tested on different images (different datasets?)")))
+        raise CompareError(Message(N_("the runs were tested on different images")))
     return count
 
 
@@ -222,11 +222,13 @@ def _when(point: BestPoint) -> Message:
                    {"epoch": point.epoch, "seconds": f"{point.elapsed_seconds:.0f}"})
 
 
-def curves_messages(frame: pd.DataFrame, metric: str, names: dict[str, str]) -> list[Message]:
+def curves_messages(frame: pd.DataFrame, metric: str, names: dict[str, str],
+                    comparable: bool = True) -> list[Message]:
     """The chart of one metric in words: who gets the best value, where, and how far the others are.
 
     Gaps are given as shown (2 decimals of a percentage point, 4 of a loss); one that shows as zero is
-    said to be equal, never '0.00 points above'.
+    said to be equal, never '0.00 points above'. Runs that answer different questions (`comparable` False)
+    get each its own best, and no gaps.
     """
     label, in_percent, higher = METRICS[metric]
     if higher is None:
@@ -243,6 +245,10 @@ def curves_messages(frame: pd.DataFrame, metric: str, names: dict[str, str]) -> 
                 else N_("**%(name)s** gets down to %(value)s %(metric)s at %(when)s."))
     messages = [Message(template, {"name": names[best.run_id], "value": _shown(best.value, in_percent),
                                    "metric": Message(label), "when": _when(best)})]
+    if not comparable:
+        messages += [Message(template, {"name": names[other.run_id], "value": _shown(other.value, in_percent),
+                                        "metric": Message(label), "when": _when(other)}) for other in points[1:]]
+        points = points[:1]  # no gaps between answers to different questions
     for other in points[1:]:
         params: dict[str, object] = {"name": names[other.run_id], "value": _shown(other.value, in_percent),
                                      "when": _when(other)}
@@ -259,7 +265,7 @@ def curves_messages(frame: pd.DataFrame, metric: str, names: dict[str, str]) -> 
             messages.append(Message(N_("That is %(gap)s above **%(name)s** (%(value)s at %(when)s).") if higher
                                     else N_("That is %(gap)s below **%(name)s** (%(value)s at %(when)s)."),
                                     {**params, "gap": gap_text}))
-    if len(points) > 1:
+    if len(messages) > 1:
         messages.append(Message(N_("The numbers are the unsmoothed best epoch of each run.")))
     return messages
 
@@ -291,13 +297,13 @@ def difference_messages(result: EvaluationComparison, names: tuple[str, str]) ->
                    "%(accuracy_a)s right and **B** (%(name_b)s) %(accuracy_b)s."),
                 {"count": f"{result.count:,}", "name_a": names[0], "accuracy_a": _shown(result.accuracy_a, True),
                  "name_b": names[1], "accuracy_b": _shown(result.accuracy_b, True)}),
-        Message(N_("A gets %(only_a)d images right that B gets wrong, and B gets %(only_b)d that A gets wrong."),
+        Message(N_("Right for A and wrong for B: %(only_a)d images. Right for B and wrong for A: %(only_b)d."),
                 {"only_a": len(result.right_only_a), "only_b": len(result.right_only_b)}),
     ]
     if gap == 0:
         messages.append(Message(N_("They are equal: neither gets more of these images right.")))
     else:
-        messages.append(Message(N_("That is a net %(net)d images (%(points)s points) for %(winner)s."),
+        messages.append(Message(N_("The difference: %(net)d more right for %(winner)s (%(points)s points)."),
                                 {"net": abs(gap), "points": f"{100 * abs(gap) / result.count:.2f}",
                                  "winner": "A" if gap > 0 else "B"}))
     return messages

@@ -19,6 +19,7 @@ from pages.charts import RunStyle, confusion_figure, overlay_figure, params_accu
 from pages.common import (
     _,
     class_names,
+    current_dataset_name,
     dataset_title,
     get_dataset,
     num,
@@ -31,6 +32,7 @@ from pages.common import (
 )
 from pages.export_ui import export_buttons
 from pages.hardset_ui import compare_section
+from pages.lang import sentences
 
 METRICS = compare.METRICS  # metrics.jsonl column -> (label, shown in percent, higher is better)
 X_AXES = {"epoch": N_("epoch"), "elapsed_seconds": N_("wall time (s)")}  # marked; translated at use
@@ -194,15 +196,26 @@ def legend_names(records: list[RunRecord]) -> dict[str, str]:
             for record in records}
 
 
+def first_choice(healthy: list[RunRecord], dataset: str) -> list[RunRecord]:
+    """The runs chosen when the page opens: the newest finished run (of the sidebar's dataset when there is one)
+    and the newest other finished run that answers the same question, so their numbers can be compared."""
+    finished = [record for record in healthy if record.status == runs.FINISHED] or healthy
+    if not finished:
+        return []
+    newest = next((record for record in finished if record.dataset == dataset), finished[0])
+    partner = next((record for record in finished if record is not newest
+                    and (record.dataset, record.task) == (newest.dataset, newest.task)), None)
+    return [newest] if partner is None else [newest, partner]
+
+
 def pick_runs(healthy: list[RunRecord]) -> list[RunRecord]:
-    """The multiselect of runs to compare; the two newest finished ones are chosen at first."""
+    """The multiselect of runs to compare; at first the two newest finished runs of one question (first_choice)."""
     by_id = {record.run_id: record for record in healthy}
     names = legend_names(healthy)
     if SELECTED_KEY in st.session_state:  # drop runs deleted (or damaged) since the last page run
         st.session_state[SELECTED_KEY] = [run_id for run_id in st.session_state[SELECTED_KEY] if run_id in by_id]
     else:
-        finished = [record for record in healthy if record.status == runs.FINISHED] or healthy
-        st.session_state[SELECTED_KEY] = [record.run_id for record in finished[:2]]
+        st.session_state[SELECTED_KEY] = [record.run_id for record in first_choice(healthy, current_dataset_name())]
     chosen = st.multiselect(_("Runs to compare"), list(by_id), format_func=names.__getitem__, key=SELECTED_KEY,
                             placeholder=_("Choose runs"))
     return [by_id[run_id] for run_id in chosen]
@@ -212,8 +225,9 @@ def pick_runs(healthy: list[RunRecord]) -> list[RunRecord]:
 # Curves, final numbers, parameters against accuracy
 
 
-def curves_section(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[str, RunStyle]) -> None:
-    """The chosen metric of every selected run in one chart."""
+def curves_section(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[str, RunStyle],
+                   comparable: bool) -> None:
+    """The chosen metric of every selected run in one chart; in words, gaps only between comparable runs."""
     left, middle, right = st.columns([5, 2, 2])
     metric = left.segmented_control(_("Metric"), list(METRICS), format_func=lambda m: _(METRICS[m][0]),
                                     default="test_accuracy", required=True, key="cmp_metric")
@@ -233,7 +247,7 @@ def curves_section(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[
                             percent=in_percent, log_y=metric == "lr", whole_x=x_axis == "epoch")
     st.plotly_chart(figure, key="cmp_curves")
     names = {run_id: style.name for run_id, style in styles.items()}
-    st.markdown(say_all(compare.curves_messages(frame, metric, names)))
+    st.markdown(say_all(compare.curves_messages(frame, metric, names, comparable)))
 
 
 def final_table(selected: list[RunRecord], frame: pd.DataFrame, styles: dict[str, RunStyle]) -> None:
@@ -268,8 +282,10 @@ def _value_of(last: pd.DataFrame, run_id: str, column: str) -> float | None:
     return float(last.at[run_id, column]) if run_id in last.index and pd.notna(last.at[run_id, column]) else None
 
 
-def size_section(selected: list[RunRecord], healthy: list[RunRecord], styles: dict[str, RunStyle]) -> None:
-    """Best test accuracy against parameter count: selected runs in their colors, the others grey."""
+def size_section(selected: list[RunRecord], healthy: list[RunRecord], styles: dict[str, RunStyle],
+                 comparable: bool) -> None:
+    """Best test accuracy against parameter count: selected runs in their colors, the others grey; in words only
+    when the selected runs answer one question."""
     points, others = [], []
     for record in healthy:
         if record.param_count is None or record.best_test_accuracy is None:
@@ -282,8 +298,11 @@ def size_section(selected: list[RunRecord], healthy: list[RunRecord], styles: di
         return
     st.plotly_chart(params_accuracy_figure(points, others), key="cmp_scatter")
     sizes = [(style.name, params, accuracy) for style, params, accuracy in points]
-    st.markdown(say_all(compare.size_messages(sizes)) + (" " + _("Grey points are the runs not selected.") if others
-                                                           else ""))
+    words = [say_all(compare.size_messages(sizes))] if comparable else []
+    if others:
+        words.append(_("Grey points are the runs not selected."))
+    if words:
+        st.markdown(sentences(*words))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +350,11 @@ def two_runs_section(pair: list[RunRecord], styles: dict[str, RunStyle], fingerp
         return
     eval_a, eval_b = evaluations
     assert eval_a is not None and eval_b is not None
+    if a.dataset != b.dataset:
+        st.warning(_("These two runs cannot be compared image by image: A was tested on {dataset_a} and B on "
+                     "{dataset_b}. Choose two runs of one dataset.").format(
+            dataset_a=dataset_title(a.dataset), dataset_b=dataset_title(b.dataset)))
+        return
     try:
         result = compare.compare_evaluations(eval_a, eval_b)
     except CompareError as error:
@@ -392,9 +416,10 @@ names = legend_names(selected)
 styles = {record.run_id: RunStyle(names[record.run_id], run_color(position), settings_text(record.settings_parts))
           for position, record in enumerate(selected)}
 frame = load_metrics(str(root), tuple(styles), fingerprint)
-curves_section(selected, frame, styles)
+comparable = len(mixed) == 1
+curves_section(selected, frame, styles, comparable)
 final_table(selected, frame, styles)
-size_section(selected, healthy, styles)
+size_section(selected, healthy, styles, comparable)
 st.download_button(_("Download these runs' metrics (CSV)"), compare.metrics_csv(selected), file_name="runs-metrics.csv",
                    mime="text/csv", key="cmp_csv", icon=":material/download:")
 if len(selected) == 2:

@@ -48,10 +48,20 @@ def say(message: Message) -> str:
     return render(message, translator(), fallback=message.english())
 
 
+def sentences(*texts: str) -> str:
+    """Translated sentences (or a bracketed aside) one after the other: spaced in English, unspaced in Chinese,
+    whose full stops and full-width brackets carry their own room. Empty ones are left out."""
+    return sentence_gap().join(text for text in texts if text)
+
+
+def sentence_gap() -> str:
+    """What goes between two sentences in the session's language: a space, or nothing in Chinese."""
+    return "" if current_locale().startswith("zh") else " "
+
+
 def say_all(messages: Sequence[Message]) -> str:
     """Several core Messages (sentences) in the session's language, one after the other."""
-    spacer = "" if current_locale().startswith("zh") else " "  # Chinese sentences follow each other unspaced
-    return spacer.join(say(message) for message in messages)
+    return sentences(*(say(message) for message in messages))
 
 
 def pgettext(context: str, message: str) -> str:

@@ -453,8 +453,9 @@ def test_two_runs_in_words_and_their_tie(tiny_runs):
     result = compare.compare_evaluations(evaluation_a, evaluation_b)
     text = english(compare.difference_messages(result, ("one", "two")))
     net = len(result.right_only_a) - len(result.right_only_b)
-    assert f"A gets {len(result.right_only_a)} images right that B gets wrong" in text
-    assert f"a net {abs(net)} images" in text and f"for {'A' if net > 0 else 'B'}." in text
+    assert f"Right for A and wrong for B: {len(result.right_only_a)} images." in text
+    assert f"Right for B and wrong for A: {len(result.right_only_b)}." in text
+    assert f"The difference: {abs(net)} more right for {'A' if net > 0 else 'B'} (" in text
     same = compare.compare_evaluations(evaluation_a, evaluation_a)
     tie = english(compare.difference_messages(same, ("one", "one again")))
     assert "They are equal: neither gets more of these images right." in tie and "net 0" not in tie

@@ -15,9 +15,12 @@ pytest_plugins = ["tests.compare_fixtures"]
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 
 
-def open_page(root: Path, monkeypatch) -> AppTest:
+def open_page(root: Path, monkeypatch, dataset: str | None = None) -> AppTest:
     monkeypatch.setenv(runs.RUNS_ENV, str(root))
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    if dataset is not None:
+        at.session_state["dataset"] = dataset  # the sidebar's choice (pages.common.DATASET_KEY)
+    at.run()
     assert not at.exception, at.exception
     return at
 
@@ -62,7 +65,7 @@ def test_several_runs_overlay_and_compare_two(runs_copy, monkeypatch):
     assert final["run"].tolist() == ["tiny lenet", "tiny fastcnn"] and final["epochs"].tolist() == [1, 2]
     prose = texts(at)
     assert "points above" in prose  # the curves in words, with the gap filled in
-    assert "images right that" in prose and "Each cell of the matrix" in prose
+    assert "Right for A and wrong for B" in prose and "Each cell of the matrix" in prose
     assert "parameters" in prose
     curves = at.get("plotly_chart")[0].proto.spec  # type: ignore[attr-defined]
     assert "tiny lenet" in curves and "onecycle schedule" in curves  # hover carries the key settings
@@ -184,10 +187,27 @@ def test_runs_of_different_datasets_are_overlaid_only_with_a_warning(runs_copy, 
     record["config"]["data"]["dataset"] = "fashion-mnist"
     (root / lenet_id / runs.CONFIG_FILE).write_text(json.dumps(record))
     at = open_page(root, monkeypatch)
-    assert at.multiselect(key="cmp_selected").value == [lenet_id, fast_id]
+    assert at.multiselect(key="cmp_selected").value == [fast_id]  # the sidebar's MNIST: no Fashion run beside it
+    at.multiselect(key="cmp_selected").set_value([lenet_id, fast_id]).run()
     assert any("Fashion-MNIST (which class (all 10)), MNIST (which class (all 10))" in warning.value
                and "not comparable" in warning.value
                for warning in at.warning)
+    prose = texts(at)
+    assert "reaches" in prose and "points above" not in prose and "points below" not in prose  # no gaps between them
+    assert "fewer parameters" not in prose and "most accurate" not in prose
+    assert any("A was tested on Fashion-MNIST and B on MNIST. Choose two runs of one dataset." in warning.value
+               for warning in at.warning)
+    assert "Each cell of the matrix" not in prose
+
+
+def test_the_first_choice_follows_the_sidebars_dataset(runs_copy, monkeypatch):
+    root, (fast_id, _lenet_id) = runs_copy
+    record = runs.read_config(root / fast_id)
+    record["config"]["data"]["dataset"] = "fashion-mnist"
+    (root / fast_id / runs.CONFIG_FILE).write_text(json.dumps(record))
+    at = open_page(root, monkeypatch, dataset="fashion-mnist")
+    assert at.multiselect(key="cmp_selected").value == [fast_id]  # the older run, but the one of Fashion-MNIST
+    assert not at.warning
 
 
 def test_a_sweep_trial_shows_its_study_and_state(runs_copy, monkeypatch):
@@ -257,7 +277,7 @@ def test_the_analysis_sentences_and_tables_in_chinese(runs_copy, monkeypatch):
     assert not at.exception
     prose = [block.value for block in at.markdown]
     assert any("达到" in text and "测试准确率" in text for text in prose)  # the curves in words
-    assert any("净多答对" in text or "两者持平" in text for text in prose)  # the two runs in words
+    assert any("多答对" in text or "两者持平" in text for text in prose)  # the two runs in words
     assert any("每个单元格" in text or "矩阵" in text for text in prose)
     names = ("tiny lenet", "tiny fastcnn", "tiny", "lenet", "fastcnn")
     left = [run for text in prose for run in english_runs(text) if not any(name in run for name in names)]
