@@ -4,7 +4,8 @@ import streamlit as st
 
 import core  # noqa: F401  (first: it sets GOMP_SPINCOUNT before any module loads torch)
 from pages import app_pages
-from pages.lang import lang_query, language_switch
+from pages.address import link_query
+from pages.lang import language_switch
 
 # An emoji icon: the browser draws it from a data: URL. A :material/...: icon would be fetched from
 # fonts.gstatic.com, which fails offline.
@@ -16,7 +17,7 @@ language_switch()  # first: every title below is in the session's language
 PAGES = app_pages()
 navigation = st.navigation(PAGES, position="hidden")
 for page in PAGES:
-    st.sidebar.page_link(page, width="stretch", query_params=lang_query())
+    st.sidebar.page_link(page, width="stretch", query_params=link_query())  # the language and dataset go along
 st.sidebar.divider()
 
 # Loaded only now that the menu is on screen: pages.common imports torch, which takes seconds.

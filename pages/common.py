@@ -13,9 +13,8 @@ from core.data import DATASETS, DataError, Dataset, ensure_files, get_spec, load
 from core.i18n import Message
 from core.inference import set_serving_threads
 from core.runs import RunRecord
+from pages.address import DATASET_KEY, DATASET_PARAM, DEFAULT_DATASET, keep_dataset_in_address
 from pages.lang import _, choice, ngettext, num, pct, say, say_all, translator  # noqa: F401  (re-exported for the pages)
-
-DATASET_KEY = "dataset"  # session-state key of the sidebar's dataset choice
 
 # Once per server process, on first import (every page imports this module): the server answers one
 # small image at a time, and training runs in worker processes that set their own thread counts.
@@ -43,8 +42,15 @@ def dataset_title(key: str) -> str:
 
 
 def dataset_sidebar() -> None:
-    """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`."""
-    st.session_state.setdefault(DATASET_KEY, "mnist")
+    """The sidebar's dataset picker; pages read the choice with `current_dataset_name()`.
+
+    The choice lives in the address too (`?dataset=fashion-mnist`), so a reload or a shared link keeps it;
+    an unknown name there opens MNIST.
+    """
+    if DATASET_KEY not in st.session_state:  # a new session: a reload, or a link
+        asked = st.query_params.get(DATASET_PARAM)
+        st.session_state[DATASET_KEY] = asked if asked in DATASETS else DEFAULT_DATASET
+    keep_dataset_in_address(st.session_state[DATASET_KEY])  # links between pages lose the query: put it back
     st.sidebar.selectbox(
         _("Dataset"),
         list(DATASETS),
@@ -58,7 +64,7 @@ def dataset_sidebar() -> None:
 
 
 def current_dataset_name() -> str:
-    return str(st.session_state.get(DATASET_KEY, "mnist"))
+    return str(st.session_state.get(DATASET_KEY, DEFAULT_DATASET))
 
 
 def class_names(dataset: str | None = None) -> tuple[str, ...]:

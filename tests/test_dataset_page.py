@@ -162,3 +162,25 @@ def test_the_pixel_histogram_caption_is_true(tmp_path, name):
     lit = pixels[pixels > 0]
     assert float(share_black) == pytest.approx(100 * float((pixels == 0).double().mean()), abs=0.05)
     assert int((lit >= int(median)).sum()) >= len(lit) / 2 > int((lit >= int(median) + 1).sum())
+
+
+def test_the_dataset_choice_lives_in_the_address_and_survives_a_reload(tmp_path):
+    at = app_test(tmp_path).run()
+    at.sidebar.selectbox(key="dataset").set_value("fashion-mnist").run()
+    assert at.query_params["dataset"] == "fashion-mnist"
+    reloaded = app_test(tmp_path)  # a reload: a new session with the address it had
+    reloaded.query_params["dataset"] = "fashion-mnist"
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.title[0].value == "Fashion-MNIST dataset"
+    assert reloaded.sidebar.selectbox(key="dataset").value == "fashion-mnist"
+    reloaded.sidebar.selectbox(key="dataset").set_value("mnist").run()
+    assert "dataset" not in reloaded.query_params  # the default needs no parameter
+
+
+def test_an_unknown_dataset_in_the_address_opens_mnist(tmp_path):
+    at = app_test(tmp_path)
+    at.query_params["dataset"] = "cifar-10"
+    at.run()
+    assert not at.exception and at.title[0].value == "MNIST dataset"
+    assert "dataset" not in at.query_params
