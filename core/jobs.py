@@ -41,6 +41,7 @@ from core.training import (
     config_from_dict,
     config_to_dict,
     override,
+    resolve_device,
     train,
     validate,
 )
@@ -237,8 +238,9 @@ def _train_in_slot(run_id: str, folder: Path, root: Path | str | None, stop: run
 
 
 def check_startable(config: TrainConfig) -> None:
-    """The checks that need no data: ConfigError before any folder is made."""
+    """The checks that need no data: ConfigError before any folder is made (a device this machine lacks too)."""
     validate(config)
+    resolve_device(config.device)
     images = min(config.data.train_subset or TRAIN_IMAGES, TRAIN_IMAGES)
     check_schedule(config, -(-images // config.data.batch_size))
 

@@ -55,6 +55,7 @@ from pages.common import (
     upscale,
 )
 from pages.export_ui import export_buttons
+from pages.lang import sentence_gap, sentences
 
 RUN_PARAM = "run"  # URL query parameter: the run this page follows (a reload or a shared link keeps it)
 PREFIX = "tr_"  # session-state prefix of the form's widgets, followed by a FLAT_FIELDS name
@@ -142,11 +143,16 @@ def data_inputs() -> None:
            help=" · ".join(_(text) for text in NORMALIZATIONS.values()))
     # Short labels: the column is narrow and a long checkbox label is cut off; what each does is in its help.
     st.checkbox(_("Augment"), key=PREFIX + "augment", help=_("Random rotation, shift and scale, drawn per image."))
-    st.checkbox(_("Distort like other writers"), key=PREFIX + "distort",
-                help=_("Slant, wobble, pen width and coarse scans; on MNIST also scans that fill a box of set "
-                       "proportions (which widens thin digits), crossed 7s, flagged 1s and hooked 9s. Stronger than "
-                       "Augment and used instead of it: what the shipped default model trains with so that it reads "
-                       "digits written outside MNIST. Slower to learn: give it more epochs."))
+    if current_dataset_name() == "mnist":
+        st.checkbox(_("Distort like other writers"), key=PREFIX + "distort",
+                    help=_("Slant, wobble, pen width and coarse scans; on MNIST also scans that fill a box of set "
+                           "proportions (which widens thin digits), crossed 7s, flagged 1s and hooked 9s. Stronger "
+                           "than Augment and used instead of it: what the shipped default model trains with so that "
+                           "it reads digits written outside MNIST. Slower to learn: give it more epochs."))
+    else:  # no writers here: only the warp applies (core.training.distortion_of)
+        st.checkbox(_("Distort strongly"), key=PREFIX + "distort",
+                    help=_("Slant, wobble, thicker or thinner outlines and coarse scans: stronger than Augment and "
+                           "used instead of it. Slower to learn: give it more epochs."))
     st.number_input(_("Batch size"), 1, 4096, key=PREFIX + "batch_size")
     st.number_input(_("Train on the first N images (0 = all {count})").format(count=num(60000)), 0, 60000, step=1000,
                     key=PREFIX + "train_subset")
@@ -377,7 +383,7 @@ def live_charts(record: RunRecord) -> None:
 
 def status_banner(record: RunRecord) -> None:
     if record.status == runs.FINISHED:
-        speed = (" " + _("({speed} images/s)").format(speed=num(round(record.samples_per_second)))
+        speed = (sentence_gap() + _("({speed} images/s)").format(speed=num(round(record.samples_per_second)))
                  if record.samples_per_second else "")
         st.success(
             ngettext("Finished {count} epoch in {seconds} s{speed}", "Finished {count} epochs in {seconds} s{speed}",
@@ -394,9 +400,10 @@ def status_banner(record: RunRecord) -> None:
     elif record.status == runs.DIVERGED:
         # The engine's own message already names the learning rate to try; an older or foreign one may not.
         suggested = record.message_parts is not None and "suggestion" in record.message_parts.params
-        lr = (" " + _("Start a new run with learning rate **{lr}** or lower.").format(lr=f"{record.suggested_lr:g}")
+        lr = (_("Start a new run with learning rate **{lr}** or lower.").format(lr=f"{record.suggested_lr:g}")
               if record.suggested_lr and not suggested else "")
-        st.error(_("**Diverged** — {message}").format(message=run_message(record)) + lr, icon=":material/trending_up:")
+        st.error(sentences(_("**Diverged** — {message}").format(message=run_message(record)), lr),
+                 icon=":material/trending_up:")
     elif record.status == runs.FAILED:
         st.error(_("**The run failed.**") + f" {run_message(record)}")
     elif record.status == runs.CRASHED:
@@ -510,9 +517,9 @@ def final_results(evaluation: Evaluation, dataset_key: str) -> None:
     left.plotly_chart(confusion_figure(evaluation.confusion, labels), key="chart_confusion")
     right.plotly_chart(per_class_figure(evaluation.per_class_accuracy, labels), key="chart_per_class")
     worst = min(range(len(labels)), key=lambda c: evaluation.per_class_accuracy[c])
-    right.caption(_("Hardest class: {label} ({accuracy} right).").format(
-        label=labels[worst], accuracy=pct(evaluation.per_class_accuracy[worst], 2))
-        + " " + _("Off-diagonal cells of the matrix show which classes it is confused with."))
+    right.caption(sentences(_("Hardest class: {label} ({accuracy} right).").format(
+        label=labels[worst], accuracy=pct(evaluation.per_class_accuracy[worst], 2)),
+        _("Off-diagonal cells of the matrix show which classes it is confused with.")))
     misclassified_gallery(evaluation, dataset_key)
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from core import export, jobs, runs
@@ -76,6 +77,13 @@ def test_invalid_setting_shows_the_message_and_disables_start(page):
     page.checkbox(key="tr_nesterov").check().run()
     assert any("cannot train" in error.value for error in page.error)
     assert page.button(key="tr_start").disabled
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the GPU the test asks for")
+def test_a_device_this_machine_lacks_is_refused_before_start(page, root):
+    page.selectbox(key="tr_device").set_value("cuda").run()
+    assert any("torch sees no CUDA GPU here" in error.value for error in page.error)
+    assert page.button(key="tr_start").disabled and not runs.list_runs(root)  # no failed run left behind
 
 
 @pytest.mark.slow
@@ -175,6 +183,7 @@ def test_the_form_says_which_dataset_and_question_it_trains_on(root):
     at.session_state["dataset"] = "fashion-mnist"
     at.run()
     assert any(block.value.startswith("Trains on **Fashion-MNIST** (10 classes)") for block in at.markdown)
+    assert at.checkbox(key="tr_distort").label == "Distort strongly"  # no writers among clothes
     at.selectbox(key="tr_preset_choice").set_value("seed000").run()  # "is it an 8?"
     assert any(block.value.startswith("Trains on **Fashion-MNIST** (one-vs-rest: is it Bag?)")
                for block in at.markdown)
