@@ -156,7 +156,8 @@ TUTORIALS: dict[str, Tutorial] = {
             Excerpt("loss", "optimizer=optim.Adam(model.parameters(),lr=0.001)\n...\n"
                             "loss=F.cross_entropy(output,target) # 多分类用交叉验证",
                     N_("F.cross_entropy applies log_softmax to what it is given, here to log-probabilities that "
-                    "already went through log_softmax.")),
+                    "already went through log_softmax. The comment says 交叉验证, cross-validation (splitting data "
+                    "to validate a model); the loss is cross-entropy, 交叉熵.")),
             Excerpt("loop", "EPOCHS=20 # 训练次数\n...\nfor epoch in range(1,EPOCHS+1):\n"
                             "    train_model(model,DEVICE,train_loader,optimizer,epoch)\n"
                             "    test_model(model,DEVICE,test_loader)",

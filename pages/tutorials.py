@@ -28,6 +28,7 @@ from pages.common import (
     settings_text,
     upscale,
 )
+from pages.lang import sentences
 
 PICK_KEY = "tut_pick"
 HEADS = {
@@ -168,7 +169,7 @@ def show_step(key: str, tut: Tutorial, excerpt: Excerpt, dataset: Dataset) -> No
     code, numbers = st.columns([1, 1])
     with code:
         st.code(excerpt.code, language="python", wrap_lines=True)
-        st.caption(_("Quoted from tutorial {number}.").format(number=tut.number) + " " + _(excerpt.note))
+        st.caption(sentences(_("Quoted from tutorial {number}.").format(number=tut.number), _(excerpt.note)))
     with numbers:
         if excerpt.step == "data":
             data_numbers(key, dataset)
@@ -419,7 +420,8 @@ def machine_text(machine: Machine) -> str:
         system=machine.system, cores=cores, python=machine.python, torch=machine.torch, threads=threads)
 
 
-def measured_section(results: MeasuredResults | None) -> None:
+def measured_section(results: MeasuredResults | None, key: str) -> None:
+    """Where tutorial 001's and 002's measured figures come from; on 001, its two trainings as jobs to re-run."""
     st.header(_("How the measured figures were made"))
     if results is None:
         no_results()
@@ -431,9 +433,11 @@ def measured_section(results: MeasuredResults | None) -> None:
                                          machine=machine_text(results.machine),
                                          train=num(budget.train_images), test=num(budget.test_images),
                                          epochs=budget.epochs, seed=budget.seed, seconds=f"{results.seconds:.0f}"))
-    st.caption(_("Tutorial 002's cross_entropy and nll_loss comparison trains {steps} steps inside the script; the "
-                 "trainings below can be re-run here as jobs, and appear with tutorial 001's runs.").format(
-        steps=results.cross_entropy_vs_nll["steps"]))
+    if key != "seed001":
+        st.caption(_("The cross_entropy and nll_loss comparison above trains {steps} steps inside the script.").format(
+            steps=results.cross_entropy_vs_nll["steps"]))
+        return
+    st.caption(_("The trainings measured above can be re-run here as jobs; they appear with this recipe's runs."))
     for name, training in results.trainings.items():
         st.button(_("Re-run “{title}” as a job").format(title=_(training.title)), key=f"tut_rerun_{name}",
                   icon=":material/replay:", on_click=launch, args=(name, _(training.title), results))
@@ -473,4 +477,5 @@ else:
 
 st.header(_("Run this recipe"))
 run_section(key)
-measured_section(results)
+if key in ("seed001", "seed002"):  # the tutorials whose figures come from docs/tutorial-results.json
+    measured_section(results, key)
