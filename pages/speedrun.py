@@ -23,10 +23,10 @@ def ladder_table(result: dict) -> pd.DataFrame:
         rows.append({
             _("rung"): _(row["title"]),
             time_column: num(seconds, 1) if seconds is not None else _("not reached"),
-            _("speed-up over the first rung"): (num(first / seconds, 2) + "×") if seconds and first else "",
+            _("speed-up over the first rung"): (num(first / seconds, 2) + "×") if seconds and first else "—",
             _("test accuracy"): pct(row["test_accuracy"], 2),
             _("epochs"): row["epochs"],
-            _("note"): row["error"],
+            _("note"): row["error"] or "",
         })
     return pd.DataFrame(rows)
 
@@ -70,7 +70,8 @@ st.caption(_(
     train=num(result["train_size"]), test=num(result["test_size"]), before=num(machine["load_average_1min"], 1),
     after=num(result["load_average_1min_after"], 1)))
 st.plotly_chart(ladder_figure(result), width="stretch")
-st.dataframe(ladder_table(result), hide_index=True, width="stretch")
+# A static table: its long rung names wrap and every column stays in view (a dataframe cuts both at this width).
+st.table(ladder_table(result).set_index(_("rung")))
 fast = next((row for row in result["rungs"] if row["key"] == result["fast_rung"]), None)
 if fast is not None:
     st.markdown(_("The rung “{rung}” is the `fast` preset as the engine trains it; the rungs after it were tried on "

@@ -33,7 +33,7 @@ def open_page(tmp_path: Path, lang: str | None = None):
 def test_the_page_renders_every_measured_rung(tmp_path, monkeypatch, measured):
     monkeypatch.setattr(speedrun, "DEFAULT_OUTPUT", speedrun.write_ladder(measured, tmp_path / "ladder.json"))
     at = open_page(tmp_path)
-    table = at.dataframe[0].value
+    table = at.table[0].value.reset_index()
     assert len(table) == len(measured["rungs"]) == 7  # every rung but the two left out
     assert list(table["rung"]) == [row["title"] for row in measured["rungs"]]
     times = table["time to 80% (s)"]
@@ -62,7 +62,7 @@ def test_a_broken_ladder_file_is_named(tmp_path, monkeypatch):
 def test_in_chinese_the_rungs_and_headers_are_translated(tmp_path, monkeypatch, measured):
     monkeypatch.setattr(speedrun, "DEFAULT_OUTPUT", speedrun.write_ladder(measured, tmp_path / "ladder.json"))
     at = open_page(tmp_path, lang="zh-CN")
-    table = at.dataframe[0].value
+    table = at.table[0].value.reset_index()
     assert "阶梯" in table.columns
     assert table["阶梯"].iloc[0] == "内存中的张量：批次直接从 uint8 图像张量中切出，测试时每批 1,000 张"
     texts = shown_texts(at.main) + [str(title) for title in table["阶梯"]] + [str(column) for column in table.columns]
