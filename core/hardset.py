@@ -8,7 +8,7 @@ one `<item id>.npz` per item, written atomically (temp file, then rename), holdi
     meta    a JSON string: dataset, label, source ("draw", "upload"), saved_at, version
 The item id is a hash of the dataset and the 28x28 pixels: saving the same drawing twice, or importing an
 item already there, is a duplicate, never a second copy. Labels follow the dataset: every item says which
-dataset its label belongs to (a digit for MNIST, a piece of clothing for Fashion-MNIST), and a model is
+dataset its label belongs to (a digit for MNIST, a fashion item for Fashion-MNIST), and a model is
 scored only on the items of its own dataset. A file that cannot be read is reported with the reason and
 left where it is: nothing is deleted without the user asking.
 

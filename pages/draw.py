@@ -34,14 +34,14 @@ from pages.common import _, answer_names, current_dataset_name, num, pct, transl
 from pages.common import class_names as dataset_class_names
 from pages.draw_why import why_sections
 from pages.hardset_ui import hard_set_panel
-from pages.lang import pgettext
+from pages.lang import pgettext, say, sentences
 
 CANVAS_PX = 280  # canvas side: 10 screen pixels per MNIST pixel
 CANVAS_TOOLBAR_ROOM_PX = 12  # extra space above the canvas for its toolbar (see draw_input)
 STRIP_PX = 140  # about how wide each image of the preprocessing strip is shown
 DEFAULT_CHOICE = "default"  # the model picker's value for the shipped model (values never depend on the language)
 # What a model of each dataset reads (marked; translated at use).
-SUBJECTS = {"mnist": N_("digit"), "fashion-mnist": N_("piece of clothing")}
+SUBJECTS = {"mnist": N_("digit"), "fashion-mnist": N_("fashion item")}  # its classes: clothes, shoes and bags
 STEP_LABELS = {  # PreprocessOptions field -> toggle label, in pipeline order
     "polarity": N_("Ink map"),
     "crop": N_("Crop to ink"),
@@ -181,7 +181,7 @@ def upload_input(noun: str) -> np.ndarray | None:
     try:
         return decode_image(upload.getvalue())
     except ImageError as error:
-        st.error(f"**{upload.name}**: {_(str(error))}")
+        st.error(_("**{name}**: {reason}").format(name=upload.name, reason=say(error.message)))
         return None
 
 
@@ -275,7 +275,7 @@ def strip_explanation(stages: Prepared, model_input: torch.Tensor, options: Prep
     values = dict(top=top, bottom=bottom - 1, left=left, right=right - 1, size=f"{ink_w}×{ink_h}",
                   subject=subject(checkpoint), fitted=f"{fitted_w}×{fitted_h}", edges=edges, preset=norm.preset,
                   mean=num(norm.mean, 4), std=num(norm.std, 4), low=num(low, 2), high=num(high, 2))
-    sentences = [
+    parts = [
         _("The ink map reads bright ink on a dark background (a light background is inverted, a transparent "
           "one's alpha is the ink).") if options.polarity else
         _("The ink map takes each pixel's brightness as it is: dark ink on light paper stays dark on light."),
@@ -295,7 +295,7 @@ def strip_explanation(stages: Prepared, model_input: torch.Tensor, options: Prep
           "trained ((x − {mean}) / {std})."),
         _("Switch a step off or on above and watch the probabilities change."),
     ]
-    return " ".join(sentence.format(**values) for sentence in sentences)
+    return sentences(*(part.format(**values) for part in parts))
 
 
 def show_saliency(checkpoint: LoadedCheckpoint, model_input: torch.Tensor, prediction: Prediction) -> None:

@@ -48,6 +48,7 @@ from core.inference import SMOOTHGRAD_SAMPLES, Prediction, saliency, smoothgrad
 from core.preprocess import PreprocessOptions
 from core.runs import runs_root
 from pages.common import _, answer_names, class_names, get_dataset, num, pct, upscale
+from pages.lang import sentences
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -152,7 +153,8 @@ def amount_text(kind: str, amount: float) -> str:
 
 
 def robustness_lines(sweep: Sweep, names: tuple[str, ...]) -> list[str]:
-    """Per transform: over which range the answer holds, and what it reads beyond."""
+    """Per transform: over which range the answer holds, and what it reads beyond (neighbouring steps that read
+    the same grouped into one range)."""
     lines = []
     for kind in SWEEP:
         amounts, _probs, labels = sweep.curve(kind)
@@ -167,10 +169,25 @@ def robustness_lines(sweep: Sweep, names: tuple[str, ...]) -> list[str]:
         if low == 0 and high == len(labels) - 1:
             lines.append(_("**{transform}**: still *{answer}* over the whole range, {low} to {high}.").format(**values))
             continue
-        beyond = [_("*{answer}* ({amount})").format(answer=names[label], amount=amount_text(kind, amount))
-                  for i, (amount, label) in enumerate(zip(amounts, labels, strict=True)) if not low <= i <= high]
-        lines.append(_("**{transform}**: still *{answer}* from {low} to {high}; beyond: {beyond}.").format(
-            beyond=_(", ").join(beyond), **values))
+        groups: list[tuple[int, float, float]] = []  # (label, first amount, last amount), outside low..high
+        for i, (amount, label) in enumerate(zip(amounts, labels, strict=True)):
+            if low <= i <= high:
+                continue
+            if groups and groups[-1][0] == label and i - 1 not in range(low, high + 1):
+                groups[-1] = (label, groups[-1][1], amount)
+            else:
+                groups.append((label, amount, amount))
+        beyond = _(", ").join(
+            _("*{answer}* ({amount})").format(answer=names[label], amount=amount_text(kind, first)) if first == last
+            else _("*{answer}* ({first} to {last})").format(answer=names[label], first=amount_text(kind, first),
+                                                             last=amount_text(kind, last))
+            for label, first, last in groups)
+        if low == high:
+            lines.append(_("**{transform}**: *{answer}* only as drawn ({low}); every other step reads otherwise: "
+                           "{beyond}.").format(beyond=beyond, **values))
+        else:
+            lines.append(_("**{transform}**: still *{answer}* from {low} to {high}; beyond: {beyond}.").format(
+                beyond=beyond, **values))
     return lines
 
 
@@ -387,9 +404,9 @@ def show_embedding(explained: Explained) -> None:
                  ).format(points=num(len(indices)), count=num(count), k=TSNE_PLACE_NEIGHBOURS,
                           seconds=num(seconds, 1))
     wrong = int((~embedding.correct[indices]).sum())
-    st.markdown(text + " " + _("Colour is the true class; × marks the {wrong} of {shown} images the model gets "
-                               "wrong. Click a point to see its image.").format(wrong=num(wrong),
-                                                                                 shown=num(len(indices))))
+    st.markdown(sentences(text, _("Colour is the true class; × marks the {wrong} of {shown} images the model gets "
+                                  "wrong. Click a point to see its image.").format(wrong=num(wrong),
+                                                                                    shown=num(len(indices)))))
     plot_col, image_col = st.columns([3, 1])
     figure = embedding_figure(points, indices, dataset, embedding, explained, here)
     event = plot_col.plotly_chart(figure, key=f"why_embedding_{method}", on_select="rerun",

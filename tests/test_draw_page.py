@@ -229,7 +229,7 @@ def test_a_fashion_mnist_model_is_said_to_read_clothing(runs_dir: Path, tmp_path
     page = texts(at)
     assert "MNIST digit model" not in page and f"**{label}** was trained on Fashion-MNIST: it reads" in page
     assert "T-shirt/top" in page and "the sidebar's dataset" not in page
-    assert at.title[0].value == "Draw a piece of clothing"
+    assert at.title[0].value == "Draw a fashion item"
     at.session_state["canvas-0"] = canvas_state(seven)
     at.run()
     assert "Predicted **" in texts(at) and "Predicted **7**" not in texts(at)  # a clothing class, not a digit
@@ -323,7 +323,7 @@ def test_import_an_export_and_a_wrong_file(runs_dir: Path, tmp_path: Path, seven
 
 def test_a_fashion_mnist_models_drawings_are_saved_as_clothing(runs_dir: Path, tmp_path: Path,
                                                                 seven: np.ndarray) -> None:
-    """With a Fashion-MNIST model shown, the label is a piece of clothing and the item belongs to Fashion-MNIST."""
+    """With a Fashion-MNIST model shown, the label is a fashion item and the item belongs to Fashion-MNIST."""
     from core import hardset
 
     run_id = add_run(runs_dir, fashion_checkpoint(tmp_path / "fashion.pt"), dataset="fashion-mnist")
@@ -343,3 +343,16 @@ def test_a_fashion_mnist_models_drawings_are_saved_as_clothing(runs_dir: Path, t
     rows = hard_set_rows(at)
     assert rows["Default model (shipped)"][1:] == ["MNIST", 0, 0, "no item of its dataset"]
     assert rows[run_id][1:3] == ["Fashion-MNIST", 1]
+
+
+def test_upload_errors_in_chinese(runs_dir: Path) -> None:
+    """An upload the page cannot use is explained in the page's language, its values kept."""
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S)
+    at.query_params["lang"] = "zh-CN"
+    at.session_state["source"] = "Upload"  # AppTest cannot click a translated segment (it matches shown labels)
+    at.run()
+    at.file_uploader(key="upload").set_value(("notes.png", b"not really a png", "image/png")).run()
+    errors = [e.value for e in at.error]
+    assert errors == ["**notes.png**：不是 PNG 或 JPEG 图像（也不是 Pillow 能读取的任何格式）"]
+    at.file_uploader(key="upload").set_value(("huge.png", b"\0" * (3 * 2**20), "image/png")).run()
+    assert [e.value for e in at.error] == ["**huge.png**：文件大小为 3.1 MB；上限为 2.1 MB"]

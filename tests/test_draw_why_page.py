@@ -176,3 +176,26 @@ def test_a_clicked_map_point_is_read_from_streamlits_selection_event() -> None:
     assert picked_test_image({"selection": {"points": [star], "point_indices": [0], "box": [], "lasso": []}}) is None
     assert picked_test_image({"selection": {"points": [], "point_indices": [], "box": [], "lasso": []}}) is None
     assert picked_test_image(None) is None
+
+
+class _StubSweep:
+    """Just what robustness_lines reads: each transform's predicted class per amount, and the answer."""
+
+    def __init__(self, answer: int, labels: dict[str, list[int]]) -> None:
+        self.answer, self.labels = answer, labels
+
+    def curve(self, kind: str) -> tuple[list[float], list[float], list[int]]:
+        amounts = [float(a) for a in SWEEP[kind]]
+        return amounts, [0.5] * len(amounts), self.labels.get(kind, [self.answer] * len(amounts))
+
+
+def test_the_robustness_sentences_group_the_steps_and_say_only_as_drawn() -> None:
+    from pages.draw_why import robustness_lines
+
+    names = tuple(f"c{i}" for i in range(10))
+    lines = robustness_lines(_StubSweep(2, {"shift_x": [8, 8, 8, 2, 0, 0, 8], "rotate": [5, 5, 2, 2, 2, 2, 7]}), names)
+    assert lines[0] == ("**Shift right (px)**: *c2* only as drawn (0 px); every other step reads otherwise: "
+                        "*c8* (-6 px to -2 px), *c0* (+2 px to +4 px), *c8* (+6 px).")
+    assert lines[1] == "**Shift down (px)**: still *c2* over the whole range, -6 px to +6 px."
+    assert lines[2] == ("**Rotate clockwise (°)**: still *c2* from -20° to +40°; beyond: *c5* (-60° to -40°), "
+                        "*c7* (+60°).")
