@@ -16,7 +16,7 @@ DEFAULT_DATASET = "mnist"
 def link_query() -> dict[str, str]:
     """The query the menu's links carry: the chosen language, and the dataset unless it is the default."""
     query = lang_query()
-    dataset = st.session_state.get(DATASET_KEY)
+    dataset = st.session_state.get(DATASET_KEY, st.query_params.get(DATASET_PARAM))  # a new session: the address's
     if isinstance(dataset, str) and dataset != DEFAULT_DATASET:
         query[DATASET_PARAM] = dataset
     return query

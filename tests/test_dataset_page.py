@@ -168,6 +168,8 @@ def test_the_dataset_choice_lives_in_the_address_and_survives_a_reload(tmp_path)
     at = app_test(tmp_path).run()
     at.sidebar.selectbox(key="dataset").set_value("fashion-mnist").run()
     assert at.query_params["dataset"] == "fashion-mnist"
+    links = [link.proto.query_string for link in at.sidebar.get("page_link")]  # type: ignore[attr-defined]
+    assert len(links) == 8 and all("dataset=fashion-mnist" in query for query in links)  # the menu carries it
     reloaded = app_test(tmp_path)  # a reload: a new session with the address it had
     reloaded.query_params["dataset"] = "fashion-mnist"
     reloaded.run()
