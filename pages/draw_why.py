@@ -173,7 +173,7 @@ def robustness_lines(sweep: Sweep, names: tuple[str, ...]) -> list[str]:
         for i, (amount, label) in enumerate(zip(amounts, labels, strict=True)):
             if low <= i <= high:
                 continue
-            if groups and groups[-1][0] == label and i - 1 not in range(low, high + 1):
+            if groups and groups[-1][0] == label and i != high + 1:  # not across the held range
                 groups[-1] = (label, groups[-1][1], amount)
             else:
                 groups.append((label, amount, amount))
