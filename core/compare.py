@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from core import runs
-from core.i18n import N_, Message
+from core.i18n import N_, Message, MessageError
 from core.metrics import Evaluation, confusion_matrix
 from core.runs import METRIC_COLUMNS, RunRecord
 
@@ -29,15 +29,8 @@ METRICS: dict[str, tuple[str, bool, bool | None]] = {
 }
 
 
-class CompareError(ValueError):
-    """Two runs whose test answers cannot be set side by side; the message says why.
-
-    `message` is the reason as a Message for the page to translate; str(error) is its English.
-    """
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-        super().__init__(message.english())
+class CompareError(MessageError):
+    """Two runs whose test answers cannot be set side by side; `message` says why."""
 
 
 @dataclass(frozen=True)

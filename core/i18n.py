@@ -62,6 +62,16 @@ class Message:
         return {"message": self.english(), "message_template": self.template, "message_params": _params_json(self)}
 
 
+class MessageError(ValueError):
+    """A problem the user can fix, told as a Message: `message` (and `messages`, the shape ConfigError has) for a
+    page to render in its language; str(error) is the English, for logs and the CLI."""
+
+    def __init__(self, message: str | Message) -> None:
+        self.message = as_message(message)
+        self.messages = (self.message,)
+        super().__init__(self.message.english())
+
+
 def _params_json(message: Message) -> dict[str, Any]:
     """The parameters, a nested Message as {"template": ..., "params": ...} (JSON-safe)."""
     return {name: {"template": value.template, "params": _params_json(value)} if isinstance(value, Message) else value

@@ -14,24 +14,15 @@ from typing import Any
 
 from torch import nn
 
-from core.i18n import N_, Message, as_message
+from core.i18n import N_, Message, MessageError
 
 LayerSpec = dict[str, Any]
 
 INPUT_SHAPE = (1, 28, 28)  # (C, H, W) of one MNIST image
 
 
-class ArchitectureError(ValueError):
-    """An architecture or setting that cannot work; the message is meant for the user.
-
-    `message` is the problem as a Message (template and parameters) for the pages to translate;
-    str(error) is its English, for logs and the CLI.
-    """
-
-    def __init__(self, message: str | Message) -> None:
-        self.message = as_message(message)
-        self.messages = (self.message,)  # the shape ConfigError has, so pages render both alike
-        super().__init__(self.message.english())
+class ArchitectureError(MessageError):
+    """An architecture or setting that cannot work; `message` is meant for the user."""
 
 
 def layer_where(index: int, spec: LayerSpec | str) -> Message:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.data import Normalization, to_model_input
-from core.i18n import N_, Message, as_message
+from core.i18n import N_, Message, MessageError
 
 MNIST_SIZE = 28  # side of the model's input, px
 MNIST_BOX = 20  # MNIST digits' longer side, px
@@ -34,12 +34,8 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # larger images are refused before decoding (dec
 Pixels = npt.NDArray[np.float32]  # an (H, W) grey image, 0 = background, 1 = full ink
 
 
-class ImageError(ValueError):
+class ImageError(MessageError):
     """An image the user gave that we cannot use; `message` says why, for a page to say in its language."""
-
-    def __init__(self, message: str | Message) -> None:
-        self.message = as_message(message)
-        super().__init__(self.message.english())
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.i18n import N_, Message, as_message, message_from_fields
+from core.i18n import N_, Message, MessageError, as_message, message_from_fields
 from core.metrics import Evaluation, evaluation_from_dict, evaluation_to_dict
 
 RUNS_ENV = "DIGITS_RUNS_DIR"
@@ -74,16 +74,8 @@ NAME_MAX = 60  # longest display name, in characters
 HOST = socket.gethostname()
 
 
-class RunError(ValueError):
-    """A bad run id or name, or a run folder that cannot be read or changed; the message says which.
-
-    `message` is the problem as a Message for the pages to translate; str(error) is its English (logs, CLI).
-    """
-
-    def __init__(self, message: str | Message) -> None:
-        self.message = as_message(message)
-        self.messages = (self.message,)  # the shape ConfigError has, so pages render both alike
-        super().__init__(self.message.english())
+class RunError(MessageError):
+    """A bad run id or name, or a run folder that cannot be read or changed; `message` says which."""
 
 
 def joined(problems: Sequence[Message]) -> Message:

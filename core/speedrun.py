@@ -27,7 +27,7 @@ from torch import nn
 
 from core import models
 from core.data import iterate_batches, load_dataset, to_model_input
-from core.i18n import N_, Message
+from core.i18n import N_, Message, MessageError
 from core.training import (
     TrainConfig,
     TrainData,
@@ -50,12 +50,8 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "speedrun-ladder
 EVAL_BATCH = 1000  # test images per forward pass once the data is in memory
 
 
-class LadderError(ValueError):
-    """A ladder result file that cannot be read; `message` is a Message for the page to translate."""
-
-    def __init__(self, message: Message) -> None:
-        super().__init__(message.english())
-        self.message = message
+class LadderError(MessageError):
+    """A ladder result file that cannot be read; `message` says why."""
 
 
 @dataclass(frozen=True)
